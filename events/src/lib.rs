@@ -1,0 +1,20 @@
+//! natter's events: the catalogue every other part speaks, the pure domain, and the event
+//! store on JetStream.
+//!
+//! - [`catalogue`]: event types with their fixed wire names (API.md's catalogue).
+//! - [`envelope`]: the envelope, decoding with upcasting, redaction.
+//! - [`subjects`]: subject names under the configured prefix.
+//! - [`room`], [`user`]: the aggregates as `decide`/`evolve` functions, with no IO.
+//! - [`store`]: the JetStream adapter (bootstrap, append with expectations, reads).
+
+pub mod catalogue;
+pub mod envelope;
+pub mod room;
+pub mod store;
+pub mod subjects;
+pub mod user;
+
+pub use catalogue::Event;
+pub use envelope::{Decoded, Envelope, RawEnvelope, Recorded};
+pub use store::{AppendError, EventStore, Expect, RawMessage, Start, StoreConfig};
+pub use subjects::{RoomPart, SubjectKind, Subjects};

@@ -1,0 +1,339 @@
+//! The event store on JetStream: one stream holds every event; each aggregate is one subject,
+//! so the per-subject expected sequence gives optimistic concurrency.
+//!
+//! Works the same on nats-server 2.9 and 2.12: it sends only 2.9 headers
+//! (`Nats-Msg-Id`, `Nats-Expected-Last-Subject-Sequence`) and uses single-filter consumers.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail};
+use async_nats::HeaderMap;
+use async_nats::jetstream::{
+    self,
+    consumer::{self, DeliverPolicy},
+    context::PublishErrorKind,
+    message::PublishMessage,
+    stream::{self, DirectGetErrorKind, Stream},
+};
+use bytes::Bytes;
+use futures::{Stream as FuturesStream, StreamExt, TryStreamExt};
+
+use crate::envelope::{Decoded, Envelope, Recorded};
+use crate::subjects::Subjects;
+
+/// The header naming an event's type, so tools can filter without decoding payloads.
+pub const EVENT_TYPE_HEADER: &str = "Natter-Event-Type";
+
+/// How long a publish may wait for its ack before it is retried (with the same message id,
+/// which the server deduplicates).
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+const PUBLISH_ATTEMPTS: usize = 3;
+
+/// Where the event store lives.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// JetStream stream name.
+    pub stream: String,
+    /// Subject prefix; the stream holds `{prefix}.events.>`.
+    pub prefix: String,
+    /// Stream replicas: 1 on a single server, 3 on a production cluster.
+    pub replicas: usize,
+}
+
+/// What an append expects of the aggregate's subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// No check: the event goes after whatever is there.
+    Any,
+    /// The subject's last event must be at this position (0: the subject must be empty).
+    LastAt(u64),
+}
+
+/// Why an append did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// The subject moved on since the state the decision was made on.
+    #[error("the aggregate changed concurrently")]
+    Conflict,
+    /// NATS could not be reached or did not answer; nothing is known to be stored.
+    #[error("event store unavailable: {0:#}")]
+    Unavailable(anyhow::Error),
+}
+
+/// A stored message, not yet decoded.
+#[derive(Debug, Clone)]
+pub struct RawMessage {
+    pub position: u64,
+    pub subject: String,
+    pub payload: Bytes,
+}
+
+/// Where a live read starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// With the next event appended after the consumer is created.
+    New,
+    /// With the first event after this position.
+    After(u64),
+}
+
+/// Handle to the event stream. Cheap to clone.
+#[derive(Clone)]
+pub struct EventStore {
+    js: jetstream::Context,
+    stream: Stream,
+    subjects: Subjects,
+}
+
+impl EventStore {
+    /// Connects to the stream, creating it if missing and checking its configuration if present.
+    pub async fn open(client: async_nats::Client, config: &StoreConfig) -> anyhow::Result<Self> {
+        let subjects = Subjects::new(&config.prefix).map_err(|e| anyhow!(e))?;
+        let js = jetstream::ContextBuilder::new()
+            .timeout(ACK_TIMEOUT)
+            .build(client);
+        let wanted = stream::Config {
+            name: config.stream.clone(),
+            description: Some("natter event log: the system of record".into()),
+            subjects: vec![subjects.all_events()],
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            // An event store never discards: no message, byte or age limits.
+            max_messages: -1,
+            max_bytes: -1,
+            max_messages_per_subject: -1,
+            max_age: Duration::ZERO,
+            deny_delete: true,
+            deny_purge: true,
+            allow_direct: true,
+            duplicate_window: Duration::from_secs(120),
+            num_replicas: config.replicas.max(1),
+            ..Default::default()
+        };
+        let stream = js
+            .get_or_create_stream(wanted.clone())
+            .await
+            .with_context(|| format!("opening JetStream stream {}", config.stream))?;
+        verify_config(&stream.cached_info().config, &wanted)?;
+        Ok(EventStore {
+            js,
+            stream,
+            subjects,
+        })
+    }
+
+    pub fn subjects(&self) -> &Subjects {
+        &self.subjects
+    }
+
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    pub fn stream_name(&self) -> &str {
+        &self.stream.cached_info().config.name
+    }
+
+    /// Identifies this incarnation of the log: a stream recreated under the same name has a
+    /// different epoch, so positions from the old one are not trusted.
+    pub fn epoch(&self) -> String {
+        format!(
+            "{}",
+            self.stream.cached_info().created.unix_timestamp_nanos()
+        )
+    }
+
+    /// Appends one event. `msg_id` makes retries safe: an append repeated with the same id
+    /// within the stream's duplicate window is stored once and answers the original position.
+    /// Returns the event's position.
+    pub async fn append(
+        &self,
+        subject: &str,
+        envelope: &Envelope,
+        msg_id: &str,
+        expect: Expect,
+    ) -> Result<u64, AppendError> {
+        let payload = Bytes::from(envelope.encode());
+        let mut last_error = None;
+        for _ in 0..PUBLISH_ATTEMPTS {
+            let mut headers = HeaderMap::new();
+            headers.insert(EVENT_TYPE_HEADER, envelope.event.type_name());
+            let mut publish = PublishMessage::build()
+                .payload(payload.clone())
+                .headers(headers)
+                .message_id(msg_id);
+            if let Expect::LastAt(seq) = expect {
+                publish = publish.expected_last_subject_sequence(seq);
+            }
+            let ack = match self.js.send_publish(subject.to_string(), publish).await {
+                Ok(future) => future.await,
+                Err(e) => {
+                    last_error = Some(anyhow::Error::new(e).context("publishing an event"));
+                    continue;
+                }
+            };
+            match ack {
+                Ok(ack) => return Ok(ack.sequence),
+                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                    return Err(AppendError::Conflict);
+                }
+                Err(e) if e.kind() == PublishErrorKind::StreamNotFound => {
+                    return Err(AppendError::Unavailable(
+                        anyhow::Error::new(e).context("the event stream is missing"),
+                    ));
+                }
+                // A timed-out ack may still have been stored; the retry's message id makes
+                // the server answer with the original position instead of storing twice.
+                Err(e) => last_error = Some(anyhow::Error::new(e).context("awaiting an ack")),
+            }
+        }
+        Err(AppendError::Unavailable(
+            last_error.unwrap_or_else(|| anyhow!("publish failed")),
+        ))
+    }
+
+    /// The position of the last event on `subject`, 0 when it has none.
+    pub async fn last_position(&self, subject: &str) -> anyhow::Result<u64> {
+        match self.stream.direct_get_last_for_subject(subject).await {
+            Ok(m) => Ok(m.sequence),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(0),
+            Err(e) => Err(anyhow::Error::new(e).context("reading the head of a subject")),
+        }
+    }
+
+    /// The last event on `subject`, decoded.
+    pub async fn last_event(&self, subject: &str) -> anyhow::Result<Option<Recorded>> {
+        match self.stream.direct_get_last_for_subject(subject).await {
+            Ok(m) => decode_known(RawMessage {
+                position: m.sequence,
+                subject: m.subject.to_string(),
+                payload: m.payload,
+            }),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+            Err(e) => Err(anyhow::Error::new(e).context("reading the last event of a subject")),
+        }
+    }
+
+    /// The position of the last event in the whole stream.
+    pub async fn head(&self) -> anyhow::Result<u64> {
+        let info = self
+            .stream
+            .get_info()
+            .await
+            .context("reading the event stream's state")?;
+        Ok(info.state.last_sequence)
+    }
+
+    /// Every event of `subject` after position `after`, in order, decoded. Events of types this
+    /// build does not know are skipped; an event that does not decode is an error.
+    pub async fn read_subject(&self, subject: &str, after: u64) -> anyhow::Result<Vec<Recorded>> {
+        let last = self.last_position(subject).await?;
+        if last <= after {
+            return Ok(Vec::new());
+        }
+        let mut messages = self.follow(subject, Start::After(after)).await?;
+        let mut events = Vec::new();
+        while let Some(message) = messages.try_next().await? {
+            let position = message.position;
+            if let Some(recorded) = decode_known(message)? {
+                events.push(recorded);
+            }
+            if position >= last {
+                break;
+            }
+        }
+        Ok(events)
+    }
+
+    /// Follows `filter` (one subject, wildcards allowed) from `start`, endlessly, in stream
+    /// order and without gaps (an ordered consumer recreates itself after a gap or a
+    /// reconnect).
+    pub async fn follow(
+        &self,
+        filter: &str,
+        start: Start,
+    ) -> anyhow::Result<impl FuturesStream<Item = anyhow::Result<RawMessage>> + Send + use<>> {
+        let deliver_policy = match start {
+            Start::New => DeliverPolicy::New,
+            Start::After(seq) => DeliverPolicy::ByStartSequence {
+                start_sequence: seq + 1,
+            },
+        };
+        let consumer = self
+            .stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: filter.to_string(),
+                deliver_policy,
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("creating an ordered consumer on {filter}"))?;
+        let messages = consumer
+            .messages()
+            .await
+            .context("starting an ordered consumer")?;
+        Ok(messages.map(|m| {
+            let m = m.context("reading from an ordered consumer")?;
+            let position = m.info().map_err(|e| anyhow!("{e}"))?.stream_sequence;
+            Ok(RawMessage {
+                position,
+                subject: m.subject.to_string(),
+                payload: m.payload.clone(),
+            })
+        }))
+    }
+}
+
+/// Decodes a message into a [`Recorded`] event; `None` for a type this build does not know.
+pub fn decode_known(message: RawMessage) -> anyhow::Result<Option<Recorded>> {
+    match Envelope::decode(&message.payload) {
+        Ok(Decoded::Known(envelope)) => Ok(Some(Recorded {
+            position: message.position,
+            subject: message.subject,
+            envelope,
+        })),
+        Ok(Decoded::Unknown(raw)) => {
+            tracing::debug!(position = message.position, r#type = %raw.type_name, "skipping an event type this build does not know");
+            Ok(None)
+        }
+        Err(e) => Err(anyhow!(
+            "event at position {} does not decode: {e}",
+            message.position
+        )),
+    }
+}
+
+/// Refuses to run on a stream that could lose events or does not hold natter's subjects.
+fn verify_config(actual: &stream::Config, wanted: &stream::Config) -> anyhow::Result<()> {
+    let mut problems = Vec::new();
+    if !actual.subjects.iter().any(|s| wanted.subjects.contains(s)) {
+        problems.push(format!(
+            "subjects are {:?}, expected {:?}",
+            actual.subjects, wanted.subjects
+        ));
+    }
+    if actual.storage != stream::StorageType::File {
+        problems.push("storage is not file".to_string());
+    }
+    if actual.retention != stream::RetentionPolicy::Limits {
+        problems.push("retention is not limits".to_string());
+    }
+    if actual.max_messages > 0
+        || actual.max_bytes > 0
+        || actual.max_messages_per_subject > 0
+        || !actual.max_age.is_zero()
+    {
+        problems.push("it has message, byte or age limits, so it would discard events".to_string());
+    }
+    if !problems.is_empty() {
+        bail!(
+            "stream {} exists but is not a natter event log: {}",
+            actual.name,
+            problems.join("; ")
+        );
+    }
+    if !actual.deny_delete || !actual.deny_purge {
+        tracing::warn!(stream = %actual.name, "the event stream allows deleting or purging events");
+    }
+    Ok(())
+}

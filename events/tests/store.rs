@@ -1,0 +1,204 @@
+//! The JetStream event store against the real NATS server.
+
+use chrono::Utc;
+use futures::StreamExt;
+use natter_events::catalogue::{Event, MessageKind, MessageSent, RoomDeleted};
+use natter_events::{AppendError, Envelope, EventStore, Expect, RoomPart, Start, StoreConfig};
+use natter_testkit::{Cleanup, Isolation, nats_url};
+use uuid::Uuid;
+
+async fn store() -> (EventStore, Cleanup) {
+    let isolation = Isolation::new();
+    let client = async_nats::connect(nats_url()).await.unwrap();
+    let store = EventStore::open(
+        client,
+        &StoreConfig {
+            stream: isolation.stream.clone(),
+            prefix: isolation.prefix.clone(),
+            replicas: 1,
+        },
+    )
+    .await
+    .unwrap();
+    (store, Cleanup { isolation })
+}
+
+fn message(room: Uuid, text: &str) -> Envelope {
+    Envelope::new(
+        Uuid::now_v7(),
+        Utc::now(),
+        Some(Uuid::new_v4()),
+        Some(room),
+        Event::MessageSent(MessageSent {
+            message_id: Uuid::new_v4(),
+            kind: MessageKind::Text,
+            content: text.into(),
+            attachment: None,
+        }),
+    )
+}
+
+#[tokio::test]
+async fn appends_with_a_stale_expected_position_are_refused() {
+    let (store, _cleanup) = store().await;
+    let room = Uuid::new_v4();
+    let subject = store.subjects().room(room, RoomPart::Meta);
+    let first = message(room, "one");
+    let p1 = store
+        .append(&subject, &first, &first.id.to_string(), Expect::LastAt(0))
+        .await
+        .unwrap();
+    let second = message(room, "two");
+    let stale = store
+        .append(&subject, &second, &second.id.to_string(), Expect::LastAt(0))
+        .await;
+    assert!(matches!(stale, Err(AppendError::Conflict)), "{stale:?}");
+    let p2 = store
+        .append(
+            &subject,
+            &second,
+            &second.id.to_string(),
+            Expect::LastAt(p1),
+        )
+        .await
+        .unwrap();
+    assert!(p2 > p1);
+    let events = store.read_subject(&subject, 0).await.unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.position).collect::<Vec<_>>(),
+        vec![p1, p2]
+    );
+    assert_eq!(events[0].envelope, first);
+    assert_eq!(store.read_subject(&subject, p1).await.unwrap().len(), 1);
+    assert!(store.read_subject(&subject, p2).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_retried_append_with_the_same_id_is_stored_once() {
+    let (store, _cleanup) = store().await;
+    let room = Uuid::new_v4();
+    let subject = store.subjects().room(room, RoomPart::Meta);
+    let event = message(room, "once");
+    let p1 = store
+        .append(&subject, &event, "cmd-1", Expect::LastAt(0))
+        .await
+        .unwrap();
+    // The retry's expectation is stale, but the duplicate is recognised first.
+    let p2 = store
+        .append(&subject, &event, "cmd-1", Expect::LastAt(0))
+        .await
+        .unwrap();
+    assert_eq!(p1, p2);
+    assert_eq!(store.read_subject(&subject, 0).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn subjects_of_different_aggregates_do_not_conflict() {
+    let (store, _cleanup) = store().await;
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    for room in [a, b] {
+        let e = message(room, "x");
+        store
+            .append(
+                &store.subjects().room(room, RoomPart::Meta),
+                &e,
+                &e.id.to_string(),
+                Expect::LastAt(0),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.head().await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn following_from_now_sees_later_events_in_order() {
+    let (store, _cleanup) = store().await;
+    let room = Uuid::new_v4();
+    let before = message(room, "before");
+    let msg_subject = store.subjects().room(room, RoomPart::Msg);
+    store
+        .append(&msg_subject, &before, &before.id.to_string(), Expect::Any)
+        .await
+        .unwrap();
+    let mut live = store
+        .follow(&store.subjects().all_rooms(), Start::New)
+        .await
+        .unwrap();
+    let mut expected = Vec::new();
+    for i in 0..5 {
+        let e = message(room, &format!("m{i}"));
+        expected.push(
+            store
+                .append(&msg_subject, &e, &e.id.to_string(), Expect::Any)
+                .await
+                .unwrap(),
+        );
+    }
+    let deleted = Envelope::new(
+        Uuid::now_v7(),
+        Utc::now(),
+        None,
+        Some(room),
+        Event::RoomDeleted(RoomDeleted {}),
+    );
+    let meta = store.subjects().room(room, RoomPart::Meta);
+    expected.push(
+        store
+            .append(&meta, &deleted, &deleted.id.to_string(), Expect::Any)
+            .await
+            .unwrap(),
+    );
+    let mut seen = Vec::new();
+    while seen.len() < expected.len() {
+        seen.push(live.next().await.unwrap().unwrap().position);
+    }
+    assert_eq!(seen, expected);
+}
+
+#[tokio::test]
+async fn a_stream_that_would_discard_events_is_refused() {
+    let isolation = Isolation::new();
+    let cleanup = Cleanup {
+        isolation: isolation.clone(),
+    };
+    let client = async_nats::connect(nats_url()).await.unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: isolation.stream.clone(),
+        subjects: vec![format!("{}.events.>", isolation.prefix)],
+        max_messages: 1000,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let config = StoreConfig {
+        stream: isolation.stream.clone(),
+        prefix: isolation.prefix.clone(),
+        replicas: 1,
+    };
+    let err = EventStore::open(client, &config)
+        .await
+        .err()
+        .expect("must refuse");
+    assert!(format!("{err:#}").contains("discard"), "{err:#}");
+    drop(cleanup);
+}
+
+#[tokio::test]
+async fn the_stream_is_created_as_an_event_store() {
+    let (store, _cleanup) = store().await;
+    let info = store
+        .jetstream()
+        .get_stream(store.stream_name())
+        .await
+        .unwrap()
+        .cached_info()
+        .clone();
+    let c = info.config;
+    assert_eq!(c.subjects, vec![store.subjects().all_events()]);
+    assert_eq!(c.storage, async_nats::jetstream::stream::StorageType::File);
+    assert!(c.deny_delete && c.deny_purge && c.allow_direct);
+    assert_eq!((c.max_messages, c.max_bytes), (-1, -1));
+    assert!(c.max_age.is_zero());
+}
