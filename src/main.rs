@@ -1,1 +1,62 @@
-fn main() {}
+//! The `natter` binary: every role of the chat backend, and the operators' tools.
+
+mod config;
+mod ops;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, Role};
+
+/// natter: a real-time chat backend, event-sourced on NATS JetStream with Postgres read models.
+#[derive(Debug, Parser)]
+#[command(name = "natter", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+    #[command(flatten)]
+    config: Config,
+}
+
+#[derive(Debug, Subcommand)]
+enum Commands {
+    /// Runs natter's HTTP API (REST and websocket) and its background work.
+    Serve {
+        /// Which parts to run; `all` runs everything in one process on one port.
+        #[arg(long, value_enum, default_value = "all", env = "NATTER_ROLE")]
+        role: Role,
+    },
+    /// Creates the read-model database if missing and applies its migrations.
+    Migrate,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,async_nats=warn,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Commands::Serve { role } => serve::serve(cli.config, role).await,
+            Commands::Migrate => {
+                natter_projector::db::prepare(&cli.config.database_url).await?;
+                tracing::info!("database ready and migrated");
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("natter: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

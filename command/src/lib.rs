@@ -1,1 +1,170 @@
+//! natter's write side. Every command is authenticated, validated, decided against room state
+//! folded from JetStream (cached in memory, kept fresh by one live consumer), and appended as
+//! exactly one event with per-aggregate optimistic concurrency. It never reads Postgres, so
+//! commands keep working while Postgres is down.
+//!
+//! - [`users`]: registration (the username claim) and login.
+//! - [`rooms`]: rooms, invites, messages, read markers.
+//! - [`execute`]: the decide → append → (conflict: catch up, retry) loop.
+//! - [`cache`]: the room cache and its live consumer.
+//! - [`idempotency`]: `Idempotency-Key` over a JetStream key-value bucket.
+//! - [`ratelimit`], [`passwords`]: send limits and Argon2 hashing.
 
+pub mod cache;
+pub mod execute;
+pub mod idempotency;
+pub mod passwords;
+pub mod ratelimit;
+pub mod rooms;
+pub mod users;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::FromRef;
+use axum::middleware::from_fn_with_state;
+use natter_edge::{ApiError, JwtKeys, UserRole};
+use natter_events::EventStore;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::cache::RoomCache;
+use crate::idempotency::IdempotencyStore;
+use crate::passwords::Passwords;
+use crate::ratelimit::{RateSpec, SendLimiter};
+
+/// The write side's settings.
+#[derive(Debug, Clone)]
+pub struct CommandConfig {
+    /// Usernames (lower-case) whose tokens carry role `admin`.
+    pub admins: Vec<String>,
+    /// Messages one user may send to one room per window; `None` turns the limit off.
+    pub send_rate: Option<RateSpec>,
+    /// How long a login token stays valid.
+    pub token_ttl: Duration,
+    /// Largest request body accepted, in bytes.
+    pub body_limit: usize,
+    /// Replicas of the idempotency bucket's stream (match the event stream's).
+    pub replicas: usize,
+    /// Rooms kept folded in memory.
+    pub cache_capacity: usize,
+}
+
+impl Default for CommandConfig {
+    fn default() -> Self {
+        CommandConfig {
+            admins: Vec::new(),
+            send_rate: Some("10/10s".parse().expect("a valid default")),
+            token_ttl: Duration::from_secs(24 * 3600),
+            body_limit: natter_edge::DEFAULT_BODY_LIMIT,
+            replicas: 1,
+            cache_capacity: cache::DEFAULT_CAPACITY,
+        }
+    }
+}
+
+/// Cheap handles shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: EventStore,
+    pub rooms: RoomCache,
+    pub keys: Arc<JwtKeys>,
+    pub config: Arc<CommandConfig>,
+    pub limiter: Option<Arc<SendLimiter>>,
+    pub idempotency: IdempotencyStore,
+    pub passwords: Passwords,
+}
+
+impl FromRef<AppState> for Arc<JwtKeys> {
+    fn from_ref(state: &AppState) -> Self {
+        state.keys.clone()
+    }
+}
+
+impl AppState {
+    /// A login token; the role follows `NATTER_ADMINS`.
+    pub fn issue_token(&self, user_id: Uuid, username: &str) -> Result<String, ApiError> {
+        let role = if self.config.admins.iter().any(|a| a == username) {
+            UserRole::Admin
+        } else {
+            UserRole::User
+        };
+        Ok(self.keys.issue(user_id, username, role)?)
+    }
+}
+
+/// A running write side: its state and the background tasks it needs.
+pub struct CommandService {
+    pub state: AppState,
+    /// The room cache's live consumer and housekeeping; they run until aborted.
+    pub tasks: Vec<(&'static str, JoinHandle<()>)>,
+}
+
+impl CommandService {
+    /// Opens the idempotency bucket and starts the room cache's live consumer.
+    pub async fn start(
+        store: EventStore,
+        keys: Arc<JwtKeys>,
+        config: CommandConfig,
+    ) -> anyhow::Result<Self> {
+        let idempotency =
+            IdempotencyStore::open(store.jetstream(), store.stream_name(), config.replicas).await?;
+        let rooms = RoomCache::new(store.clone(), config.cache_capacity);
+        let live = rooms.start_live().await?;
+        let limiter = config
+            .send_rate
+            .map(|spec| Arc::new(SendLimiter::new(spec)));
+        let mut tasks = vec![("room cache consumer", live)];
+        if let Some(limiter) = limiter.clone() {
+            tasks.push((
+                "rate limiter housekeeping",
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(Duration::from_secs(60));
+                    loop {
+                        tick.tick().await;
+                        limiter.forget_idle();
+                    }
+                }),
+            ));
+        }
+        let state = AppState {
+            store,
+            rooms,
+            keys,
+            config: Arc::new(config),
+            limiter,
+            idempotency,
+            passwords: Passwords::default(),
+        };
+        Ok(CommandService { state, tasks })
+    }
+
+    /// The command routes under `/api/v1`, without fallbacks (so they merge with other roles').
+    pub fn routes(&self) -> Router {
+        Router::new()
+            .nest(
+                "/api/v1",
+                users::router()
+                    .merge(rooms::router())
+                    .route_layer(from_fn_with_state(
+                        self.state.clone(),
+                        idempotency::middleware,
+                    )),
+            )
+            .with_state(self.state.clone())
+    }
+
+    /// The command routes alone as a complete app (JSON 404/405, body limit).
+    pub fn app(&self) -> Router {
+        natter_edge::finish(self.routes(), self.state.config.body_limit)
+    }
+}
+
+impl Drop for CommandService {
+    fn drop(&mut self) {
+        for (_, task) in &self.tasks {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! Room state cached in memory and kept fresh from the log, so a command never re-reads a
+//! room's history: one live consumer per process applies every room event to the cached rooms,
+//! and a cache miss or a sequence conflict catches the room up from the log.
+//!
+//! Each cached part (`meta`, `read`) remembers the position of the last event applied to it,
+//! so an event delivered twice (by the live consumer and by a catch-up, or after our own
+//! append) is applied once. While a catch-up reads the log, live deliveries for that room are
+//! buffered and applied after it, so none falls between the two.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures::TryStreamExt;
+use natter_events::room::{Room, evolve};
+use natter_events::store::decode_known;
+use natter_events::{EventStore, Recorded, RoomPart, Start, SubjectKind};
+use uuid::Uuid;
+
+/// How many rooms a process keeps folded in memory; the least recently used are dropped.
+pub const DEFAULT_CAPACITY: usize = 100_000;
+
+/// One cached room.
+pub struct RoomEntry {
+    id: Uuid,
+    state: Mutex<EntryState>,
+    /// Serializes catch-ups of this room.
+    loading: tokio::sync::Mutex<()>,
+    /// Serializes this process's appends to the room's `meta` subject, so that local callers
+    /// queue instead of conflicting.
+    pub meta_writer: tokio::sync::Mutex<()>,
+    /// The same for the `read` subject.
+    pub read_writer: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct EntryState {
+    room: Option<Room>,
+    meta: PartState,
+    read: PartState,
+    catching_up: bool,
+    pending: Vec<Recorded>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct PartState {
+    loaded: bool,
+    /// Position of the last event of this part applied (0: none).
+    version: u64,
+}
+
+impl EntryState {
+    fn part(&mut self, part: RoomPart) -> Option<&mut PartState> {
+        match part {
+            RoomPart::Meta => Some(&mut self.meta),
+            RoomPart::Read => Some(&mut self.read),
+            RoomPart::Msg => None,
+        }
+    }
+
+    fn apply(&mut self, part: RoomPart, recorded: &Recorded) {
+        let Some(p) = self.part(part) else { return };
+        if p.loaded && recorded.position > p.version {
+            p.version = recorded.position;
+            self.room = evolve(self.room.take(), &recorded.envelope);
+        }
+    }
+}
+
+impl RoomEntry {
+    fn new(id: Uuid) -> Self {
+        RoomEntry {
+            id,
+            state: Mutex::new(EntryState::default()),
+            loading: tokio::sync::Mutex::new(()),
+            meta_writer: tokio::sync::Mutex::new(()),
+            read_writer: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Runs `f` on the room as currently known, with the version of `part`.
+    pub fn with_room<T>(&self, part: RoomPart, f: impl FnOnce(Option<&Room>, u64) -> T) -> T {
+        let mut state = self.state.lock().expect("room state lock");
+        let version = state.part(part).map(|p| p.version).unwrap_or(0);
+        f(state.room.as_ref(), version)
+    }
+
+    /// Applies an event this process appended with an expected position (so no other event of
+    /// that part lies between the cached version and it). It is applied even during a
+    /// catch-up: the catch-up's older events are then skipped by the version check.
+    pub fn apply_own(&self, part: RoomPart, recorded: &Recorded) {
+        self.state
+            .lock()
+            .expect("room state lock")
+            .apply(part, recorded);
+    }
+
+    fn deliver(&self, part: RoomPart, recorded: Recorded) {
+        let mut state = self.state.lock().expect("room state lock");
+        if state.catching_up {
+            state.pending.push(recorded);
+        } else {
+            state.apply(part, &recorded);
+        }
+    }
+
+    fn is_loaded(&self, part: RoomPart) -> bool {
+        let mut state = self.state.lock().expect("room state lock");
+        state.part(part).is_none_or(|p| p.loaded)
+    }
+}
+
+/// The cache of rooms and the position of the last room event the live consumer delivered.
+#[derive(Clone)]
+pub struct RoomCache {
+    store: EventStore,
+    entries: Arc<quick_cache::sync::Cache<Uuid, Arc<RoomEntry>>>,
+    last_seen: Arc<AtomicU64>,
+}
+
+impl RoomCache {
+    pub fn new(store: EventStore, capacity: usize) -> Self {
+        RoomCache {
+            store,
+            entries: Arc::new(quick_cache::sync::Cache::new(capacity)),
+            last_seen: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Starts the live consumer (from the current head of the stream) and returns the task
+    /// that drives it; it must run for as long as the cache is used.
+    pub async fn start_live(&self) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+        let head = self.store.head().await?;
+        self.last_seen.fetch_max(head, Ordering::SeqCst);
+        let cache = self.clone();
+        let follow = move |after| {
+            let store = cache.store.clone();
+            async move {
+                let filter = store.subjects().all_rooms();
+                store
+                    .follow(&filter, Start::After(after))
+                    .await
+                    .map(Box::pin)
+            }
+        };
+        let mut messages = follow(head).await?;
+        let cache = self.clone();
+        Ok(tokio::spawn(async move {
+            loop {
+                match messages.try_next().await {
+                    Ok(Some(message)) => {
+                        cache.on_message(message);
+                        continue;
+                    }
+                    Ok(None) => tracing::warn!("room cache consumer ended; resuming"),
+                    Err(e) => tracing::warn!(
+                        error = format!("{e:#}"),
+                        "room cache consumer failed; resuming"
+                    ),
+                }
+                // Resume exactly after the last event seen, so no event falls in between.
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                    match follow(cache.last_seen()).await {
+                        Ok(m) => {
+                            messages = m;
+                            break;
+                        }
+                        Err(e) => tracing::warn!(
+                            error = format!("{e:#}"),
+                            "cannot resume the room cache consumer"
+                        ),
+                    }
+                }
+            }
+        }))
+    }
+
+    fn on_message(&self, message: natter_events::RawMessage) {
+        self.last_seen.fetch_max(message.position, Ordering::SeqCst);
+        let Some(SubjectKind::Room(room_id, part)) = self.store.subjects().parse(&message.subject)
+        else {
+            return;
+        };
+        if part == RoomPart::Msg {
+            return;
+        }
+        let Some(entry) = self.entries.get(&room_id) else {
+            return;
+        };
+        match decode_known(message) {
+            Ok(Some(recorded)) => entry.deliver(part, recorded),
+            Ok(None) => {}
+            Err(e) => {
+                // The room cannot be folded past this event: forget it rather than serve a
+                // state that silently skipped it.
+                tracing::error!(room = %room_id, error = format!("{e:#}"), "undecodable room event");
+                self.entries.remove(&room_id);
+            }
+        }
+    }
+
+    /// The highest position the live consumer has seen (a lower bound of the stream head).
+    pub fn last_seen(&self) -> u64 {
+        self.last_seen.load(Ordering::SeqCst)
+    }
+
+    /// The cached room, loaded from the log (its `meta` part, and `read` when asked) if needed.
+    pub async fn room(&self, room_id: Uuid, with_reads: bool) -> anyhow::Result<Arc<RoomEntry>> {
+        let entry = self
+            .entries
+            .get_or_insert_with(&room_id, || {
+                Ok::<_, Infallible>(Arc::new(RoomEntry::new(room_id)))
+            })
+            .unwrap_or_else(|e| match e {});
+        let mut parts = vec![RoomPart::Meta];
+        if with_reads {
+            parts.push(RoomPart::Read);
+        }
+        if parts.iter().any(|p| !entry.is_loaded(*p)) {
+            self.catch_up(&entry, &parts).await?;
+        }
+        Ok(entry)
+    }
+
+    /// Reads what the log holds beyond the cached versions of `parts` and applies it.
+    pub async fn catch_up(&self, entry: &RoomEntry, parts: &[RoomPart]) -> anyhow::Result<()> {
+        let _loading = entry.loading.lock().await;
+        let from: Vec<(RoomPart, u64)> = {
+            let mut state = entry.state.lock().expect("room state lock");
+            state.catching_up = true;
+            parts
+                .iter()
+                .map(|p| (*p, state.part(*p).map(|s| s.version).unwrap_or(0)))
+                .collect()
+        };
+        let mut read = Vec::new();
+        let mut failure = None;
+        for (part, after) in &from {
+            let subject = self.store.subjects().room(entry.id, *part);
+            match self.store.read_subject(&subject, *after).await {
+                Ok(events) => read.push((*part, events)),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        let mut state = entry.state.lock().expect("room state lock");
+        let pending = std::mem::take(&mut state.pending);
+        state.catching_up = false;
+        if let Some(e) = failure {
+            // Buffered live events are gone with the failed catch-up: drop the room so the
+            // next use loads it whole.
+            drop(state);
+            self.entries.remove(&entry.id);
+            return Err(e.context("catching a room up from the log"));
+        }
+        for (part, events) in &read {
+            if let Some(p) = state.part(*part) {
+                p.loaded = true;
+            }
+            for e in events {
+                state.apply(*part, e);
+            }
+        }
+        let mut pending = pending;
+        pending.sort_by_key(|r| r.position);
+        for recorded in pending {
+            if let Some(SubjectKind::Room(_, part)) = self.store.subjects().parse(&recorded.subject)
+            {
+                state.apply(part, &recorded);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,165 @@
+//! The write loop: decide on the cached room, append with the expected position, and on a
+//! conflict catch up and decide again (bounded). The event id stays the same across attempts,
+//! so an attempt whose ack was lost and is retried is stored once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use natter_edge::ApiError;
+use natter_events::room::{Command, DomainError, decide};
+use natter_events::{AppendError, Envelope, Expect, Recorded, RoomPart};
+use rand::Rng;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::cache::RoomEntry;
+
+/// Attempts before a command on a very contended room gives up with `503`.
+const MAX_ATTEMPTS: usize = 32;
+
+/// What a command did.
+pub struct Executed {
+    pub entry: Arc<RoomEntry>,
+    /// The position of the appended event, or of the state the command found already
+    /// satisfied.
+    pub position: u64,
+    /// The appended event; `None` when nothing needed appending.
+    pub appended: Option<Recorded>,
+}
+
+#[derive(Debug)]
+pub enum CommandError {
+    Domain(DomainError),
+    Unavailable(anyhow::Error),
+    /// Other instances kept winning the race for this room.
+    Contended,
+}
+
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::Domain(d) => domain_error(d),
+            CommandError::Unavailable(cause) => ApiError::unavailable(cause),
+            CommandError::Contended => ApiError::unavailable(anyhow::anyhow!(
+                "gave up after {MAX_ATTEMPTS} conflicting attempts"
+            )),
+        }
+    }
+}
+
+/// The contract's status for each domain refusal.
+pub fn domain_error(e: DomainError) -> ApiError {
+    let message = e.to_string();
+    match e {
+        DomainError::RoomNotFound | DomainError::InviteNotFound => ApiError::not_found(message),
+        DomainError::NotAMember
+        | DomainError::NotOwner
+        | DomainError::NotJoinable
+        | DomainError::InviteForAnotherUser => ApiError::forbidden(message),
+        DomainError::RoomExists | DomainError::NotJoined | DomainError::AlreadyMember => {
+            ApiError::conflict(message)
+        }
+        DomainError::RoomFull => {
+            ApiError::new(axum::http::StatusCode::CONFLICT, "room_full", message)
+        }
+        DomainError::InviteExpired | DomainError::InviteRevoked | DomainError::InviteUsedUp => {
+            ApiError::gone(message)
+        }
+    }
+}
+
+/// Runs `command` against room `room_id`, appending its event (if any) to `part`.
+pub async fn execute(
+    state: &AppState,
+    room_id: Uuid,
+    part: RoomPart,
+    command: Command,
+    event_id: Uuid,
+) -> Result<Executed, CommandError> {
+    let cache = &state.rooms;
+    let entry = cache
+        .room(room_id, part == RoomPart::Read)
+        .await
+        .map_err(CommandError::Unavailable)?;
+    let _writer = match part {
+        RoomPart::Meta => Some(entry.meta_writer.lock().await),
+        RoomPart::Read => Some(entry.read_writer.lock().await),
+        RoomPart::Msg => None,
+    };
+    let subject = state.store.subjects().room(room_id, part);
+    let parts: &[RoomPart] = match part {
+        RoomPart::Read => &[RoomPart::Meta, RoomPart::Read],
+        _ => &[RoomPart::Meta],
+    };
+    let mut refreshed = false;
+    for _ in 0..MAX_ATTEMPTS {
+        let (decision, version) =
+            entry.with_room(part, |room, version| (decide(room, &command), version));
+        let event = match decision {
+            // A refusal may come from a cache that has not yet seen an event appended by
+            // another instance (a join, an invite): check the log once before refusing.
+            Err(e) if !refreshed => {
+                tracing::debug!(room = %room_id, error = %e, "refusal on cached state; catching up to confirm");
+                cache
+                    .catch_up(&entry, parts)
+                    .await
+                    .map_err(CommandError::Unavailable)?;
+                refreshed = true;
+                continue;
+            }
+            Err(e) => return Err(CommandError::Domain(e)),
+            Ok(None) => {
+                return Ok(Executed {
+                    entry: entry.clone(),
+                    position: version,
+                    appended: None,
+                });
+            }
+            Ok(Some(event)) => event,
+        };
+        let envelope = Envelope::new(
+            event_id,
+            Utc::now(),
+            Some(command.actor),
+            Some(room_id),
+            event,
+        );
+        let expect = match part {
+            RoomPart::Msg => Expect::Any,
+            RoomPart::Meta | RoomPart::Read => Expect::LastAt(version),
+        };
+        match state
+            .store
+            .append(&subject, &envelope, &event_id.to_string(), expect)
+            .await
+        {
+            Ok(position) => {
+                let recorded = Recorded {
+                    position,
+                    subject: subject.clone(),
+                    envelope,
+                };
+                if part != RoomPart::Msg {
+                    entry.apply_own(part, &recorded);
+                }
+                return Ok(Executed {
+                    entry: entry.clone(),
+                    position,
+                    appended: Some(recorded),
+                });
+            }
+            Err(AppendError::Conflict) => {
+                let pause = rand::rng().random_range(0..3u64);
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+                cache
+                    .catch_up(&entry, parts)
+                    .await
+                    .map_err(CommandError::Unavailable)?;
+                refreshed = true;
+            }
+            Err(AppendError::Unavailable(e)) => return Err(CommandError::Unavailable(e)),
+        }
+    }
+    Err(CommandError::Contended)
+}

@@ -1,0 +1,323 @@
+//! `Idempotency-Key`: a command retried with the same key by the same caller within 24 hours
+//! appends nothing new and gets the original response; the same key with a different request
+//! gets `409 conflict`.
+//!
+//! Responses are kept for 24 h in a JetStream key-value bucket (`{stream}_idem`, shared by all
+//! command instances), far beyond NATS's 2-minute duplicate window. The key is first claimed
+//! with a `pending` record (an atomic create), so two concurrent requests with one key cannot
+//! both run; a claim left `pending` by a crashed instance can be taken over after
+//! [`PENDING_TIMEOUT`]. Event ids inside an idempotent command are derived from the key, so a
+//! command re-run after such a crash appends with the same `Nats-Msg-Id` and is deduplicated.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, kv};
+use axum::body::{Body, to_bytes};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use natter_edge::ApiError;
+use natter_edge::auth::bearer_token;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::AppState;
+
+pub const HEADER: &str = "idempotency-key";
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+const MAX_KEY_LEN: usize = 128;
+const RETENTION: Duration = Duration::from_secs(24 * 3600);
+/// A claim older than this, still pending, belongs to a request that died.
+pub const PENDING_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The key-value bucket of stored responses.
+#[derive(Clone)]
+pub struct IdempotencyStore {
+    kv: kv::Store,
+}
+
+impl IdempotencyStore {
+    /// Opens (creating if needed) the bucket `{event_stream}_idem`. The bucket's stream is
+    /// created by hand because `create_key_value` cannot talk to nats-server 2.9.
+    pub async fn open(
+        js: &jetstream::Context,
+        event_stream: &str,
+        replicas: usize,
+    ) -> anyhow::Result<Self> {
+        let bucket = format!("{event_stream}_idem");
+        js.get_or_create_stream(jetstream::stream::Config {
+            name: format!("KV_{bucket}"),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            max_age: RETENTION,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: jetstream::stream::DiscardPolicy::New,
+            storage: jetstream::stream::StorageType::File,
+            num_replicas: replicas.max(1),
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("creating the idempotency bucket {bucket}"))?;
+        let kv = js
+            .get_key_value(&bucket)
+            .await
+            .with_context(|| format!("opening the idempotency bucket {bucket}"))?;
+        Ok(IdempotencyStore { kv })
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Record {
+    fingerprint: String,
+    claimed_at: DateTime<Utc>,
+    response: Option<StoredResponse>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredResponse {
+    status: u16,
+    body: String,
+    /// The response carried a login token, which is not stored: a replay mints a fresh one.
+    reissue_token: bool,
+}
+
+/// Seeds the ids a command creates, so that a re-run after a crash creates the same ones.
+#[derive(Debug, Clone, Copy)]
+struct IdSeed([u8; 32]);
+
+/// Fresh ids for a command: random (time-ordered), or derived from the idempotency key.
+pub struct Ids {
+    seed: Option<[u8; 32]>,
+    counter: u32,
+}
+
+impl Ids {
+    pub fn next_id(&mut self) -> Uuid {
+        self.counter += 1;
+        match self.seed {
+            None => Uuid::now_v7(),
+            Some(seed) => {
+                let mut name = seed.to_vec();
+                name.extend_from_slice(&self.counter.to_be_bytes());
+                Uuid::new_v5(&Uuid::NAMESPACE_OID, &name)
+            }
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Ids {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Ids {
+            seed: parts.extensions.get::<IdSeed>().map(|s| s.0),
+            counter: 0,
+        })
+    }
+}
+
+fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether a response is the stable outcome of the request (and so replayed on retry).
+/// Failures that a retry may cure (auth, rate limits, unavailability) are not kept.
+fn keep(status: StatusCode) -> bool {
+    status.is_success() || matches!(status.as_u16(), 400 | 403 | 404 | 409 | 410 | 413 | 422)
+}
+
+/// The middleware around every command route.
+pub async fn middleware(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match run(state, req, next).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn run(state: AppState, req: Request, next: Next) -> Result<Response, ApiError> {
+    let Some(key) = req.headers().get(HEADER) else {
+        return Ok(next.run(req).await);
+    };
+    let key = key
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_LEN)
+        .ok_or_else(|| {
+            ApiError::bad_request("Idempotency-Key must be 1-128 visible ASCII characters")
+        })?
+        .to_string();
+
+    let (mut parts, body) = req.into_parts();
+    // Keys are per caller: an authenticated request is scoped to its user; one that is not
+    // (registration) to the anonymous scope. An invalid token is left to the handler to refuse.
+    let scope = bearer_token(&parts)
+        .and_then(|t| state.keys.verify(t).ok())
+        .map(|c| c.sub.to_string())
+        .unwrap_or_else(|| "anonymous".into());
+    let body = to_bytes(body, state.config.body_limit)
+        .await
+        .map_err(|_| ApiError::payload_too_large("the request body is over the limit"))?;
+    let fingerprint = hex(&sha256(&[
+        parts.method.as_str().as_bytes(),
+        parts.uri.path().as_bytes(),
+        parts.uri.query().unwrap_or("").as_bytes(),
+        &body,
+    ]));
+    let seed = sha256(&[scope.as_bytes(), key.as_bytes()]);
+    let kv_key = hex(&seed);
+    let store = &state.idempotency.kv;
+
+    let revision = claim(store, &kv_key, &fingerprint, &state).await?;
+    let revision = match revision {
+        Claim::Replay(response) => return Ok(response),
+        Claim::Claimed(revision) => revision,
+    };
+
+    parts.extensions.insert(IdSeed(seed));
+    let response = next.run(Request::from_parts(parts, Body::from(body))).await;
+    let (head, body) = response.into_parts();
+    let bytes = to_bytes(body, usize::MAX)
+        .await
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("buffering a response: {e}")))?;
+
+    if keep(head.status) {
+        let (stored_body, reissue_token) = strip_token(&bytes);
+        let record = Record {
+            fingerprint,
+            claimed_at: Utc::now(),
+            response: Some(StoredResponse {
+                status: head.status.as_u16(),
+                body: stored_body,
+                reissue_token,
+            }),
+        };
+        let value = serde_json::to_vec(&record).expect("records serialize");
+        if let Err(e) = store.update(&kv_key, value.into(), revision).await {
+            tracing::warn!(error = %e, "could not store an idempotent response");
+        }
+    } else if let Err(e) = store.delete(&kv_key).await {
+        tracing::warn!(error = %e, "could not release an idempotency key");
+    }
+    Ok(Response::from_parts(head, Body::from(bytes)))
+}
+
+enum Claim {
+    Claimed(u64),
+    Replay(Response),
+}
+
+async fn claim(
+    store: &kv::Store,
+    kv_key: &str,
+    fingerprint: &str,
+    state: &AppState,
+) -> Result<Claim, ApiError> {
+    let pending = || {
+        serde_json::to_vec(&Record {
+            fingerprint: fingerprint.to_string(),
+            claimed_at: Utc::now(),
+            response: None,
+        })
+        .expect("records serialize")
+    };
+    for _ in 0..5 {
+        let existing = store
+            .entry(kv_key)
+            .await
+            .map_err(|e| {
+                ApiError::unavailable(anyhow::Error::new(e).context("reading an idempotency key"))
+            })?
+            .filter(|e| e.operation == kv::Operation::Put);
+        let Some(entry) = existing else {
+            match store.create(kv_key, pending().into()).await {
+                Ok(revision) => return Ok(Claim::Claimed(revision)),
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    return Err(ApiError::unavailable(
+                        anyhow::Error::new(e).context("claiming an idempotency key"),
+                    ));
+                }
+            }
+        };
+        let record: Record = serde_json::from_slice(&entry.value).map_err(|e| {
+            ApiError::internal(anyhow::Error::new(e).context("a stored idempotency record"))
+        })?;
+        if record.fingerprint != fingerprint {
+            return Err(ApiError::conflict(
+                "this Idempotency-Key was used with a different request",
+            ));
+        }
+        if let Some(stored) = record.response {
+            return Ok(Claim::Replay(replay(stored, state)?));
+        }
+        let age = Utc::now().signed_duration_since(record.claimed_at);
+        if age.to_std().unwrap_or_default() < PENDING_TIMEOUT {
+            return Err(ApiError::conflict(
+                "a request with this Idempotency-Key is still in progress",
+            ));
+        }
+        match store.update(kv_key, pending().into(), entry.revision).await {
+            Ok(revision) => return Ok(Claim::Claimed(revision)),
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+            Err(e) => {
+                return Err(ApiError::unavailable(
+                    anyhow::Error::new(e).context("taking over an idempotency key"),
+                ));
+            }
+        }
+    }
+    Err(ApiError::conflict(
+        "a request with this Idempotency-Key is still in progress",
+    ))
+}
+
+/// Removes a top-level `token` (a login token is a secret and is not stored).
+fn strip_token(body: &[u8]) -> (String, bool) {
+    if let Ok(serde_json::Value::Object(mut obj)) = serde_json::from_slice(body)
+        && obj.remove("token").is_some()
+    {
+        return (serde_json::Value::Object(obj).to_string(), true);
+    }
+    (String::from_utf8_lossy(body).into_owned(), false)
+}
+
+fn replay(stored: StoredResponse, state: &AppState) -> Result<Response, ApiError> {
+    let mut body = stored.body;
+    if stored.reissue_token {
+        let mut value: serde_json::Value = serde_json::from_str(&body)
+            .map_err(|e| ApiError::internal(anyhow::Error::new(e).context("a stored response")))?;
+        let user = &value["user"];
+        let id = user["id"].as_str().and_then(|s| s.parse().ok());
+        let username = user["username"].as_str().map(str::to_string);
+        if let (Some(id), Some(username)) = (id, username) {
+            let token = state.issue_token(id, &username)?;
+            value["token"] = serde_json::Value::String(token);
+        }
+        body = value.to_string();
+    }
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    Ok(response)
+}

@@ -1,0 +1,428 @@
+//! Room, invite, message and read-marker commands.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{delete, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{Duration, Utc};
+use natter_edge::views::{InviteView, MessageView, RoomView};
+use natter_edge::{ApiError, ApiJson, ApiPath, AuthUser, OptionalJson};
+use natter_events::RoomPart;
+use natter_events::catalogue::{Attachment, Event, MessageKind, RoomKind, Visibility};
+use natter_events::room::{Command, RoomCommand};
+use rand::RngCore;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::execute::{Executed, execute};
+use crate::idempotency::Ids;
+
+pub const DEFAULT_MAX_MEMBERS: u32 = 1_000;
+pub const MAX_MEMBERS_LIMIT: u32 = 100_000;
+pub const MAX_CONTENT_CHARS: usize = 4_000;
+const DEFAULT_INVITE_SECS: i64 = 7 * 24 * 3600;
+const MAX_INVITE_SECS: i64 = 30 * 24 * 3600;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/rooms", post(create_room))
+        .route("/rooms/{room_id}/join", post(join))
+        .route("/rooms/{room_id}/leave", post(leave))
+        .route("/rooms/{room_id}/invites", post(create_invite))
+        .route("/rooms/{room_id}/invites/{token}", delete(revoke_invite))
+        .route("/invites/{token}/accept", post(accept_invite))
+        .route("/rooms/{room_id}/messages", post(send_message))
+        .route("/rooms/{room_id}/read", post(mark_read))
+}
+
+fn command(user: &AuthUser, action: RoomCommand) -> Command {
+    Command {
+        actor: user.id,
+        now: Utc::now(),
+        action,
+    }
+}
+
+fn room_view(done: &Executed) -> Result<RoomView, ApiError> {
+    done.entry
+        .with_room(RoomPart::Meta, |room, _| room.map(RoomView::from))
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("a room vanished after a command")))
+}
+
+fn room_response(done: Executed) -> Result<Json<Value>, ApiError> {
+    Ok(Json(
+        json!({ "room": room_view(&done)?, "position": done.position }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct CreateRoom {
+    name: String,
+    visibility: Option<Visibility>,
+    max_members: Option<u32>,
+}
+
+fn check_room_name(name: &str) -> Result<String, ApiError> {
+    let name = name.trim();
+    let len = name.chars().count();
+    if !(1..=100).contains(&len) || name.chars().any(char::is_control) {
+        return Err(ApiError::validation(
+            "name must be 1-100 characters without control characters",
+        ));
+    }
+    Ok(name.to_string())
+}
+
+async fn create_room(
+    State(state): State<AppState>,
+    user: AuthUser,
+    mut ids: Ids,
+    ApiJson(body): ApiJson<CreateRoom>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let name = check_room_name(&body.name)?;
+    let max_members = body.max_members.unwrap_or(DEFAULT_MAX_MEMBERS);
+    if !(2..=MAX_MEMBERS_LIMIT).contains(&max_members) {
+        return Err(ApiError::validation(format!(
+            "max_members must be 2-{MAX_MEMBERS_LIMIT}"
+        )));
+    }
+    let action = RoomCommand::Create {
+        name,
+        visibility: body.visibility.unwrap_or(Visibility::Public),
+        kind: RoomKind::Group,
+        max_members,
+    };
+    let room_id = ids.next_id();
+    let done = execute(
+        &state,
+        room_id,
+        RoomPart::Meta,
+        command(&user, action),
+        ids.next_id(),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, room_response(done)?))
+}
+
+async fn join(
+    State(state): State<AppState>,
+    user: AuthUser,
+    mut ids: Ids,
+    ApiPath(room_id): ApiPath<Uuid>,
+) -> Result<Json<Value>, ApiError> {
+    let done = execute(
+        &state,
+        room_id,
+        RoomPart::Meta,
+        command(&user, RoomCommand::Join),
+        ids.next_id(),
+    )
+    .await?;
+    room_response(done)
+}
+
+async fn leave(
+    State(state): State<AppState>,
+    user: AuthUser,
+    mut ids: Ids,
+    ApiPath(room_id): ApiPath<Uuid>,
+) -> Result<Json<Value>, ApiError> {
+    let done = execute(
+        &state,
+        room_id,
+        RoomPart::Meta,
+        command(&user, RoomCommand::Leave),
+        ids.next_id(),
+    )
+    .await?;
+    Ok(Json(json!({ "position": done.position })))
+}
+
+#[derive(Deserialize, Default)]
+struct CreateInvite {
+    user_id: Option<Uuid>,
+    expires_in_secs: Option<i64>,
+    max_uses: Option<u32>,
+}
+
+/// An invite token names its room (so accepting needs nothing else) and carries 192 random
+/// bits; only its SHA-256 is stored.
+fn new_token(room_id: Uuid) -> String {
+    let mut bytes = [0u8; 40];
+    bytes[..16].copy_from_slice(room_id.as_bytes());
+    rand::rng().fill_bytes(&mut bytes[16..]);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The room a token belongs to and the token's hash; `None` for anything that is not a token.
+fn parse_token(token: &str) -> Option<(Uuid, String)> {
+    let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
+    if bytes.len() != 40 {
+        return None;
+    }
+    let room_id = Uuid::from_slice(&bytes[..16]).ok()?;
+    Some((room_id, token_hash(token)))
+}
+
+fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+async fn create_invite(
+    State(state): State<AppState>,
+    user: AuthUser,
+    mut ids: Ids,
+    ApiPath(room_id): ApiPath<Uuid>,
+    OptionalJson(body): OptionalJson<CreateInvite>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let secs = body.expires_in_secs.unwrap_or(DEFAULT_INVITE_SECS);
+    if !(60..=MAX_INVITE_SECS).contains(&secs) {
+        return Err(ApiError::validation(format!(
+            "expires_in_secs must be 60-{MAX_INVITE_SECS}"
+        )));
+    }
+    // A personal invite is for one use unless said otherwise; a link is unlimited.
+    let max_uses = body.max_uses.or(body.user_id.map(|_| 1));
+    if max_uses.is_some_and(|m| !(1..=MAX_MEMBERS_LIMIT).contains(&m)) {
+        return Err(ApiError::validation(format!(
+            "max_uses must be 1-{MAX_MEMBERS_LIMIT}"
+        )));
+    }
+    if body.user_id == Some(user.id) {
+        return Err(ApiError::validation("you cannot invite yourself"));
+    }
+    let token = new_token(room_id);
+    let expires_at = Utc::now() + Duration::seconds(secs);
+    let action = RoomCommand::CreateInvite {
+        invite_id: ids.next_id(),
+        token_hash: token_hash(&token),
+        invitee_id: body.user_id,
+        expires_at,
+        max_uses,
+    };
+    let done = execute(
+        &state,
+        room_id,
+        RoomPart::Meta,
+        command(&user, action),
+        ids.next_id(),
+    )
+    .await?;
+    let invite = InviteView {
+        token,
+        room_id,
+        invitee_id: body.user_id,
+        expires_at,
+        max_uses,
+        uses: 0,
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "invite": invite, "position": done.position })),
+    ))
+}
+
+async fn revoke_invite(
+    State(state): State<AppState>,
+    user: AuthUser,
+    mut ids: Ids,
+    ApiPath((room_id, token)): ApiPath<(Uuid, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let (_, hash) = parse_token(&token)
+        .filter(|(token_room, _)| *token_room == room_id)
+        .ok_or_else(|| ApiError::not_found("invite not found"))?;
+    let action = RoomCommand::RevokeInvite { token_hash: hash };
+    let done = execute(
+        &state,
+        room_id,
+        RoomPart::Meta,
+        command(&user, action),
+        ids.next_id(),
+    )
+    .await?;
+    Ok(Json(json!({ "position": done.position })))
+}
+
+async fn accept_invite(
+    State(state): State<AppState>,
+    user: AuthUser,
+    mut ids: Ids,
+    ApiPath(token): ApiPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (room_id, hash) =
+        parse_token(&token).ok_or_else(|| ApiError::not_found("invite not found"))?;
+    let action = RoomCommand::AcceptInvite { token_hash: hash };
+    let done = execute(
+        &state,
+        room_id,
+        RoomPart::Meta,
+        command(&user, action),
+        ids.next_id(),
+    )
+    .await?;
+    room_response(done)
+}
+
+#[derive(Deserialize)]
+struct SendMessage {
+    #[serde(default)]
+    content: String,
+    kind: Option<MessageKind>,
+    attachment: Option<Attachment>,
+}
+
+fn check_message(body: &SendMessage) -> Result<MessageKind, ApiError> {
+    let kind = body.kind.unwrap_or(MessageKind::Text);
+    if kind == MessageKind::System {
+        return Err(ApiError::validation(
+            "kind must be text, image, video or file",
+        ));
+    }
+    let chars = body.content.chars().count();
+    if chars > MAX_CONTENT_CHARS {
+        return Err(ApiError::validation(format!(
+            "content must be at most {MAX_CONTENT_CHARS} characters"
+        )));
+    }
+    match &body.attachment {
+        None if chars == 0 => {
+            return Err(ApiError::validation(
+                "content may be empty only with an attachment",
+            ));
+        }
+        None if kind != MessageKind::Text => {
+            return Err(ApiError::validation(
+                "image, video and file messages need an attachment",
+            ));
+        }
+        None => {}
+        Some(a) => {
+            let url_ok = (a.url.starts_with("https://") || a.url.starts_with("http://"))
+                && a.url.len() <= 2048
+                && !a.url.chars().any(|c| c.is_whitespace() || c.is_control());
+            if !url_ok {
+                return Err(ApiError::validation(
+                    "attachment.url must be an http(s) URL of at most 2048 characters",
+                ));
+            }
+            if !(1..=255).contains(&a.name.chars().count()) {
+                return Err(ApiError::validation(
+                    "attachment.name must be 1-255 characters",
+                ));
+            }
+            let mime_ok = a.mime.len() <= 255
+                && a.mime
+                    .split_once('/')
+                    .is_some_and(|(t, s)| !t.is_empty() && !s.is_empty());
+            if !mime_ok {
+                return Err(ApiError::validation(
+                    "attachment.mime must look like type/subtype",
+                ));
+            }
+        }
+    }
+    Ok(kind)
+}
+
+async fn send_message(
+    State(state): State<AppState>,
+    user: AuthUser,
+    mut ids: Ids,
+    ApiPath(room_id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<SendMessage>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let kind = check_message(&body)?;
+    if let Some(limiter) = &state.limiter {
+        limiter
+            .check(user.id, room_id)
+            .map_err(ApiError::rate_limited)?;
+    }
+    let message_id = ids.next_id();
+    let action = RoomCommand::SendMessage {
+        message_id,
+        kind,
+        content: body.content,
+        attachment: body.attachment,
+    };
+    let done = execute(
+        &state,
+        room_id,
+        RoomPart::Msg,
+        command(&user, action),
+        ids.next_id(),
+    )
+    .await?;
+    let recorded = done
+        .appended
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("a send appended nothing")))?;
+    let Event::MessageSent(sent) = &recorded.envelope.event else {
+        return Err(ApiError::internal(anyhow::anyhow!(
+            "a send appended another event"
+        )));
+    };
+    let message = MessageView {
+        id: sent.message_id,
+        room_id,
+        sender_id: Some(user.id),
+        kind: sent.kind,
+        content: sent.content.clone(),
+        attachment: sent.attachment.clone(),
+        position: recorded.position,
+        created_at: recorded.envelope.occurred_at,
+        edited_at: None,
+        deleted: false,
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "message": message, "position": recorded.position })),
+    ))
+}
+
+#[derive(Deserialize)]
+struct MarkRead {
+    up_to_position: u64,
+}
+
+async fn mark_read(
+    State(state): State<AppState>,
+    user: AuthUser,
+    mut ids: Ids,
+    ApiPath(room_id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<MarkRead>,
+) -> Result<Json<Value>, ApiError> {
+    let up_to = body.up_to_position;
+    if up_to == 0 {
+        return Err(ApiError::validation(
+            "up_to_position must be a position of the log (1 or more)",
+        ));
+    }
+    // Markers may not point past the end of the log; ask the stream only when the live
+    // consumer has not yet seen that far.
+    if up_to > state.rooms.last_seen()
+        && up_to > state.store.head().await.map_err(ApiError::unavailable)?
+    {
+        return Err(ApiError::validation(
+            "up_to_position is beyond the end of the log",
+        ));
+    }
+    let action = RoomCommand::MarkRead {
+        up_to_position: up_to,
+    };
+    let done = execute(
+        &state,
+        room_id,
+        RoomPart::Read,
+        command(&user, action),
+        ids.next_id(),
+    )
+    .await?;
+    Ok(Json(json!({ "position": done.position })))
+}

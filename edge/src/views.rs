@@ -1,0 +1,80 @@
+//! The JSON shapes of API.md's `user`, `room`, `invite` and `message`, shared by the command
+//! side (built from folded state) and the query side (built from read-model rows).
+
+use chrono::{DateTime, Utc};
+use natter_events::catalogue::{Attachment, MessageKind, RoomKind, Visibility};
+use natter_events::room::Room;
+use natter_events::user::User;
+use serde::Serialize;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UserView {
+    pub id: Uuid,
+    pub username: String,
+    pub display_name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&User> for UserView {
+    fn from(u: &User) -> Self {
+        UserView {
+            id: u.id,
+            username: u.username.clone(),
+            display_name: u.display_name.clone(),
+            created_at: u.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RoomView {
+    pub id: Uuid,
+    pub name: String,
+    pub visibility: Visibility,
+    pub kind: RoomKind,
+    pub owner_id: Uuid,
+    pub max_members: u32,
+    pub member_count: u32,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&Room> for RoomView {
+    fn from(r: &Room) -> Self {
+        RoomView {
+            id: r.id,
+            name: r.name.clone(),
+            visibility: r.visibility,
+            kind: r.kind,
+            owner_id: r.owner_id,
+            max_members: r.max_members,
+            member_count: r.member_count(),
+            created_at: r.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InviteView {
+    /// The secret token; shown only in the response that created the invite.
+    pub token: String,
+    pub room_id: Uuid,
+    pub invitee_id: Option<Uuid>,
+    pub expires_at: DateTime<Utc>,
+    pub max_uses: Option<u32>,
+    pub uses: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageView {
+    pub id: Uuid,
+    pub room_id: Uuid,
+    pub sender_id: Option<Uuid>,
+    pub kind: MessageKind,
+    pub content: String,
+    pub attachment: Option<Attachment>,
+    pub position: u64,
+    pub created_at: DateTime<Utc>,
+    pub edited_at: Option<DateTime<Utc>>,
+    pub deleted: bool,
+}

@@ -1,0 +1,37 @@
+//! The read-model database: created if missing and migrated on start.
+
+use anyhow::Context as _;
+use sqlx::migrate::MigrateDatabase;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Postgres, migrate::Migrator};
+
+/// The read models' migrations, embedded from the workspace's `migrations/`.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+/// Creates the database at `url` if it does not exist and applies every pending migration.
+pub async fn prepare(url: &str) -> anyhow::Result<PgPool> {
+    if !Postgres::database_exists(url)
+        .await
+        .context("connecting to Postgres")?
+    {
+        // Two instances may race to create it; losing that race is fine.
+        if let Err(e) = Postgres::create_database(url).await
+            && !Postgres::database_exists(url).await.unwrap_or(false)
+        {
+            return Err(anyhow::Error::new(e).context("creating the database"));
+        }
+    }
+    let pool = connect(url).await?;
+    MIGRATOR.run(&pool).await.context("applying migrations")?;
+    Ok(pool)
+}
+
+/// A pool on an existing database.
+pub async fn connect(url: &str) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .connect(url)
+        .await
+        .context("connecting to the read-model database")
+}

@@ -1,0 +1,89 @@
+//! `natter serve`: starts the configured roles on one HTTP port and supervises their tasks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use axum::Router;
+use futures::future::select_all;
+use natter_command::CommandService;
+use natter_edge::JwtKeys;
+use natter_events::EventStore;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tower_http::trace::TraceLayer;
+
+use crate::config::{Config, Role};
+use crate::ops::{self, OpsState};
+
+pub async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
+    let keys = Arc::new(JwtKeys::new(
+        &config.jwt_secret()?,
+        Duration::from_secs(config.token_ttl_secs),
+    ));
+    let nats = async_nats::ConnectOptions::new()
+        .name(format!("natter-{role:?}").to_lowercase())
+        .connect(&config.nats_url)
+        .await
+        .with_context(|| format!("connecting to NATS at {}", config.nats_url))?;
+    let store = EventStore::open(nats.clone(), &config.store()).await?;
+    let pool = if role.needs_postgres() {
+        Some(natter_projector::db::prepare(&config.database_url).await?)
+    } else {
+        None
+    };
+
+    let mut router = Router::new();
+    let mut tasks: Vec<(&'static str, JoinHandle<()>)> = Vec::new();
+    let mut services = Vec::new();
+    if role.runs_command() {
+        let mut command =
+            CommandService::start(store.clone(), keys.clone(), config.command()?).await?;
+        router = router.merge(command.routes());
+        tasks.append(&mut command.tasks);
+        services.push(command);
+    }
+    router = router.merge(ops::routes(OpsState { nats, store, pool }));
+    let app = natter_edge::finish(router, config.body_limit).layer(TraceLayer::new_for_http());
+
+    let listener = TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("binding {}", config.http_addr))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(role = ?role, "natter listening on http://{addr}");
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
+
+    if tasks.is_empty() {
+        server.await.context("serving HTTP")?;
+    } else {
+        let names: Vec<_> = tasks.iter().map(|(n, _)| *n).collect();
+        let watch = select_all(tasks.into_iter().map(|(_, t)| t));
+        tokio::select! {
+            result = server => result.context("serving HTTP")?,
+            (_, index, _) = watch => bail!("background task '{}' stopped", names[index]),
+        }
+    }
+    drop(services);
+    tracing::info!("natter stopped");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM; in-flight requests then finish before the server stops.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}
