@@ -223,6 +223,21 @@ impl RoomCache {
         Ok(entry)
     }
 
+    /// Makes sure the cached `parts` hold every event the log has for them: one head lookup
+    /// per part, and a catch-up only when the log is ahead.
+    pub async fn ensure_fresh(&self, entry: &RoomEntry, parts: &[RoomPart]) -> anyhow::Result<()> {
+        for part in parts {
+            let head = self
+                .store
+                .last_position(&self.store.subjects().room(entry.id, *part))
+                .await?;
+            if entry.with_room(*part, |_, version| version) < head {
+                return self.catch_up(entry, parts).await;
+            }
+        }
+        Ok(())
+    }
+
     /// Reads what the log holds beyond the cached versions of `parts` and applies it.
     pub async fn catch_up(&self, entry: &RoomEntry, parts: &[RoomPart]) -> anyhow::Result<()> {
         let _loading = entry.loading.lock().await;

@@ -92,20 +92,29 @@ pub async fn execute(
         RoomPart::Read => &[RoomPart::Meta, RoomPart::Read],
         _ => &[RoomPart::Meta],
     };
-    let mut refreshed = false;
+    // Messages are not serialized against the room's `meta` subject, so a send confirms that
+    // the cached membership is current (one head lookup, no history read): a member removed
+    // through another instance cannot post once the removal has been acknowledged.
+    let mut verified = false;
+    if part == RoomPart::Msg {
+        cache
+            .ensure_fresh(&entry, parts)
+            .await
+            .map_err(CommandError::Unavailable)?;
+        verified = true;
+    }
     for _ in 0..MAX_ATTEMPTS {
         let (decision, version) =
             entry.with_room(part, |room, version| (decide(room, &command), version));
         let event = match decision {
-            // A refusal may come from a cache that has not yet seen an event appended by
-            // another instance (a join, an invite): check the log once before refusing.
-            Err(e) if !refreshed => {
-                tracing::debug!(room = %room_id, error = %e, "refusal on cached state; catching up to confirm");
+            // A refusal or a no-op may come from a cache that has not yet seen an event
+            // appended through another instance: confirm against the log before answering.
+            Err(_) | Ok(None) if !verified => {
                 cache
-                    .catch_up(&entry, parts)
+                    .ensure_fresh(&entry, parts)
                     .await
                     .map_err(CommandError::Unavailable)?;
-                refreshed = true;
+                verified = true;
                 continue;
             }
             Err(e) => return Err(CommandError::Domain(e)),
@@ -156,7 +165,7 @@ pub async fn execute(
                     .catch_up(&entry, parts)
                     .await
                     .map_err(CommandError::Unavailable)?;
-                refreshed = true;
+                verified = true;
             }
             Err(AppendError::Unavailable(e)) => return Err(CommandError::Unavailable(e)),
         }

@@ -184,9 +184,9 @@ async fn create_invite(
     OptionalJson(body): OptionalJson<CreateInvite>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let secs = body.expires_in_secs.unwrap_or(DEFAULT_INVITE_SECS);
-    if !(60..=MAX_INVITE_SECS).contains(&secs) {
+    if !(1..=MAX_INVITE_SECS).contains(&secs) {
         return Err(ApiError::validation(format!(
-            "expires_in_secs must be 60-{MAX_INVITE_SECS}"
+            "expires_in_secs must be 1-{MAX_INVITE_SECS}"
         )));
     }
     // A personal invite is for one use unless said otherwise; a link is unlimited.

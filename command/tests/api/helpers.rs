@@ -1,0 +1,220 @@
+//! `spawn_app`: the write side on the real NATS server with a stream and prefix of its own,
+//! called without a socket.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use futures::StreamExt;
+use http_body_util::BodyExt;
+use natter_command::{CommandConfig, CommandService};
+use natter_edge::JwtKeys;
+use natter_events::{EventStore, StoreConfig};
+use natter_testkit::{Cleanup, Isolation, init_logs, nats_url};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use uuid::Uuid;
+
+pub const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
+
+pub struct TestApp {
+    pub app: Router,
+    pub isolation: Isolation,
+    _service: CommandService,
+    _cleanup: Option<Cleanup>,
+}
+
+/// A response as a client sees it.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub body: Value,
+    pub headers: HeaderMap,
+}
+
+impl Resp {
+    /// Asserts the status and, for errors, the contract's error body with `code`.
+    #[track_caller]
+    pub fn expect_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        assert_eq!(self.body["error"]["code"], code, "body: {}", self.body);
+        assert!(
+            self.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{}",
+            self.body
+        );
+    }
+
+    #[track_caller]
+    pub fn expect(&self, status: u16) -> &Value {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        &self.body
+    }
+}
+
+pub fn test_config() -> CommandConfig {
+    CommandConfig {
+        send_rate: None,
+        admins: vec!["root".into()],
+        ..CommandConfig::default()
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(test_config()).await
+    }
+
+    pub async fn spawn_with(config: CommandConfig) -> Self {
+        let isolation = Isolation::new();
+        let mut app = Self::on(&isolation, config).await;
+        app._cleanup = Some(Cleanup { isolation });
+        app
+    }
+
+    /// Another command instance on the same stream (like a second process behind a load
+    /// balancer); it cleans nothing up.
+    pub async fn on(isolation: &Isolation, config: CommandConfig) -> Self {
+        init_logs();
+        let client = async_nats::connect(nats_url())
+            .await
+            .expect("NATS is running");
+        let store = EventStore::open(
+            client,
+            &StoreConfig {
+                stream: isolation.stream.clone(),
+                prefix: isolation.prefix.clone(),
+                replicas: 1,
+            },
+        )
+        .await
+        .expect("event store");
+        let keys = Arc::new(JwtKeys::new(SECRET, Duration::from_secs(3600)));
+        let service = CommandService::start(store, keys, config)
+            .await
+            .expect("command service");
+        TestApp {
+            app: service.app(),
+            isolation: isolation.clone(),
+            _service: service,
+            _cleanup: None,
+        }
+    }
+
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("/api/v1{path}"));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let response = self
+            .app
+            .clone()
+            .oneshot(req.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| panic!("non-JSON body: {}", String::from_utf8_lossy(&bytes)))
+        };
+        Resp {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Resp {
+        self.raw(
+            Method::POST,
+            path,
+            token,
+            body.to_string().into_bytes(),
+            &[],
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Resp {
+        self.raw(Method::DELETE, path, token, Vec::new(), &[]).await
+    }
+
+    /// Registers `username` and returns (token, user id).
+    pub async fn register(&self, username: &str) -> (String, Uuid) {
+        let r = self
+            .post(
+                "/auth/register",
+                None,
+                json!({ "username": username, "password": "password123" }),
+            )
+            .await;
+        let body = r.expect(201);
+        (
+            body["token"].as_str().unwrap().to_string(),
+            body["user"]["id"].as_str().unwrap().parse().unwrap(),
+        )
+    }
+
+    /// Creates a room and returns its id.
+    pub async fn create_room(&self, token: &str, body: Value) -> Uuid {
+        let r = self.post("/rooms", Some(token), body).await;
+        r.expect(201)["room"]["id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// Every message in the stream, read with a plain ordered consumer:
+    /// (position, subject, headers, payload).
+    pub async fn stream_messages(&self) -> Vec<(u64, String, async_nats::HeaderMap, Value)> {
+        let client = async_nats::connect(nats_url()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let mut stream = js.get_stream(&self.isolation.stream).await.unwrap();
+        let last = stream.info().await.unwrap().state.last_sequence;
+        let mut out = Vec::new();
+        if last == 0 {
+            return out;
+        }
+        let consumer = stream
+            .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default())
+            .await
+            .unwrap();
+        let mut messages = consumer.messages().await.unwrap();
+        while let Some(m) = messages.next().await {
+            let m = m.unwrap();
+            let seq = m.info().unwrap().stream_sequence;
+            let payload: Value = serde_json::from_slice(&m.payload).unwrap();
+            out.push((
+                seq,
+                m.subject.to_string(),
+                m.headers.clone().unwrap_or_default(),
+                payload,
+            ));
+            if seq >= last {
+                break;
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,6 @@
+mod errors;
+mod helpers;
+mod idempotency;
+mod races;
+mod stream;
+mod tokens;
