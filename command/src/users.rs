@@ -126,7 +126,7 @@ pub(crate) async fn load_user(state: &AppState, username: &str) -> Result<Option
         .map_err(ApiError::unavailable)?;
     Ok(later
         .iter()
-        .fold(Some(user), |u, r| user::evolve(u, &r.envelope)))
+        .try_fold(user, |u, r| user::evolve(Some(u), &r.envelope)))
 }
 
 async fn login(

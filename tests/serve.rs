@@ -1,0 +1,126 @@
+//! The `natter` binary as operators run it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use natter_testkit::{Cleanup, Isolation, nats_url};
+use serde_json::{Value, json};
+
+/// A running `natter serve` and the address it bound.
+struct Natter {
+    child: Child,
+    base: String,
+}
+
+impl Natter {
+    fn start(isolation: &Isolation, role: &str, database_url: &str) -> Natter {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_natter"))
+            .args(["serve", "--role", role])
+            .env("NATTER_HTTP_ADDR", "127.0.0.1:0")
+            .env("NATS_URL", nats_url())
+            .env("DATABASE_URL", database_url)
+            .env("NATTER_STREAM", &isolation.stream)
+            .env("NATTER_SUBJECT_PREFIX", &isolation.prefix)
+            .env("NATTER_SEND_RATE_LIMIT", "off")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("natter starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(addr.split_whitespace().next().unwrap_or("").to_string());
+                }
+            }
+        });
+        let base = rx.recv_timeout(Duration::from_secs(30)).expect("natter reports its address");
+        Natter { child, base }
+    }
+
+    fn stop(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        for _ in 0..100 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("natter did not stop on SIGTERM");
+    }
+}
+
+impl Drop for Natter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn post(client: &reqwest::Client, url: String, token: Option<&str>, body: Value) -> (u16, Value) {
+    let mut req = client.post(url).json(&body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn the_command_role_keeps_accepting_commands_while_postgres_is_unreachable() {
+    let isolation = Isolation::new();
+    let _cleanup = Cleanup { isolation: isolation.clone() };
+    // Nothing listens on port 1: Postgres is unreachable for this process.
+    let mut natter = Natter::start(&isolation, "command", "postgres://postgres@127.0.0.1:1/natter");
+    let api = format!("{}/api/v1", natter.base);
+    let client = reqwest::Client::new();
+    let ready = client.get(format!("{}/readyz", natter.base)).send().await.unwrap();
+    assert_eq!(ready.status(), 200, "the command role does not need Postgres");
+    let (status, body) = post(&client, format!("{api}/auth/register"), None, json!({ "username": "ops", "password": "password123" })).await;
+    assert_eq!(status, 201, "{body}");
+    let token = body["token"].as_str().unwrap().to_string();
+    let (status, body) = post(&client, format!("{api}/rooms"), Some(&token), json!({ "name": "still up" })).await;
+    assert_eq!(status, 201, "{body}");
+    let room = body["room"]["id"].as_str().unwrap().to_string();
+    for i in 0..5 {
+        let (status, body) = post(&client, format!("{api}/rooms/{room}/messages"), Some(&token), json!({ "content": format!("m{i}") })).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    assert!(natter.stop().success(), "SIGTERM is a clean shutdown");
+}
+
+#[tokio::test]
+async fn serve_runs_every_role_on_one_port_and_reports_readiness() {
+    let isolation = Isolation::new();
+    let _cleanup = Cleanup { isolation: isolation.clone() };
+    let mut natter = Natter::start(&isolation, "all", &isolation.database_url);
+    let client = reqwest::Client::new();
+    let health = client.get(format!("{}/healthz", natter.base)).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let ready: Value = client.get(format!("{}/readyz", natter.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(ready["checks"]["postgres"]["ok"], true, "the database was created and migrated");
+    let (status, _) = post(&client, format!("{}/api/v1/auth/register", natter.base), None, json!({ "username": "all", "password": "password123" })).await;
+    assert_eq!(status, 201);
+    let missing = client.get(format!("{}/api/v1/nothing", natter.base)).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(missing.json::<Value>().await.unwrap()["error"]["code"], "not_found");
+    assert!(natter.stop().success());
+}
+
+#[test]
+fn production_refuses_to_start_without_a_jwt_secret() {
+    let out = Command::new(env!("CARGO_BIN_EXE_natter"))
+        .args(["serve", "--role", "command"])
+        .env("NATTER_ENV", "production")
+        .env_remove("NATTER_JWT_SECRET")
+        .env("NATS_URL", nats_url())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NATTER_JWT_SECRET"));
+}
