@@ -37,7 +37,9 @@ impl Natter {
                 }
             }
         });
-        let base = rx.recv_timeout(Duration::from_secs(30)).expect("natter reports its address");
+        let base = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("natter reports its address");
         Natter { child, base }
     }
 
@@ -61,33 +63,73 @@ impl Drop for Natter {
     }
 }
 
-async fn post(client: &reqwest::Client, url: String, token: Option<&str>, body: Value) -> (u16, Value) {
+async fn post(
+    client: &reqwest::Client,
+    url: String,
+    token: Option<&str>,
+    body: Value,
+) -> (u16, Value) {
     let mut req = client.post(url).json(&body);
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
     let resp = req.send().await.unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
+    (
+        resp.status().as_u16(),
+        resp.json().await.unwrap_or(Value::Null),
+    )
 }
 
 #[tokio::test]
 async fn the_command_role_keeps_accepting_commands_while_postgres_is_unreachable() {
     let isolation = Isolation::new();
-    let _cleanup = Cleanup { isolation: isolation.clone() };
+    let _cleanup = Cleanup {
+        isolation: isolation.clone(),
+    };
     // Nothing listens on port 1: Postgres is unreachable for this process.
-    let mut natter = Natter::start(&isolation, "command", "postgres://postgres@127.0.0.1:1/natter");
+    let mut natter = Natter::start(
+        &isolation,
+        "command",
+        "postgres://postgres@127.0.0.1:1/natter",
+    );
     let api = format!("{}/api/v1", natter.base);
     let client = reqwest::Client::new();
-    let ready = client.get(format!("{}/readyz", natter.base)).send().await.unwrap();
-    assert_eq!(ready.status(), 200, "the command role does not need Postgres");
-    let (status, body) = post(&client, format!("{api}/auth/register"), None, json!({ "username": "ops", "password": "password123" })).await;
+    let ready = client
+        .get(format!("{}/readyz", natter.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready.status(),
+        200,
+        "the command role does not need Postgres"
+    );
+    let (status, body) = post(
+        &client,
+        format!("{api}/auth/register"),
+        None,
+        json!({ "username": "ops", "password": "password123" }),
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
     let token = body["token"].as_str().unwrap().to_string();
-    let (status, body) = post(&client, format!("{api}/rooms"), Some(&token), json!({ "name": "still up" })).await;
+    let (status, body) = post(
+        &client,
+        format!("{api}/rooms"),
+        Some(&token),
+        json!({ "name": "still up" }),
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
     let room = body["room"]["id"].as_str().unwrap().to_string();
     for i in 0..5 {
-        let (status, body) = post(&client, format!("{api}/rooms/{room}/messages"), Some(&token), json!({ "content": format!("m{i}") })).await;
+        let (status, body) = post(
+            &client,
+            format!("{api}/rooms/{room}/messages"),
+            Some(&token),
+            json!({ "content": format!("m{i}") }),
+        )
+        .await;
         assert_eq!(status, 201, "{body}");
     }
     assert!(natter.stop().success(), "SIGTERM is a clean shutdown");
@@ -96,19 +138,48 @@ async fn the_command_role_keeps_accepting_commands_while_postgres_is_unreachable
 #[tokio::test]
 async fn serve_runs_every_role_on_one_port_and_reports_readiness() {
     let isolation = Isolation::new();
-    let _cleanup = Cleanup { isolation: isolation.clone() };
+    let _cleanup = Cleanup {
+        isolation: isolation.clone(),
+    };
     let mut natter = Natter::start(&isolation, "all", &isolation.database_url);
     let client = reqwest::Client::new();
-    let health = client.get(format!("{}/healthz", natter.base)).send().await.unwrap();
+    let health = client
+        .get(format!("{}/healthz", natter.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
-    let ready: Value = client.get(format!("{}/readyz", natter.base)).send().await.unwrap().json().await.unwrap();
+    let ready: Value = client
+        .get(format!("{}/readyz", natter.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ready["status"], "ready", "{ready}");
-    assert_eq!(ready["checks"]["postgres"]["ok"], true, "the database was created and migrated");
-    let (status, _) = post(&client, format!("{}/api/v1/auth/register", natter.base), None, json!({ "username": "all", "password": "password123" })).await;
+    assert_eq!(
+        ready["checks"]["postgres"]["ok"], true,
+        "the database was created and migrated"
+    );
+    let (status, _) = post(
+        &client,
+        format!("{}/api/v1/auth/register", natter.base),
+        None,
+        json!({ "username": "all", "password": "password123" }),
+    )
+    .await;
     assert_eq!(status, 201);
-    let missing = client.get(format!("{}/api/v1/nothing", natter.base)).send().await.unwrap();
+    let missing = client
+        .get(format!("{}/api/v1/nothing", natter.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(missing.status(), 404);
-    assert_eq!(missing.json::<Value>().await.unwrap()["error"]["code"], "not_found");
+    assert_eq!(
+        missing.json::<Value>().await.unwrap()["error"]["code"],
+        "not_found"
+    );
     assert!(natter.stop().success());
 }
 
