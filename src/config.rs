@@ -8,6 +8,8 @@ use clap::{Args, ValueEnum};
 use natter_command::CommandConfig;
 use natter_command::ratelimit::parse_limit;
 use natter_events::StoreConfig;
+use natter_projector::ProjectorConfig;
+use natter_query::QueryConfig;
 
 const DEV_SECRET: &str = "natter-development-secret-never-use-in-production";
 
@@ -98,6 +100,24 @@ pub struct Config {
     #[arg(long, env = "NATTER_TOKEN_TTL_SECS", default_value_t = 24 * 3600, global = true)]
     pub token_ttl_secs: u64,
 
+    /// Most events the projector applies in one transaction.
+    #[arg(
+        long,
+        env = "NATTER_PROJECTOR_BATCH",
+        default_value_t = 1000,
+        global = true
+    )]
+    pub projector_batch: usize,
+
+    /// How long a query waits for its `min_position` before answering 504, in milliseconds.
+    #[arg(
+        long,
+        env = "NATTER_QUERY_WAIT_MS",
+        default_value_t = 5000,
+        global = true
+    )]
+    pub query_wait_ms: u64,
+
     /// Largest request body accepted, in bytes (larger ones get 413).
     #[arg(long, env = "NATTER_BODY_LIMIT", default_value_t = 64 * 1024, global = true)]
     pub body_limit: usize,
@@ -119,6 +139,12 @@ pub enum Role {
 impl Role {
     pub fn runs_command(self) -> bool {
         matches!(self, Role::All | Role::Command)
+    }
+    pub fn runs_query(self) -> bool {
+        matches!(self, Role::All | Role::Query)
+    }
+    pub fn runs_projector(self) -> bool {
+        matches!(self, Role::All | Role::Projector)
     }
     pub fn needs_postgres(self) -> bool {
         self != Role::Command
@@ -156,6 +182,19 @@ impl Config {
                 );
                 Ok(DEV_SECRET.as_bytes().to_vec())
             }
+        }
+    }
+
+    pub fn projector(&self) -> ProjectorConfig {
+        ProjectorConfig {
+            database_url: self.database_url.clone(),
+            batch_size: self.projector_batch.max(1),
+        }
+    }
+
+    pub fn query(&self) -> QueryConfig {
+        QueryConfig {
+            min_position_wait: Duration::from_millis(self.query_wait_ms),
         }
     }
 

@@ -2,6 +2,7 @@
 
 mod config;
 mod ops;
+mod rebuild;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,9 @@ enum Commands {
     },
     /// Creates the read-model database if missing and applies its migrations.
     Migrate,
+    /// Replays the whole log into fresh read-model tables and swaps them in; the query API
+    /// keeps answering meanwhile.
+    Rebuild,
 }
 
 fn main() -> std::process::ExitCode {
@@ -49,6 +53,7 @@ fn main() -> std::process::ExitCode {
                 tracing::info!("database ready and migrated");
                 Ok(())
             }
+            Commands::Rebuild => rebuild::rebuild(cli.config).await,
         }
     });
     match result {

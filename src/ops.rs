@@ -1,12 +1,18 @@
-//! Ops endpoints: `/healthz` (the process is alive) and `/readyz` (its dependencies answer).
+//! Ops endpoints: `/healthz` (the process is alive), `/readyz` (its dependencies answer; the
+//! projection's position, lag and any halt) and `/metrics` (Prometheus text).
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
 use natter_events::EventStore;
+use natter_projector::ProjectionStatus;
+use natter_query::position::ProjectionWatch;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -18,6 +24,11 @@ pub struct OpsState {
     pub store: EventStore,
     /// Present for roles that need Postgres.
     pub pool: Option<PgPool>,
+    /// Present where this process runs the projector.
+    pub projector: Option<Arc<ProjectionStatus>>,
+    /// Present where this process serves queries.
+    pub applied: Option<ProjectionWatch>,
+    pub metrics: PrometheusHandle,
 }
 
 pub fn routes(state: OpsState) -> Router {
@@ -27,17 +38,41 @@ pub fn routes(state: OpsState) -> Router {
             get(|| async { Json(json!({ "status": "ok" })) }),
         )
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(state)
+}
+
+/// The projection's state as this process knows it; `None` where it runs neither side.
+fn projection(state: &OpsState, head: Option<u64>) -> Option<Value> {
+    let (position, active, halted) = match (&state.projector, &state.applied) {
+        (Some(s), _) => (
+            s.position.load(Ordering::SeqCst),
+            Some(s.active.load(Ordering::SeqCst)),
+            s.halted.lock().expect("status lock").clone(),
+        ),
+        (None, Some(w)) => (w.current(), None, None),
+        (None, None) => return None,
+    };
+    let lag = head.map(|h| h.saturating_sub(position));
+    Some(json!({ "position": position, "lag": lag, "active": active, "halted": halted }))
 }
 
 async fn readyz(State(state): State<OpsState>) -> (StatusCode, Json<Value>) {
     let nats = state.nats.connection_state() == async_nats::connection::State::Connected;
-    let stream = tokio::time::timeout(CHECK_TIMEOUT, state.store.head()).await;
-    let (stream_ok, head) = match stream {
-        Ok(Ok(head)) => (true, json!({ "ok": true, "last_position": head })),
-        Ok(Err(e)) => (false, json!({ "ok": false, "error": format!("{e:#}") })),
-        Err(_) => (false, json!({ "ok": false, "error": "timed out" })),
-    };
+    let (stream_ok, head, stream) =
+        match tokio::time::timeout(CHECK_TIMEOUT, state.store.head()).await {
+            Ok(Ok(head)) => (
+                true,
+                Some(head),
+                json!({ "ok": true, "last_position": head }),
+            ),
+            Ok(Err(e)) => (
+                false,
+                None,
+                json!({ "ok": false, "error": format!("{e:#}") }),
+            ),
+            Err(_) => (false, None, json!({ "ok": false, "error": "timed out" })),
+        };
     let (pg_ok, pg) = match &state.pool {
         None => (true, json!({ "ok": true, "required": false })),
         Some(pool) => {
@@ -54,7 +89,9 @@ async fn readyz(State(state): State<OpsState>) -> (StatusCode, Json<Value>) {
             }
         }
     };
-    let ready = nats && stream_ok && pg_ok;
+    let projection = projection(&state, head);
+    let halted = projection.as_ref().is_some_and(|p| !p["halted"].is_null());
+    let ready = nats && stream_ok && pg_ok && !halted;
     let status = if ready {
         StatusCode::OK
     } else {
@@ -64,7 +101,28 @@ async fn readyz(State(state): State<OpsState>) -> (StatusCode, Json<Value>) {
         status,
         Json(json!({
             "status": if ready { "ready" } else { "unready" },
-            "checks": { "nats": { "ok": nats }, "stream": head, "postgres": pg },
+            "checks": { "nats": { "ok": nats }, "stream": stream, "postgres": pg },
+            "projection": projection,
         })),
     )
+}
+
+async fn metrics(State(state): State<OpsState>) -> String {
+    let head = state.store.head().await.ok();
+    if let Some(p) = projection(&state, head) {
+        metrics::gauge!("natter_projection_position")
+            .set(p["position"].as_u64().unwrap_or(0) as f64);
+        if let Some(lag) = p["lag"].as_u64() {
+            metrics::gauge!("natter_projection_lag").set(lag as f64);
+        }
+        metrics::gauge!("natter_projection_halted").set(if p["halted"].is_null() {
+            0.0
+        } else {
+            1.0
+        });
+    }
+    if let Some(h) = head {
+        metrics::gauge!("natter_stream_last_position").set(h as f64);
+    }
+    state.metrics.render()
 }

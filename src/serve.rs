@@ -9,6 +9,8 @@ use futures::future::select_all;
 use natter_command::CommandService;
 use natter_edge::JwtKeys;
 use natter_events::EventStore;
+use natter_projector::{ProjectionStatus, Projector};
+use natter_query::QueryService;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tower_http::trace::TraceLayer;
@@ -33,17 +35,46 @@ pub async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
         None
     };
 
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+
     let mut router = Router::new();
     let mut tasks: Vec<(&'static str, JoinHandle<()>)> = Vec::new();
-    let mut services = Vec::new();
+    let mut command = None;
+    let mut query = None;
+    let mut projector_status = None;
     if role.runs_command() {
-        let mut command =
+        let mut service =
             CommandService::start(store.clone(), keys.clone(), config.command()?).await?;
-        router = router.merge(command.routes());
-        tasks.append(&mut command.tasks);
-        services.push(command);
+        router = router.merge(service.routes());
+        tasks.append(&mut service.tasks);
+        command = Some(service);
     }
-    router = router.merge(ops::routes(OpsState { nats, store, pool }));
+    if let (true, Some(pool)) = (role.runs_query(), &pool) {
+        let mut service = QueryService::start(pool.clone(), keys.clone(), config.query()).await?;
+        router = router.merge(service.routes());
+        tasks.append(&mut service.tasks);
+        query = Some(service);
+    }
+    if let (true, Some(pool)) = (role.runs_projector(), &pool) {
+        let projector = Projector {
+            pool: pool.clone(),
+            store: store.clone(),
+            status: Arc::new(ProjectionStatus::default()),
+            config: config.projector(),
+        };
+        projector_status = Some(projector.status.clone());
+        tasks.push(("projector", tokio::spawn(projector.run())));
+    }
+    router = router.merge(ops::routes(OpsState {
+        nats,
+        store,
+        pool,
+        projector: projector_status,
+        applied: query.as_ref().map(|q| q.state.watch.clone()),
+        metrics,
+    }));
     let app = natter_edge::finish(router, config.body_limit).layer(TraceLayer::new_for_http());
 
     let listener = TcpListener::bind(config.http_addr)
@@ -63,7 +94,7 @@ pub async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
             (_, index, _) = watch => bail!("background task '{}' stopped", names[index]),
         }
     }
-    drop(services);
+    drop((command, query));
     tracing::info!("natter stopped");
     Ok(())
 }

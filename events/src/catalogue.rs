@@ -179,6 +179,21 @@ pub struct TokenRevoked {
     pub name: Option<String>,
 }
 
+macro_rules! wire_str {
+    ($ty:ty { $($variant:ident => $name:literal),* $(,)? }) => {
+        impl $ty {
+            /// The wire name, as stored in read models.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $name),* }
+            }
+        }
+    };
+}
+wire_str!(Visibility { Public => "public", Private => "private" });
+wire_str!(RoomKind { Group => "group", Direct => "direct", Pair => "pair" });
+wire_str!(Role { Owner => "owner", Member => "member" });
+wire_str!(MessageKind { Text => "text", Image => "image", Video => "video", File => "file", System => "system" });
+
 /// Every event type natter writes. The serde tag is the wire `type`, the content its `data`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
@@ -282,4 +297,38 @@ pub fn current_version(type_name: &str) -> Option<u32> {
         .iter()
         .find(|(name, _)| *name == type_name)
         .map(|(_, v)| *v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_names_match_the_wire_names() {
+        for v in [Visibility::Public, Visibility::Private] {
+            assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
+        }
+        for k in [RoomKind::Group, RoomKind::Direct, RoomKind::Pair] {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+        for r in [Role::Owner, Role::Member] {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+        }
+        for m in [
+            MessageKind::Text,
+            MessageKind::Image,
+            MessageKind::Video,
+            MessageKind::File,
+            MessageKind::System,
+        ] {
+            assert_eq!(serde_json::to_value(m).unwrap(), m.as_str());
+        }
+    }
+
+    #[test]
+    fn every_event_type_is_in_the_catalogue() {
+        let event = Event::RoomDeleted(RoomDeleted {});
+        assert_eq!(current_version(event.type_name()), Some(1));
+        assert_eq!(CATALOGUE.len(), 17);
+    }
 }

@@ -412,6 +412,7 @@ pub fn evolve(room: Option<Room>, envelope: &Envelope) -> Option<Room> {
             new_owner_id,
         }) => {
             room.members.remove(user_id);
+            room.read_markers.remove(user_id);
             if let Some(owner) =
                 new_owner_id.and_then(|id| room.members.get_mut(&id).map(|m| (id, m)))
             {
@@ -421,6 +422,7 @@ pub fn evolve(room: Option<Room>, envelope: &Envelope) -> Option<Room> {
         }
         Event::MemberRemoved(r) => {
             room.members.remove(&r.user_id);
+            room.read_markers.remove(&r.user_id);
         }
         Event::InviteCreated(i) => {
             room.invites.insert(

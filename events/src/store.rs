@@ -66,6 +66,8 @@ pub struct RawMessage {
     pub position: u64,
     pub subject: String,
     pub payload: Bytes,
+    /// Messages matching the reader's filter still after this one (0 when not known).
+    pub pending: u64,
 }
 
 /// Where a live read starts.
@@ -208,6 +210,7 @@ impl EventStore {
                 position: m.sequence,
                 subject: m.subject.to_string(),
                 payload: m.payload,
+                pending: 0,
             }),
             Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
             Err(e) => Err(anyhow::Error::new(e).context("reading the last event of a subject")),
@@ -274,9 +277,10 @@ impl EventStore {
             .context("starting an ordered consumer")?;
         Ok(messages.map(|m| {
             let m = m.context("reading from an ordered consumer")?;
-            let position = m.info().map_err(|e| anyhow!("{e}"))?.stream_sequence;
+            let info = m.info().map_err(|e| anyhow!("{e}"))?;
             Ok(RawMessage {
-                position,
+                position: info.stream_sequence,
+                pending: info.pending,
                 subject: m.subject.to_string(),
                 payload: m.payload.clone(),
             })

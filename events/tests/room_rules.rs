@@ -473,3 +473,30 @@ fn a_deleted_room_refuses_everything() {
         Err(DomainError::RoomNotFound)
     );
 }
+
+#[test]
+fn leaving_forgets_the_read_marker_so_a_rejoin_starts_fresh() {
+    let room = given(&[
+        created(Visibility::Public, 10),
+        joined(ALICE, None),
+        (
+            ALICE,
+            Event::RoomRead(RoomRead {
+                user_id: ALICE,
+                up_to_position: 50,
+            }),
+        ),
+        (
+            ALICE,
+            Event::MemberLeft(MemberLeft {
+                user_id: ALICE,
+                new_owner_id: None,
+            }),
+        ),
+        joined(ALICE, None),
+    ]);
+    assert!(matches!(
+        when(&room, ALICE, RoomCommand::MarkRead { up_to_position: 10 }),
+        Ok(Some(Event::RoomRead(_)))
+    ));
+}

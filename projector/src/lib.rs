@@ -1,6 +1,17 @@
 //! natter's projector: turns the event log into Postgres read models, in stream order and in
-//! batches, each batch in one transaction with its checkpoint.
+//! batches, each batch in one transaction with its checkpoint, so a crash anywhere neither
+//! loses nor doubles an effect. One instance is active per projection; others stand by.
 //!
+//! - [`batch`]: folds a run of events into net row changes (pure).
+//! - [`apply`]: writes a batch with set-based statements plus the checkpoint.
+//! - [`runner`]: the loop, leader election, status (position, lag, halt).
+//! - [`rebuild`]: replays the whole log into fresh tables and swaps them in.
 //! - [`db`]: database creation and the embedded migrations (`migrations/`).
 
+pub mod apply;
+pub mod batch;
 pub mod db;
+pub mod rebuild;
+pub mod runner;
+
+pub use runner::{Halt, PROJECTION, ProjectionStatus, Projector, ProjectorConfig};

@@ -1,0 +1,386 @@
+//! Writes a [`Batch`] in one transaction, with set-based statements (UNNEST), together with the
+//! projection's new checkpoint. Table names are unqualified: the connection's `search_path`
+//! decides which set of tables is written (the live ones, or a rebuild's).
+
+use sqlx::{Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::batch::{Batch, MemberChange};
+
+/// The channel a batch commit notifies, with the new position as payload.
+pub const NOTIFY_CHANNEL: &str = "natter_projection";
+
+/// Reads the checkpoint of `projection`, locking its row for this transaction.
+pub async fn checkpoint_for_update(
+    tx: &mut Transaction<'_, Postgres>,
+    projection: &str,
+) -> sqlx::Result<u64> {
+    sqlx::query("INSERT INTO projection_checkpoints (projection, position) VALUES ($1, 0) ON CONFLICT DO NOTHING")
+        .bind(projection)
+        .execute(&mut **tx)
+        .await?;
+    let (position,): (i64,) = sqlx::query_as(
+        "SELECT position FROM projection_checkpoints WHERE projection = $1 FOR UPDATE",
+    )
+    .bind(projection)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(position as u64)
+}
+
+/// Applies `batch` and moves the checkpoint to `batch.last`.
+pub async fn write(
+    tx: &mut Transaction<'_, Postgres>,
+    projection: &str,
+    batch: &Batch,
+) -> sqlx::Result<()> {
+    users(tx, batch).await?;
+    rooms(tx, batch).await?;
+    invites(tx, batch).await?;
+    let touched = members(tx, batch).await?;
+    messages(tx, batch, &touched).await?;
+    if !batch.membership_rooms.is_empty() {
+        let rooms: Vec<Uuid> = batch.membership_rooms.iter().copied().collect();
+        sqlx::query(
+            "UPDATE rooms r SET member_count = (SELECT count(*) FROM members m WHERE m.room_id = r.id) \
+             WHERE r.id = ANY($1)",
+        )
+        .bind(&rooms)
+        .execute(&mut **tx)
+        .await?;
+    }
+    sqlx::query(
+        "UPDATE projection_checkpoints SET position = $2, updated_at = now() WHERE projection = $1",
+    )
+    .bind(projection)
+    .bind(batch.last as i64)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(NOTIFY_CHANNEL)
+        .bind(batch.last.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn users(tx: &mut Transaction<'_, Postgres>, batch: &Batch) -> sqlx::Result<()> {
+    if !batch.users.is_empty() {
+        let rows: Vec<_> = batch.users.values().collect();
+        sqlx::query(
+            "INSERT INTO users (id, username, display_name, created_at, position) \
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[])",
+        )
+        .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.username.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.display_name.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.position).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !batch.user_names.is_empty() {
+        sqlx::query(
+            "UPDATE users u SET display_name = v.name, position = v.position \
+             FROM UNNEST($1::uuid[], $2::text[], $3::bigint[]) AS v(id, name, position) WHERE u.id = v.id",
+        )
+        .bind(batch.user_names.keys().copied().collect::<Vec<_>>())
+        .bind(batch.user_names.values().map(|(n, _)| n.clone()).collect::<Vec<_>>())
+        .bind(batch.user_names.values().map(|(_, p)| *p).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn rooms(tx: &mut Transaction<'_, Postgres>, batch: &Batch) -> sqlx::Result<()> {
+    if !batch.rooms.is_empty() {
+        let rows: Vec<_> = batch.rooms.values().collect();
+        sqlx::query(
+            "INSERT INTO rooms (id, name, visibility, kind, owner_id, max_members, created_at, \
+                                created_position, last_message_position, position) \
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::int[], \
+                                  $7::timestamptz[], $8::bigint[], $9::bigint[], $10::bigint[])",
+        )
+        .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.name.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.visibility).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.kind).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.owner_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.max_members).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.created_position).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| batch.room_last_message(r.id)).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.position).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !batch.room_patches.is_empty() {
+        let ids: Vec<Uuid> = batch.room_patches.keys().copied().collect();
+        let p: Vec<_> = batch.room_patches.values().collect();
+        sqlx::query(
+            "UPDATE rooms r SET name = COALESCE(v.name, r.name), visibility = COALESCE(v.visibility, r.visibility), \
+                max_members = COALESCE(v.max_members, r.max_members), owner_id = COALESCE(v.owner_id, r.owner_id), \
+                deleted = r.deleted OR v.deleted, \
+                last_message_position = GREATEST(r.last_message_position, v.last_message_position), \
+                position = GREATEST(r.position, v.position) \
+             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int[], $5::uuid[], $6::bool[], $7::bigint[], $8::bigint[]) \
+                AS v(id, name, visibility, max_members, owner_id, deleted, last_message_position, position) \
+             WHERE r.id = v.id",
+        )
+        .bind(&ids)
+        .bind(p.iter().map(|x| x.name.clone()).collect::<Vec<_>>())
+        .bind(p.iter().map(|x| x.visibility).collect::<Vec<_>>())
+        .bind(p.iter().map(|x| x.max_members).collect::<Vec<_>>())
+        .bind(p.iter().map(|x| x.owner_id).collect::<Vec<_>>())
+        .bind(p.iter().map(|x| x.deleted).collect::<Vec<_>>())
+        .bind(p.iter().map(|x| x.last_message_position).collect::<Vec<_>>())
+        .bind(p.iter().map(|x| x.position).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn invites(tx: &mut Transaction<'_, Postgres>, batch: &Batch) -> sqlx::Result<()> {
+    if !batch.invites.is_empty() {
+        let rows: Vec<_> = batch.invites.values().collect();
+        sqlx::query(
+            "INSERT INTO invites (id, room_id, token_hash, invitee_id, expires_at, max_uses, uses, revoked, created_at, position) \
+             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::timestamptz[], $6::int[], \
+                                  $7::int[], $8::bool[], $9::timestamptz[], $10::bigint[])",
+        )
+        .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.room_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.token_hash.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.invitee_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.expires_at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.max_uses).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.uses).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.revoked).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.position).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !batch.invite_patches.is_empty() {
+        let p: Vec<_> = batch.invite_patches.values().collect();
+        sqlx::query(
+            "UPDATE invites i SET uses = i.uses + v.uses, revoked = i.revoked OR v.revoked, position = v.position \
+             FROM UNNEST($1::uuid[], $2::int[], $3::bool[], $4::bigint[]) AS v(id, uses, revoked, position) \
+             WHERE i.id = v.id",
+        )
+        .bind(batch.invite_patches.keys().copied().collect::<Vec<_>>())
+        .bind(p.iter().map(|x| x.uses).collect::<Vec<_>>())
+        .bind(p.iter().map(|x| x.revoked).collect::<Vec<_>>())
+        .bind(p.iter().map(|x| x.position).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Writes membership changes; returns the (room, user) pairs whose unread count must be
+/// recounted (fresh joins and moved read markers).
+async fn members(
+    tx: &mut Transaction<'_, Postgres>,
+    batch: &Batch,
+) -> sqlx::Result<(Vec<Uuid>, Vec<Uuid>)> {
+    let (mut gone_r, mut gone_u) = (Vec::new(), Vec::new());
+    let mut joined = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    let mut existing = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut touched = (Vec::new(), Vec::new());
+    for ((room, user), change) in &batch.members {
+        match change {
+            MemberChange::Gone => {
+                gone_r.push(*room);
+                gone_u.push(*user);
+            }
+            MemberChange::Joined {
+                role,
+                joined_at,
+                joined_position,
+                marker,
+            } => {
+                joined.0.push(*room);
+                joined.1.push(*user);
+                joined.2.push(*role);
+                joined.3.push(*joined_at);
+                joined.4.push(*joined_position);
+                joined.5.push(*marker);
+                touched.0.push(*room);
+                touched.1.push(*user);
+            }
+            MemberChange::Existing { role, marker } => {
+                existing.0.push(*room);
+                existing.1.push(*user);
+                existing.2.push(*role);
+                existing.3.push(*marker);
+                if marker.is_some() {
+                    touched.0.push(*room);
+                    touched.1.push(*user);
+                }
+            }
+        }
+    }
+    if !gone_r.is_empty() {
+        sqlx::query(
+            "DELETE FROM members m USING UNNEST($1::uuid[], $2::uuid[]) AS v(room_id, user_id) \
+             WHERE m.room_id = v.room_id AND m.user_id = v.user_id",
+        )
+        .bind(&gone_r)
+        .bind(&gone_u)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !joined.0.is_empty() {
+        sqlx::query(
+            "INSERT INTO members (room_id, user_id, role, joined_at, joined_position, last_read_position, unread_count) \
+             SELECT r, u, role, at, p, marker, 0 \
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::bigint[], $6::bigint[]) \
+                AS v(r, u, role, at, p, marker) \
+             ON CONFLICT (room_id, user_id) DO UPDATE SET role = EXCLUDED.role, joined_at = EXCLUDED.joined_at, \
+                joined_position = EXCLUDED.joined_position, last_read_position = EXCLUDED.last_read_position",
+        )
+        .bind(&joined.0)
+        .bind(&joined.1)
+        .bind(&joined.2)
+        .bind(&joined.3)
+        .bind(&joined.4)
+        .bind(&joined.5)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !existing.0.is_empty() {
+        sqlx::query(
+            "UPDATE members m SET role = COALESCE(v.role, m.role), \
+                last_read_position = GREATEST(m.last_read_position, COALESCE(v.marker, 0)) \
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::bigint[]) AS v(room_id, user_id, role, marker) \
+             WHERE m.room_id = v.room_id AND m.user_id = v.user_id",
+        )
+        .bind(&existing.0)
+        .bind(&existing.1)
+        .bind(&existing.2)
+        .bind(&existing.3)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(touched)
+}
+
+async fn messages(
+    tx: &mut Transaction<'_, Postgres>,
+    batch: &Batch,
+    touched: &(Vec<Uuid>, Vec<Uuid>),
+) -> sqlx::Result<()> {
+    if !batch.messages.is_empty() {
+        let rows: Vec<_> = batch.messages.values().collect();
+        let attachments: Vec<Option<String>> = rows
+            .iter()
+            .map(|r| {
+                r.attachment
+                    .as_ref()
+                    .map(|a| serde_json::to_string(a).expect("attachments serialize"))
+            })
+            .collect();
+        sqlx::query(
+            "INSERT INTO messages (position, id, room_id, sender_id, kind, content, attachment, created_at, edited_at, deleted) \
+             SELECT p, id, r, s, k, c, a::jsonb, ca, ea, d \
+             FROM UNNEST($1::bigint[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[], \
+                         $8::timestamptz[], $9::timestamptz[], $10::bool[]) AS v(p, id, r, s, k, c, a, ca, ea, d)",
+        )
+        .bind(rows.iter().map(|r| r.position).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.room_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.sender_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.kind).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.content.clone()).collect::<Vec<_>>())
+        .bind(&attachments)
+        .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.edited_at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.deleted).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
+        // Each untouched member gains the batch's new messages from others (all of them lie
+        // after that member's marker and join).
+        let live: Vec<_> = rows.iter().filter(|r| !r.deleted).collect();
+        sqlx::query(
+            "WITH b AS (SELECT * FROM UNNEST($1::uuid[], $2::uuid[]) AS b(room_id, sender_id)), \
+                  t AS (SELECT room_id, count(*) AS n FROM b GROUP BY room_id), \
+                  s AS (SELECT room_id, sender_id, count(*) AS n FROM b WHERE sender_id IS NOT NULL GROUP BY 1, 2), \
+                  touched AS (SELECT * FROM UNNEST($3::uuid[], $4::uuid[]) AS x(room_id, user_id)) \
+             UPDATE members m SET unread_count = m.unread_count + t.n \
+                - COALESCE((SELECT s.n FROM s WHERE s.room_id = m.room_id AND s.sender_id = m.user_id), 0) \
+             FROM t WHERE m.room_id = t.room_id \
+               AND NOT EXISTS (SELECT 1 FROM touched x WHERE x.room_id = m.room_id AND x.user_id = m.user_id)",
+        )
+        .bind(live.iter().map(|r| r.room_id).collect::<Vec<_>>())
+        .bind(live.iter().map(|r| r.sender_id).collect::<Vec<_>>())
+        .bind(&touched.0)
+        .bind(&touched.1)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !batch.message_patches.is_empty() {
+        let ids: Vec<Uuid> = batch.message_patches.keys().copied().collect();
+        let deleted: Vec<Uuid> = batch
+            .message_patches
+            .iter()
+            .filter(|(_, p)| p.deleted)
+            .map(|(id, _)| *id)
+            .collect();
+        if !deleted.is_empty() {
+            sqlx::query(
+                "UPDATE members m SET unread_count = m.unread_count - d.n \
+                 FROM (SELECT mm.room_id, mm.user_id, count(*) AS n FROM messages x \
+                       JOIN members mm ON mm.room_id = x.room_id \
+                       WHERE x.id = ANY($1) AND NOT x.deleted \
+                         AND x.position > GREATEST(mm.last_read_position, mm.joined_position) \
+                         AND (x.sender_id IS NULL OR x.sender_id <> mm.user_id) \
+                       GROUP BY 1, 2) d \
+                 WHERE m.room_id = d.room_id AND m.user_id = d.user_id",
+            )
+            .bind(&deleted)
+            .execute(&mut **tx)
+            .await?;
+        }
+        let p: Vec<_> = batch.message_patches.values().collect();
+        sqlx::query(
+            "UPDATE messages x SET \
+                content = CASE WHEN x.deleted OR v.deleted THEN '' ELSE COALESCE(v.content, x.content) END, \
+                attachment = CASE WHEN x.deleted OR v.deleted THEN NULL ELSE x.attachment END, \
+                edited_at = CASE WHEN x.deleted THEN x.edited_at ELSE COALESCE(v.edited_at, x.edited_at) END, \
+                deleted = x.deleted OR v.deleted \
+             FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::bool[]) AS v(id, content, edited_at, deleted) \
+             WHERE x.id = v.id",
+        )
+        .bind(&ids)
+        .bind(p.iter().map(|x| x.content.clone()).collect::<Vec<_>>())
+        .bind(p.iter().map(|x| x.edited_at).collect::<Vec<_>>())
+        .bind(p.iter().map(|x| x.deleted).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !touched.0.is_empty() {
+        sqlx::query(
+            "UPDATE members m SET unread_count = ( \
+                SELECT count(*) FROM messages x WHERE x.room_id = m.room_id \
+                  AND x.position > GREATEST(m.last_read_position, m.joined_position) AND NOT x.deleted \
+                  AND (x.sender_id IS NULL OR x.sender_id <> m.user_id)) \
+             FROM UNNEST($1::uuid[], $2::uuid[]) AS v(room_id, user_id) \
+             WHERE m.room_id = v.room_id AND m.user_id = v.user_id",
+        )
+        .bind(&touched.0)
+        .bind(&touched.1)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,178 @@
+//! Rebuild: replays the whole log into fresh tables beside the live ones, then swaps them in,
+//! so the read API keeps answering (from the old tables) until the new ones take over.
+//!
+//! 1. Tables are created in schema `natter_rebuild` as copies of the live ones' structure.
+//! 2. The log is projected into them up to the head seen at the start (no lock held).
+//! 3. In one transaction holding the apply lock (the live projector pauses between two
+//!    batches), the rest of the log is applied, the live tables are dropped and the new ones
+//!    moved into their place. The live projector then finds the checkpoint moved and resumes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use natter_events::{EventStore, Start};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Executor, PgPool};
+
+use crate::apply;
+use crate::runner::{APPLY_LOCK, PROJECTION, ProjectionStatus, Projector, ProjectorConfig, fold};
+
+const SCHEMA: &str = "natter_rebuild";
+/// One rebuild at a time.
+const REBUILD_LOCK: i64 = 0x6e61_7474_6572_0003;
+/// The read-model tables, in the live schema `public`.
+pub const TABLES: &[&str] = &[
+    "users",
+    "rooms",
+    "members",
+    "invites",
+    "messages",
+    "projection_checkpoints",
+];
+
+/// What a rebuild did.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub position: u64,
+    pub events: u64,
+    pub elapsed: Duration,
+}
+
+/// Rebuilds the read models from the whole log. `progress(done, total)` is called as it goes.
+pub async fn rebuild(
+    pool: &PgPool,
+    store: &EventStore,
+    config: &ProjectorConfig,
+    progress: impl Fn(u64, u64),
+) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    let mut guard = pool.acquire().await?;
+    let (locked,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
+        .bind(REBUILD_LOCK)
+        .fetch_one(&mut *guard)
+        .await?;
+    anyhow::ensure!(locked, "another rebuild is running");
+    let result = run(pool, store, config, progress, started).await;
+    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(REBUILD_LOCK)
+        .execute(&mut *guard)
+        .await;
+    result
+}
+
+async fn run(
+    pool: &PgPool,
+    store: &EventStore,
+    config: &ProjectorConfig,
+    progress: impl Fn(u64, u64),
+    started: Instant,
+) -> anyhow::Result<Summary> {
+    let mut setup = format!("DROP SCHEMA IF EXISTS {SCHEMA} CASCADE; CREATE SCHEMA {SCHEMA};");
+    for table in TABLES {
+        setup.push_str(&format!(
+            "CREATE TABLE {SCHEMA}.{table} (LIKE public.{table} INCLUDING ALL);"
+        ));
+    }
+    pool.execute(sqlx::AssertSqlSafe(setup))
+        .await
+        .context("creating the rebuild tables")?;
+
+    let rebuild_pool = PgPoolOptions::new()
+        .max_connections(2)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute(sqlx::AssertSqlSafe(format!(
+                    "SET search_path TO {SCHEMA}, public"
+                )))
+                .await?;
+                Ok(())
+            })
+        })
+        .connect(&config.database_url)
+        .await
+        .context("connecting for the rebuild")?;
+    let head = store.head().await?;
+    let status = Arc::new(ProjectionStatus::default());
+    let projector = Projector {
+        pool: rebuild_pool.clone(),
+        store: store.clone(),
+        status: status.clone(),
+        config: config.clone(),
+    };
+    let projected = projector.project(Some(head), false);
+    tokio::pin!(projected);
+    loop {
+        tokio::select! {
+            result = &mut projected => break result?,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                progress(status.position.load(std::sync::atomic::Ordering::SeqCst), head);
+            }
+        }
+    }
+    progress(head, head);
+    rebuild_pool.close().await;
+
+    // The swap: pause the live projector, apply what came since, move the tables.
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(APPLY_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    tx.execute(sqlx::AssertSqlSafe(format!(
+        "SET LOCAL search_path TO {SCHEMA}, public"
+    )))
+    .await?;
+    let mut position = apply::checkpoint_for_update(&mut tx, PROJECTION).await?;
+    let now = store.head().await?;
+    if now > position {
+        let mut messages = Box::pin(
+            store
+                .follow(&store.subjects().all_events(), Start::After(position))
+                .await?,
+        );
+        while position < now {
+            let mut raw = Vec::new();
+            while let Some(m) = messages.next().await {
+                let m = m?;
+                let done = m.position >= now || raw.len() + 1 >= config.batch_size;
+                raw.push(m);
+                if done {
+                    break;
+                }
+            }
+            let ((batch, _), halt) = fold(raw, position)?;
+            if let Some(halt) = halt {
+                anyhow::bail!(
+                    "the event at position {} does not decode: {}",
+                    halt.position,
+                    halt.error
+                );
+            }
+            apply::write(&mut tx, PROJECTION, &batch).await?;
+            position = batch.last;
+        }
+    }
+    let mut swap = String::from("SET LOCAL search_path TO public;");
+    for table in TABLES {
+        swap.push_str(&format!(
+            "DROP TABLE public.{table}; ALTER TABLE {SCHEMA}.{table} SET SCHEMA public;"
+        ));
+    }
+    swap.push_str(&format!("DROP SCHEMA {SCHEMA};"));
+    tx.execute(sqlx::AssertSqlSafe(swap))
+        .await
+        .context("swapping in the rebuilt tables")?;
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(apply::NOTIFY_CHANNEL)
+        .bind(position.to_string())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Summary {
+        position,
+        events: position,
+        elapsed: started.elapsed(),
+    })
+}

@@ -1,0 +1,136 @@
+//! Read-your-writes: how far the read models have applied the log, as seen by this instance,
+//! kept current by the projector's NOTIFY on every batch commit (and a slow poll in case a
+//! notification is missed), and the middleware that makes every query wait for its
+//! `min_position` and answer with `X-Natter-Position`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::extract::{Query, Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use natter_edge::ApiError;
+use natter_projector::PROJECTION;
+use natter_projector::apply::NOTIFY_CHANNEL;
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub const POSITION_HEADER: &str = "x-natter-position";
+const POLL_EVERY: Duration = Duration::from_secs(1);
+
+/// The applied position, shared by the handlers of one instance.
+#[derive(Clone)]
+pub struct ProjectionWatch {
+    rx: watch::Receiver<u64>,
+    /// How long a query waits for its `min_position`.
+    pub wait_limit: Duration,
+}
+
+impl ProjectionWatch {
+    /// Starts following the checkpoint; the task runs until aborted.
+    pub async fn start(
+        pool: PgPool,
+        wait_limit: Duration,
+    ) -> anyhow::Result<(Self, JoinHandle<()>)> {
+        let initial = read_checkpoint(&pool).await?;
+        let (tx, rx) = watch::channel(initial);
+        let task = tokio::spawn(async move {
+            loop {
+                if let Err(e) = follow(&pool, &tx).await {
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        "following the projection checkpoint failed; retrying"
+                    );
+                    tokio::time::sleep(POLL_EVERY).await;
+                }
+            }
+        });
+        Ok((ProjectionWatch { rx, wait_limit }, task))
+    }
+
+    pub fn current(&self) -> u64 {
+        *self.rx.borrow()
+    }
+
+    /// Waits until the read models have applied `min`, up to the wait limit.
+    pub async fn wait_for(&self, min: u64) -> Result<u64, ApiError> {
+        let mut rx = self.rx.clone();
+        match tokio::time::timeout(self.wait_limit, rx.wait_for(|p| *p >= min)).await {
+            Ok(Ok(p)) => Ok(*p),
+            _ => Err(ApiError::stale(format!(
+                "the read models have not reached position {min} within {} ms (they are at {})",
+                self.wait_limit.as_millis(),
+                self.current()
+            ))),
+        }
+    }
+}
+
+async fn read_checkpoint(pool: &PgPool) -> anyhow::Result<u64> {
+    let row: Option<(i64,)> =
+        sqlx::query_as("SELECT position FROM projection_checkpoints WHERE projection = $1")
+            .bind(PROJECTION)
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.map_or(0, |(p,)| p as u64))
+}
+
+async fn follow(pool: &PgPool, tx: &watch::Sender<u64>) -> anyhow::Result<()> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(NOTIFY_CHANNEL).await?;
+    let advance = |p: u64| {
+        tx.send_if_modified(|current| {
+            let moved = p > *current;
+            if moved {
+                *current = p;
+            }
+            moved
+        });
+    };
+    // Anything committed before LISTEN took effect.
+    advance(read_checkpoint(pool).await?);
+    loop {
+        match tokio::time::timeout(POLL_EVERY, listener.recv()).await {
+            Ok(notification) => {
+                if let Ok(p) = notification?.payload().parse() {
+                    advance(p);
+                }
+            }
+            Err(_) => advance(read_checkpoint(pool).await?),
+        }
+    }
+}
+
+/// Waits for `min_position` (400 when malformed, 504 `stale` when not reached in time) and
+/// puts `X-Natter-Position` on every response: the position the read models had applied
+/// before the query ran, so the answer reflects at least that much of the log.
+pub async fn middleware(
+    State(watch): State<ProjectionWatch>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let min = Query::<HashMap<String, String>>::try_from_uri(req.uri())
+        .ok()
+        .and_then(|Query(q)| q.get("min_position").cloned());
+    let waited = match min.map(|m| m.parse::<u64>()) {
+        None => Ok(watch.current()),
+        Some(Ok(min)) => watch.wait_for(min).await,
+        Some(Err(_)) => Err(ApiError::bad_request(
+            "min_position must be a non-negative integer",
+        )),
+    };
+    let (mut response, position) = match waited {
+        Ok(position) => {
+            let position = watch.current().max(position);
+            (next.run(req).await, position)
+        }
+        Err(e) => (e.into_response(), watch.current()),
+    };
+    response
+        .headers_mut()
+        .insert(POSITION_HEADER, HeaderValue::from(position));
+    response
+}

@@ -1,0 +1,275 @@
+//! Room queries: listing and search, one room, its members, and "my rooms" with unread counts.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use natter_edge::{ApiError, ApiPath, ApiQuery, AuthUser};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::QueryState;
+use crate::rows::{MESSAGE_COLUMNS, MessageRow, ROOM_COLUMNS, RoomRow, db_error};
+
+pub fn router() -> Router<QueryState> {
+    Router::new()
+        .route("/rooms", get(list_rooms))
+        .route("/rooms/{room_id}", get(get_room))
+        .route("/rooms/{room_id}/members", get(members))
+        .route("/me/rooms", get(my_rooms))
+}
+
+#[derive(sqlx::FromRow)]
+struct AccessRow {
+    #[sqlx(flatten)]
+    room: RoomRow,
+    is_member: bool,
+    invited: bool,
+}
+
+/// The room if `user` may see it (public, a member, or holding a usable personal invite);
+/// otherwise 404, as if it did not exist. The flag says whether `user` is a member.
+pub async fn visible_room(
+    pool: &PgPool,
+    room_id: Uuid,
+    user: Uuid,
+) -> Result<(RoomRow, bool), ApiError> {
+    let sql = format!(
+        "SELECT {ROOM_COLUMNS}, \
+           EXISTS (SELECT 1 FROM members m WHERE m.room_id = r.id AND m.user_id = $2) AS is_member, \
+           EXISTS (SELECT 1 FROM invites i WHERE i.room_id = r.id AND i.invitee_id = $2 AND NOT i.revoked \
+                   AND i.expires_at > now() AND (i.max_uses IS NULL OR i.uses < i.max_uses)) AS invited \
+         FROM rooms r WHERE r.id = $1 AND NOT r.deleted"
+    );
+    let row: Option<AccessRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(room_id)
+        .bind(user)
+        .fetch_optional(pool)
+        .await
+        .map_err(db_error)?;
+    match row {
+        Some(r) if r.room.visibility == "public" || r.is_member || r.invited => {
+            Ok((r.room, r.is_member))
+        }
+        _ => Err(ApiError::not_found("room not found")),
+    }
+}
+
+/// The room if `user` is a member; 403 if they can see it but are not; 404 otherwise.
+pub async fn member_room(pool: &PgPool, room_id: Uuid, user: Uuid) -> Result<RoomRow, ApiError> {
+    let (room, is_member) = visible_room(pool, room_id, user).await?;
+    if is_member {
+        Ok(room)
+    } else {
+        Err(ApiError::forbidden("only members may see this"))
+    }
+}
+
+/// `limit`: 1-100, default 50.
+pub fn check_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    let limit = limit.unwrap_or(50);
+    if (1..=100).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::validation("limit must be 1-100"))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Scope {
+    Public,
+    Joined,
+}
+
+#[derive(Deserialize)]
+struct ListRooms {
+    scope: Option<Scope>,
+    q: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+fn encode_cursor(created_position: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("r:{created_position}"))
+}
+
+fn decode_cursor(cursor: &str) -> Result<i64, ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix("r:").and_then(|n| n.parse().ok()))
+        .ok_or_else(|| ApiError::bad_request("malformed cursor"))
+}
+
+/// `LIKE` pattern matching `q` anywhere, with its own wildcards taken literally.
+fn contains_pattern(q: &str) -> String {
+    let escaped = q
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+async fn list_rooms(
+    State(state): State<QueryState>,
+    user: AuthUser,
+    ApiQuery(params): ApiQuery<ListRooms>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = check_limit(params.limit)?;
+    let before = params
+        .cursor
+        .as_deref()
+        .map(decode_cursor)
+        .transpose()?
+        .unwrap_or(i64::MAX);
+    let pattern = params
+        .q
+        .as_deref()
+        .filter(|q| !q.is_empty())
+        .map(contains_pattern);
+    if params.q.as_ref().is_some_and(|q| q.chars().count() > 100) {
+        return Err(ApiError::validation("q must be at most 100 characters"));
+    }
+    let scope_filter = match params.scope.unwrap_or(Scope::Public) {
+        Scope::Public => "r.visibility = 'public'",
+        Scope::Joined => {
+            "EXISTS (SELECT 1 FROM members m WHERE m.room_id = r.id AND m.user_id = $4)"
+        }
+    };
+    let sql = format!(
+        "SELECT {ROOM_COLUMNS} FROM rooms r \
+         WHERE NOT r.deleted AND {scope_filter} AND r.created_position < $1 \
+           AND ($2::text IS NULL OR r.name ILIKE $2) \
+         ORDER BY r.created_position DESC LIMIT $3"
+    );
+    let rows: Vec<RoomRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(before)
+        .bind(pattern)
+        .bind(limit + 1)
+        .bind(user.id)
+        .fetch_all(&state.pool)
+        .await
+        .map_err(db_error)?;
+    let more = rows.len() as i64 > limit;
+    let page = &rows[..rows.len().min(limit as usize)];
+    let next_cursor =
+        more.then(|| encode_cursor(page.last().expect("a full page").created_position));
+    let rooms = page
+        .iter()
+        .map(RoomRow::view)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(json!({ "rooms": rooms, "next_cursor": next_cursor })))
+}
+
+async fn get_room(
+    State(state): State<QueryState>,
+    user: AuthUser,
+    ApiPath(room_id): ApiPath<Uuid>,
+) -> Result<Json<Value>, ApiError> {
+    let (room, _) = visible_room(&state.pool, room_id, user.id).await?;
+    Ok(Json(
+        serde_json::to_value(room.view()?).expect("views serialize"),
+    ))
+}
+
+#[derive(sqlx::FromRow)]
+struct MemberRow {
+    user_id: Uuid,
+    username: Option<String>,
+    display_name: Option<String>,
+    role: String,
+    joined_at: chrono::DateTime<chrono::Utc>,
+    last_read_position: i64,
+}
+
+async fn members(
+    State(state): State<QueryState>,
+    user: AuthUser,
+    ApiPath(room_id): ApiPath<Uuid>,
+) -> Result<Json<Value>, ApiError> {
+    member_room(&state.pool, room_id, user.id).await?;
+    let rows: Vec<MemberRow> = sqlx::query_as(
+        "SELECT m.user_id, u.username, u.display_name, m.role, m.joined_at, m.last_read_position \
+         FROM members m LEFT JOIN users u ON u.id = m.user_id \
+         WHERE m.room_id = $1 ORDER BY m.joined_position",
+    )
+    .bind(room_id)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(db_error)?;
+    let members: Vec<Value> = rows
+        .into_iter()
+        .map(|m| {
+            json!({
+                "user_id": m.user_id,
+                "username": m.username,
+                "display_name": m.display_name,
+                "role": m.role,
+                "joined_at": m.joined_at,
+                "last_read_position": m.last_read_position,
+                // Presence is tracked by the live gateway, which is not built yet: until then
+                // nobody is reported online.
+                "online": false,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "members": members })))
+}
+
+#[derive(sqlx::FromRow)]
+struct MyRoomRow {
+    #[sqlx(flatten)]
+    room: RoomRow,
+    unread_count: i64,
+    last_read_position: i64,
+    last_message_position: Option<i64>,
+}
+
+async fn my_rooms(
+    State(state): State<QueryState>,
+    user: AuthUser,
+) -> Result<Json<Value>, ApiError> {
+    let sql = format!(
+        "SELECT {ROOM_COLUMNS}, m.unread_count, m.last_read_position, r.last_message_position \
+         FROM members m JOIN rooms r ON r.id = m.room_id AND NOT r.deleted \
+         WHERE m.user_id = $1 \
+         ORDER BY COALESCE(r.last_message_position, r.created_position) DESC"
+    );
+    let rows: Vec<MyRoomRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(user.id)
+        .fetch_all(&state.pool)
+        .await
+        .map_err(db_error)?;
+    let positions: Vec<i64> = rows
+        .iter()
+        .filter_map(|r| r.last_message_position)
+        .collect();
+    let last_messages: Vec<MessageRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages x WHERE x.position = ANY($1)"
+    )))
+    .bind(&positions)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(db_error)?;
+    let by_position: std::collections::HashMap<i64, &MessageRow> =
+        last_messages.iter().map(|m| (m.position, m)).collect();
+    let mut rooms = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let mut room = serde_json::to_value(row.room.view()?).expect("views serialize");
+        let last_message = row
+            .last_message_position
+            .and_then(|p| by_position.get(&p))
+            .map(|m| m.view())
+            .transpose()?;
+        room["unread_count"] = json!(row.unread_count);
+        room["last_read_position"] = json!(row.last_read_position);
+        room["last_message"] = json!(last_message);
+        rooms.push(room);
+    }
+    Ok(Json(json!({ "rooms": rooms })))
+}
