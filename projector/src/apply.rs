@@ -308,23 +308,19 @@ async fn messages(
         .bind(rows.iter().map(|r| r.deleted).collect::<Vec<_>>())
         .execute(&mut **tx)
         .await?;
-        // Each untouched member gains the batch's new messages from others (all of them lie
-        // after that member's marker and join).
+        // Every member gains the batch's new messages from others (members that joined or
+        // moved their marker in this batch are recounted below, which overrides this).
         let live: Vec<_> = rows.iter().filter(|r| !r.deleted).collect();
         sqlx::query(
             "WITH b AS (SELECT * FROM UNNEST($1::uuid[], $2::uuid[]) AS b(room_id, sender_id)), \
                   t AS (SELECT room_id, count(*) AS n FROM b GROUP BY room_id), \
-                  s AS (SELECT room_id, sender_id, count(*) AS n FROM b WHERE sender_id IS NOT NULL GROUP BY 1, 2), \
-                  touched AS (SELECT * FROM UNNEST($3::uuid[], $4::uuid[]) AS x(room_id, user_id)) \
+                  s AS (SELECT room_id, sender_id, count(*) AS n FROM b WHERE sender_id IS NOT NULL GROUP BY 1, 2) \
              UPDATE members m SET unread_count = m.unread_count + t.n \
                 - COALESCE((SELECT s.n FROM s WHERE s.room_id = m.room_id AND s.sender_id = m.user_id), 0) \
-             FROM t WHERE m.room_id = t.room_id \
-               AND NOT EXISTS (SELECT 1 FROM touched x WHERE x.room_id = m.room_id AND x.user_id = m.user_id)",
+             FROM t WHERE m.room_id = t.room_id",
         )
         .bind(live.iter().map(|r| r.room_id).collect::<Vec<_>>())
         .bind(live.iter().map(|r| r.sender_id).collect::<Vec<_>>())
-        .bind(&touched.0)
-        .bind(&touched.1)
         .execute(&mut **tx)
         .await?;
     }

@@ -2,6 +2,8 @@
 //! subject prefix and Postgres database on the real servers (`NATS_URL`, `TEST_DATABASE_URL`,
 //! defaulting to the local ones), and leaves nothing behind when it ends, even by panicking.
 
+pub mod http;
+
 use std::sync::Once;
 
 /// The NATS server tests use.

@@ -5,16 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::http::Method;
 use futures::StreamExt;
-use http_body_util::BodyExt;
 use natter_command::{CommandConfig, CommandService};
 use natter_edge::JwtKeys;
 use natter_events::{EventStore, StoreConfig};
 use natter_testkit::{Cleanup, Isolation, init_logs, nats_url};
 use serde_json::{Value, json};
-use tower::ServiceExt;
 use uuid::Uuid;
 
 pub const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
@@ -26,35 +23,7 @@ pub struct TestApp {
     _cleanup: Option<Cleanup>,
 }
 
-/// A response as a client sees it.
-#[derive(Debug)]
-pub struct Resp {
-    pub status: StatusCode,
-    pub body: Value,
-    pub headers: HeaderMap,
-}
-
-impl Resp {
-    /// Asserts the status and, for errors, the contract's error body with `code`.
-    #[track_caller]
-    pub fn expect_error(&self, status: u16, code: &str) {
-        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
-        assert_eq!(self.body["error"]["code"], code, "body: {}", self.body);
-        assert!(
-            self.body["error"]["message"]
-                .as_str()
-                .is_some_and(|m| !m.is_empty()),
-            "{}",
-            self.body
-        );
-    }
-
-    #[track_caller]
-    pub fn expect(&self, status: u16) -> &Value {
-        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
-        &self.body
-    }
-}
+pub use natter_testkit::http::Resp;
 
 pub fn test_config() -> CommandConfig {
     CommandConfig {
@@ -113,35 +82,7 @@ impl TestApp {
         body: Vec<u8>,
         headers: &[(&str, &str)],
     ) -> Resp {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(format!("/api/v1{path}"));
-        if let Some(t) = token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let response = self
-            .app
-            .clone()
-            .oneshot(req.body(Body::from(body)).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| panic!("non-JSON body: {}", String::from_utf8_lossy(&bytes)))
-        };
-        Resp {
-            status,
-            body,
-            headers,
-        }
+        natter_testkit::http::call(&self.app, method, path, token, body, headers).await
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Resp {

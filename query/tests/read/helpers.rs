@@ -1,0 +1,247 @@
+//! A whole natter (command, projector, query) on the real servers, with a stream, prefix and
+//! database of its own, called without sockets.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::Method;
+use natter_command::{CommandConfig, CommandService};
+use natter_edge::JwtKeys;
+use natter_events::{EventStore, StoreConfig};
+use natter_projector::{ProjectionStatus, Projector, ProjectorConfig};
+use natter_query::{QueryConfig, QueryService};
+use natter_testkit::http::{Resp, call};
+use natter_testkit::{Cleanup, Isolation, init_logs, nats_url};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+pub struct Stack {
+    pub command: Router,
+    pub query: Router,
+    pub pool: PgPool,
+    pub store: EventStore,
+    pub projector_config: ProjectorConfig,
+    _command: CommandService,
+    _query: QueryService,
+    projectors: Vec<JoinHandle<()>>,
+    _cleanup: Cleanup,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for p in &self.projectors {
+            p.abort();
+        }
+    }
+}
+
+impl Stack {
+    /// Everything running, one projector included.
+    pub async fn spawn() -> Stack {
+        let mut stack = Self::without_projector(Duration::from_secs(5)).await;
+        stack.start_projector();
+        stack
+    }
+
+    pub async fn without_projector(wait: Duration) -> Stack {
+        init_logs();
+        let isolation = Isolation::new();
+        let cleanup = Cleanup {
+            isolation: isolation.clone(),
+        };
+        let client = async_nats::connect(nats_url()).await.unwrap();
+        let store = EventStore::open(
+            client,
+            &StoreConfig {
+                stream: isolation.stream.clone(),
+                prefix: isolation.prefix.clone(),
+                replicas: 1,
+            },
+        )
+        .await
+        .unwrap();
+        let pool = natter_projector::db::prepare(&isolation.database_url)
+            .await
+            .unwrap();
+        let keys = Arc::new(JwtKeys::new(
+            b"query-tests-secret-query-tests-secret",
+            Duration::from_secs(3600),
+        ));
+        let command = CommandService::start(
+            store.clone(),
+            keys.clone(),
+            CommandConfig {
+                send_rate: None,
+                ..CommandConfig::default()
+            },
+        )
+        .await
+        .unwrap();
+        let query = QueryService::start(
+            pool.clone(),
+            keys,
+            QueryConfig {
+                min_position_wait: wait,
+            },
+        )
+        .await
+        .unwrap();
+        Stack {
+            command: command.app(),
+            query: query.app(),
+            pool,
+            store,
+            projector_config: ProjectorConfig {
+                database_url: isolation.database_url.clone(),
+                batch_size: 500,
+            },
+            _command: command,
+            _query: query,
+            projectors: Vec::new(),
+            _cleanup: cleanup,
+        }
+    }
+
+    /// Starts a projector instance (it stands by while another holds the lock).
+    pub fn start_projector(&mut self) -> (usize, Arc<ProjectionStatus>) {
+        let projector = Projector {
+            pool: self.pool.clone(),
+            store: self.store.clone(),
+            status: Arc::new(ProjectionStatus::default()),
+            config: self.projector_config.clone(),
+        };
+        let status = projector.status.clone();
+        self.projectors.push(tokio::spawn(projector.run()));
+        (self.projectors.len() - 1, status)
+    }
+
+    /// Kills projector `i` as a crash would: mid-batch, no goodbye.
+    pub fn kill_projector(&mut self, i: usize) {
+        self.projectors[i].abort();
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Resp {
+        call(
+            &self.command,
+            Method::POST,
+            path,
+            Some(token),
+            body.to_string().into_bytes(),
+            &[],
+        )
+        .await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Resp {
+        call(&self.query, Method::GET, path, token, Vec::new(), &[]).await
+    }
+
+    /// A query that waits for `position` first.
+    pub async fn get_at(&self, path: &str, token: &str, position: u64) -> Resp {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        self.get(&format!("{path}{sep}min_position={position}"), Some(token))
+            .await
+    }
+
+    pub async fn register(&self, name: &str) -> (String, Uuid) {
+        let r = call(
+            &self.command,
+            Method::POST,
+            "/auth/register",
+            None,
+            json!({ "username": name, "password": "password123" })
+                .to_string()
+                .into_bytes(),
+            &[],
+        )
+        .await;
+        let body = r.expect(201);
+        (
+            body["token"].as_str().unwrap().to_string(),
+            body["user"]["id"].as_str().unwrap().parse().unwrap(),
+        )
+    }
+
+    pub async fn create_room(&self, token: &str, body: Value) -> Uuid {
+        self.post("/rooms", token, body).await.expect(201)["room"]["id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// Sends a message and returns its position.
+    pub async fn send(&self, token: &str, room: Uuid, text: &str) -> u64 {
+        self.post(
+            &format!("/rooms/{room}/messages"),
+            token,
+            json!({ "content": text }),
+        )
+        .await
+        .expect(201)["position"]
+            .as_u64()
+            .unwrap()
+    }
+
+    pub async fn head(&self) -> u64 {
+        self.store.head().await.unwrap()
+    }
+
+    /// Waits until the read models have applied the whole log.
+    pub async fn caught_up(&self) -> u64 {
+        let head = self.head().await;
+        for _ in 0..300 {
+            let (p,): (i64,) =
+                sqlx::query_as("SELECT COALESCE(MAX(position), 0) FROM projection_checkpoints")
+                    .fetch_one(&self.pool)
+                    .await
+                    .unwrap();
+            if p as u64 >= head {
+                return head;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the projection did not catch up to {head}");
+    }
+
+    /// Every read-model table, in a canonical order, as text: equal dumps, equal models.
+    pub async fn dump(&self) -> String {
+        let mut out = String::new();
+        for (table, order) in [
+            ("users", "id"),
+            ("rooms", "id"),
+            ("members", "room_id, user_id"),
+            ("invites", "id"),
+            ("messages", "position"),
+            ("projection_checkpoints", "projection"),
+        ] {
+            let sql = format!(
+                "SELECT COALESCE(json_agg(t ORDER BY {order})::text, '[]') FROM (SELECT * FROM {table}) t"
+            );
+            let (rows,): (String,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .fetch_one(&self.pool)
+                .await
+                .unwrap();
+            // `updated_at` of the checkpoint is wall-clock time, not a projection of the log.
+            let rows: Value = serde_json::from_str(&rows).unwrap();
+            let rows: Vec<Value> = rows
+                .as_array()
+                .unwrap()
+                .iter()
+                .cloned()
+                .map(|mut r| {
+                    r.as_object_mut().unwrap().remove("updated_at");
+                    r
+                })
+                .collect();
+            out.push_str(&format!(
+                "{table}: {}\n",
+                serde_json::to_string(&rows).unwrap()
+            ));
+        }
+        out
+    }
+}

@@ -1,0 +1,5 @@
+mod access;
+mod helpers;
+mod history;
+mod pagination;
+mod projector;
