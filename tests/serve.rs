@@ -195,3 +195,94 @@ fn production_refuses_to_start_without_a_jwt_secret() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("NATTER_JWT_SECRET"));
 }
+
+#[tokio::test]
+async fn command_query_and_projector_run_as_separate_processes_and_rebuild_works_from_the_cli() {
+    let isolation = Isolation::new();
+    let _cleanup = Cleanup {
+        isolation: isolation.clone(),
+    };
+    let mut projector = Natter::start(&isolation, "projector", &isolation.database_url);
+    let mut query = Natter::start(&isolation, "query", &isolation.database_url);
+    let mut command = Natter::start(
+        &isolation,
+        "command",
+        "postgres://postgres@127.0.0.1:1/unused",
+    );
+    let client = reqwest::Client::new();
+    let (status, body) = post(
+        &client,
+        format!("{}/api/v1/auth/register", command.base),
+        None,
+        json!({ "username": "split", "password": "password123" }),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let token = body["token"].as_str().unwrap().to_string();
+    let (_, body) = post(
+        &client,
+        format!("{}/api/v1/rooms", command.base),
+        Some(&token),
+        json!({ "name": "apart" }),
+    )
+    .await;
+    let position = body["position"].as_u64().unwrap();
+    let mine: Value = client
+        .get(format!(
+            "{}/api/v1/me/rooms?min_position={position}",
+            query.base
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mine["rooms"][0]["name"], "apart");
+    let ready: Value = client
+        .get(format!("{}/readyz", projector.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["projection"]["active"], true, "{ready}");
+    assert_eq!(ready["projection"]["lag"], 0, "{ready}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_natter"))
+        .arg("rebuild")
+        .env("NATS_URL", nats_url())
+        .env("DATABASE_URL", &isolation.database_url)
+        .env("NATTER_STREAM", &isolation.stream)
+        .env("NATTER_SUBJECT_PREFIX", &isolation.prefix)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        summary.contains(&format!("up to position {position}")),
+        "{summary}"
+    );
+    let mine: Value = client
+        .get(format!("{}/api/v1/me/rooms", query.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        mine["rooms"][0]["name"], "apart",
+        "the rebuilt model serves the same answer"
+    );
+    for p in [&mut projector, &mut query, &mut command] {
+        assert!(p.stop().success());
+    }
+}
