@@ -1,5 +1,6 @@
 //! The `natter` binary: every role of the chat backend, and the operators' tools.
 
+mod bench;
 mod config;
 mod ops;
 mod rebuild;
@@ -32,6 +33,19 @@ enum Commands {
     /// Replays the whole log into fresh read-model tables and swaps them in; the query API
     /// keeps answering meanwhile.
     Rebuild,
+    /// Measures natter against the raw limits of its own NATS and Postgres, in one run, with
+    /// a stream, prefix and database of its own.
+    Bench {
+        /// Small runs (about a minute for everything): proves the bench works, not how fast.
+        #[arg(long)]
+        quick: bool,
+        /// Prints a machine-readable summary instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Runs only these scenarios (send, projector, me-rooms).
+        #[arg(long = "scenario")]
+        scenarios: Vec<String>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -54,6 +68,11 @@ fn main() -> std::process::ExitCode {
                 Ok(())
             }
             Commands::Rebuild => rebuild::rebuild(cli.config).await,
+            Commands::Bench {
+                quick,
+                json,
+                scenarios,
+            } => bench::bench(cli.config, bench::Scale { quick }, json, scenarios).await,
         }
     });
     match result {

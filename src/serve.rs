@@ -1,24 +1,51 @@
 //! `natter serve`: starts the configured roles on one HTTP port and supervises their tasks.
 
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use axum::Router;
 use futures::future::select_all;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use natter_command::CommandService;
 use natter_edge::JwtKeys;
 use natter_events::EventStore;
 use natter_projector::{ProjectionStatus, Projector};
 use natter_query::QueryService;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower_http::trace::TraceLayer;
 
 use crate::config::{Config, Role};
 use crate::ops::{self, OpsState};
 
+/// Serves until SIGTERM or Ctrl-C.
 pub async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
+    run(config, role, shutdown_signal(), None).await
+}
+
+/// The process-wide metrics recorder (installed once, whatever runs in this process).
+fn metrics_handle() -> anyhow::Result<PrometheusHandle> {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    if let Some(h) = HANDLE.get() {
+        return Ok(h.clone());
+    }
+    let handle = PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+/// Runs `role` in this process until `shutdown` resolves; `bound` learns the listening
+/// address.
+pub async fn run(
+    config: Config,
+    role: Role,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    bound: Option<oneshot::Sender<SocketAddr>>,
+) -> anyhow::Result<()> {
     let keys = Arc::new(JwtKeys::new(
         &config.jwt_secret()?,
         Duration::from_secs(config.token_ttl_secs),
@@ -35,9 +62,7 @@ pub async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
         None
     };
 
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .context("installing the metrics recorder")?;
+    let metrics = metrics_handle()?;
 
     let mut router = Router::new();
     let mut tasks: Vec<(&'static str, JoinHandle<()>)> = Vec::new();
@@ -82,7 +107,10 @@ pub async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", config.http_addr))?;
     let addr = listener.local_addr()?;
     tracing::info!(role = ?role, "natter listening on http://{addr}");
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
+    if let Some(bound) = bound {
+        let _ = bound.send(addr);
+    }
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
 
     if tasks.is_empty() {
         server.await.context("serving HTTP")?;

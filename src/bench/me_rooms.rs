@@ -1,0 +1,151 @@
+//! `me-rooms`: `GET /me/rooms` latency for a user in many rooms full of messages (100 rooms of
+//! 10,000 messages each), with read markers halfway, so every unread count is large.
+
+use std::time::Instant;
+
+use chrono::Utc;
+use natter_events::catalogue::{
+    Event, MemberJoined, MessageKind, MessageSent, Role, RoomCreated, RoomKind, RoomRead,
+    Visibility,
+};
+use natter_events::{Envelope, RoomPart};
+use uuid::Uuid;
+
+use super::{Env, Figure, Scale, quantile};
+
+pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
+    let rooms_n = scale.pick(20, 100);
+    let per_room = scale.pick(500, 10_000);
+    let (token, reader) = env.register("bench_reader").await?;
+    let writer = Uuid::now_v7();
+    let subjects = env.store.subjects().clone();
+    let rooms: Vec<Uuid> = (0..rooms_n).map(|_| Uuid::now_v7()).collect();
+    let ev = |room: Uuid, actor: Uuid, event: Event| {
+        Envelope::new(Uuid::now_v7(), Utc::now(), Some(actor), Some(room), event)
+    };
+    let mut setup = Vec::new();
+    for room in &rooms {
+        setup.push((
+            subjects.room(*room, RoomPart::Meta),
+            ev(
+                *room,
+                writer,
+                Event::RoomCreated(RoomCreated {
+                    name: "busy".into(),
+                    visibility: Visibility::Public,
+                    kind: RoomKind::Group,
+                    max_members: 1000,
+                    owner_id: writer,
+                }),
+            ),
+        ));
+        setup.push((
+            subjects.room(*room, RoomPart::Meta),
+            ev(
+                *room,
+                reader,
+                Event::MemberJoined(MemberJoined {
+                    user_id: reader,
+                    role: Role::Member,
+                    invite: None,
+                }),
+            ),
+        ));
+    }
+    env.append_all(setup).await?;
+    // Messages interleaved over the rooms, as a busy system would write them.
+    let messages = (0..per_room).flat_map(|i| rooms.iter().map(move |room| (i, *room)));
+    let halfway = env
+        .append_all(
+            messages
+                .clone()
+                .take(rooms_n * per_room / 2)
+                .map(|(i, room)| {
+                    (
+                        subjects.room(room, RoomPart::Msg),
+                        ev(
+                            room,
+                            writer,
+                            Event::MessageSent(MessageSent {
+                                message_id: Uuid::now_v7(),
+                                kind: MessageKind::Text,
+                                content: format!("message {i}"),
+                                attachment: None,
+                            }),
+                        ),
+                    )
+                }),
+        )
+        .await?;
+    env.append_all(rooms.iter().map(|room| {
+        (
+            subjects.room(*room, RoomPart::Read),
+            ev(
+                *room,
+                reader,
+                Event::RoomRead(RoomRead {
+                    user_id: reader,
+                    up_to_position: halfway,
+                }),
+            ),
+        )
+    }))
+    .await?;
+    let head = env
+        .append_all(messages.skip(rooms_n * per_room / 2).map(|(i, room)| {
+            (
+                subjects.room(room, RoomPart::Msg),
+                ev(
+                    room,
+                    writer,
+                    Event::MessageSent(MessageSent {
+                        message_id: Uuid::now_v7(),
+                        kind: MessageKind::Text,
+                        content: format!("message {i}"),
+                        attachment: None,
+                    }),
+                ),
+            )
+        }))
+        .await?;
+    env.projected(head).await?;
+
+    let mut latencies = Vec::new();
+    for _ in 0..scale.pick(100, 500) {
+        let started = Instant::now();
+        let resp = env
+            .http
+            .get(format!("{}/me/rooms", env.base))
+            .bearer_auth(&token)
+            .send()
+            .await?;
+        anyhow::ensure!(
+            resp.status().as_u16() == 200,
+            "GET /me/rooms: {}",
+            resp.status()
+        );
+        let body: serde_json::Value = resp.json().await?;
+        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+        let unread = body["rooms"][0]["unread_count"].as_u64().unwrap_or(0);
+        anyhow::ensure!(
+            unread as usize == per_room - per_room / 2,
+            "unexpected unread count {unread}"
+        );
+    }
+    latencies.sort_by(f64::total_cmp);
+    let label = format!("GET /me/rooms, {rooms_n} rooms x {per_room}");
+    Ok(vec![
+        Figure::new(
+            "me-rooms",
+            format!("{label} p50"),
+            quantile(&latencies, 0.5),
+            "ms",
+        ),
+        Figure::new(
+            "me-rooms",
+            format!("{label} p99"),
+            quantile(&latencies, 0.99),
+            "ms",
+        ),
+    ])
+}

@@ -1,0 +1,341 @@
+//! `natter bench`: measures natter against the raw limits of its own NATS and Postgres in the
+//! same run, so that on a shared, noisy machine each figure is read as a ratio.
+//!
+//! It runs natter in-process (every role, on a free port) against the configured NATS and
+//! Postgres, with a stream, subject prefix and database of its own, removed at the end.
+
+mod me_rooms;
+mod projector;
+mod send;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::context::PublishAckFuture;
+use natter_events::{Envelope, EventStore};
+use serde::Serialize;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::config::{Config, Role};
+
+/// How big the runs are.
+#[derive(Debug, Clone, Copy)]
+pub struct Scale {
+    pub quick: bool,
+}
+
+impl Scale {
+    /// `quick` for CI (all scenarios within about a minute), otherwise the full figures.
+    pub fn pick<T>(self, quick: T, full: T) -> T {
+        if self.quick { quick } else { full }
+    }
+}
+
+/// One measured figure, with the raw figure of the same shape when there is one.
+#[derive(Debug, Clone, Serialize)]
+pub struct Figure {
+    pub scenario: &'static str,
+    pub metric: String,
+    pub value: f64,
+    pub unit: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_name: Option<&'static str>,
+}
+
+impl Figure {
+    pub fn new(
+        scenario: &'static str,
+        metric: impl Into<String>,
+        value: f64,
+        unit: &'static str,
+    ) -> Self {
+        Figure {
+            scenario,
+            metric: metric.into(),
+            value,
+            unit,
+            raw: None,
+            ratio_name: None,
+        }
+    }
+
+    pub fn against(mut self, raw: f64, ratio_name: &'static str) -> Self {
+        self.raw = Some(raw);
+        self.ratio_name = Some(ratio_name);
+        self
+    }
+
+    pub fn ratio(&self) -> Option<f64> {
+        self.raw.filter(|r| *r > 0.0).map(|r| self.value / r)
+    }
+}
+
+/// natter running in this process for the bench, and handles on its backing services.
+pub struct Env {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub store: EventStore,
+    pub pool: PgPool,
+    pub config: Config,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+fn bench_database_url(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let server = base.rsplit_once('/').map_or(base, |(s, _)| s);
+    match query {
+        Some(q) => format!("{server}/{name}?{q}"),
+        None => format!("{server}/{name}"),
+    }
+}
+
+impl Env {
+    async fn start(config: &Config) -> anyhow::Result<Env> {
+        let id = Uuid::new_v4().simple().to_string()[..12].to_string();
+        let mut config = config.clone();
+        config.stream = format!("BENCH_{id}");
+        config.subject_prefix = format!("bench{id}");
+        config.database_url =
+            bench_database_url(&config.database_url, &format!("natter_bench_{id}"));
+        config.http_addr = "127.0.0.1:0".parse().expect("an address");
+        config.send_rate_limit = "off".into();
+        if config.jwt_secret.is_none() {
+            config.jwt_secret = Some(format!("bench-secret-{}", Uuid::new_v4()));
+        }
+        let (addr_tx, addr_rx) = oneshot::channel::<SocketAddr>();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(crate::serve::run(
+            config.clone(),
+            Role::All,
+            async {
+                let _ = stop_rx.await;
+            },
+            Some(addr_tx),
+        ));
+        let addr = match addr_rx.await {
+            Ok(addr) => addr,
+            Err(_) => {
+                return Err(server
+                    .await?
+                    .err()
+                    .unwrap_or_else(|| anyhow::anyhow!("natter did not start")));
+            }
+        };
+        let nats = async_nats::connect(&config.nats_url).await?;
+        let store = EventStore::open(nats, &config.store()).await?;
+        let pool = natter_projector::db::connect(&config.database_url).await?;
+        Ok(Env {
+            base: format!("http://{addr}/api/v1"),
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(256)
+                .build()?,
+            store,
+            pool,
+            config,
+            stop: Some(stop_tx),
+            server: Some(server),
+        })
+    }
+
+    /// Stops natter and removes the bench's streams and database.
+    async fn cleanup(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+        }
+        self.pool.close().await;
+        // Let the stopped server's background tasks wind down before their database goes.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let js = self.store.jetstream();
+        for name in [
+            self.config.stream.clone(),
+            format!("KV_{}_idem", self.config.stream),
+            format!("{}_RAW", self.config.stream),
+        ] {
+            let _ = js.delete_stream(&name).await;
+        }
+        let admin = natter_projector::db::connect(&bench_database_url(
+            &self.config.database_url,
+            "postgres",
+        ))
+        .await?;
+        let name = self
+            .config
+            .database_url
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+        )))
+        .execute(&admin)
+        .await
+        .context("dropping the bench database")?;
+        Ok(())
+    }
+
+    /// POSTs JSON; returns the status and body.
+    pub async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut req = self.http.post(format!("{}{path}", self.base)).json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// Registers a user; returns (token, id).
+    pub async fn register(&self, username: &str) -> anyhow::Result<(String, Uuid)> {
+        let (status, body) = self
+            .post(
+                "/auth/register",
+                None,
+                &json!({ "username": username, "password": "bench-password" }),
+            )
+            .await?;
+        anyhow::ensure!(status == 201, "registering {username}: {status} {body}");
+        Ok((
+            body["token"].as_str().unwrap_or_default().to_string(),
+            body["user"]["id"].as_str().unwrap_or_default().parse()?,
+        ))
+    }
+
+    /// Appends events straight to the log (for pre-filling), with at most `window` acks in
+    /// flight. Returns the last position.
+    pub async fn append_all(
+        &self,
+        events: impl IntoIterator<Item = (String, Envelope)>,
+    ) -> anyhow::Result<u64> {
+        let js = self.store.jetstream();
+        let mut inflight: Vec<PublishAckFuture> = Vec::new();
+        let mut last = 0;
+        for (subject, envelope) in events {
+            let publish = async_nats::jetstream::message::PublishMessage::build()
+                .payload(envelope.encode().into())
+                .message_id(envelope.id.to_string());
+            inflight.push(js.send_publish(subject, publish).await?);
+            if inflight.len() >= 2048 {
+                for ack in inflight.drain(..) {
+                    last = last.max(ack.await?.sequence);
+                }
+            }
+        }
+        for ack in inflight {
+            last = last.max(ack.await?.sequence);
+        }
+        Ok(last)
+    }
+
+    /// Waits until the read models have applied `position`.
+    pub async fn projected(&self, position: u64) -> anyhow::Result<()> {
+        loop {
+            let (p,): (i64,) =
+                sqlx::query_as("SELECT COALESCE(MAX(position), 0) FROM projection_checkpoints")
+                    .fetch_one(&self.pool)
+                    .await?;
+            if p as u64 >= position {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The value at quantile `q` of sorted `values`.
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Runs the chosen scenarios (all when `only` is empty) and prints their figures.
+pub async fn bench(
+    config: Config,
+    scale: Scale,
+    json_out: bool,
+    only: Vec<String>,
+) -> anyhow::Result<()> {
+    let env = Env::start(&config).await?;
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    let mut figures = Vec::new();
+    let result: anyhow::Result<()> = async {
+        if wanted("send") {
+            figures.extend(send::run(&env, scale).await.context("scenario send")?);
+        }
+        if wanted("projector") {
+            figures.extend(
+                projector::run(&env, scale)
+                    .await
+                    .context("scenario projector")?,
+            );
+        }
+        if wanted("me-rooms") {
+            figures.extend(
+                me_rooms::run(&env, scale)
+                    .await
+                    .context("scenario me-rooms")?,
+            );
+        }
+        Ok(())
+    }
+    .await;
+    env.cleanup().await?;
+    result?;
+    if json_out {
+        let out: Vec<Value> = figures
+            .iter()
+            .map(|f| {
+                let mut v = serde_json::to_value(f).expect("figures serialize");
+                if let (Some(name), Some(r)) = (f.ratio_name, f.ratio()) {
+                    v["ratio"] = json!({ "name": name, "value": r });
+                }
+                v
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "quick": scale.quick, "figures": out }))?
+        );
+    } else {
+        println!(
+            "{:<10} {:<34} {:>14} {:<8} {:>14} {:>22}",
+            "scenario", "metric", "natter", "unit", "raw", "ratio"
+        );
+        for f in &figures {
+            let raw = f.raw.map(|r| format!("{r:.1}")).unwrap_or_default();
+            let ratio = match (f.ratio_name, f.ratio()) {
+                (Some(n), Some(r)) => format!("{n} = {r:.2}"),
+                _ => String::new(),
+            };
+            println!(
+                "{:<10} {:<34} {:>14.2} {:<8} {:>14} {:>22}",
+                f.scenario, f.metric, f.value, f.unit, raw, ratio
+            );
+        }
+    }
+    Ok(())
+}

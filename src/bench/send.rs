@@ -1,0 +1,171 @@
+//! `send`: REST sends with 64 in flight over 1,000 rooms, against raw JetStream
+//! publish-and-ack with 64 in flight and the same payload size; and the latency of a single
+//! send with nothing else in flight.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::Utc;
+use futures::{StreamExt, TryStreamExt, stream};
+use natter_events::Envelope;
+use natter_events::catalogue::{Event, MessageKind, MessageSent};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{Env, Figure, Scale, quantile};
+
+const IN_FLIGHT: usize = 64;
+const ROOMS: usize = 1000;
+const CONTENT_CHARS: usize = 100;
+
+pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
+    let (token, user) = env.register("bench_sender").await?;
+    let rooms: Vec<Uuid> = stream::iter(0..ROOMS)
+        .map(|i| {
+            let token = token.clone();
+            async move {
+                let (status, body) = env
+                    .post(
+                        "/rooms",
+                        Some(&token),
+                        &json!({ "name": format!("bench {i}") }),
+                    )
+                    .await?;
+                anyhow::ensure!(status == 201, "creating a room: {status} {body}");
+                Ok::<Uuid, anyhow::Error>(body["room"]["id"].as_str().unwrap_or_default().parse()?)
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect()
+        .await?;
+    let body = json!({ "content": "x".repeat(CONTENT_CHARS) });
+
+    // One request at a time: what a single client waits for.
+    let mut latencies = Vec::new();
+    for i in 0..scale.pick(300, 2000) {
+        let started = Instant::now();
+        let (status, _) = env
+            .post(
+                &format!("/rooms/{}/messages", rooms[i % ROOMS]),
+                Some(&token),
+                &body,
+            )
+            .await?;
+        anyhow::ensure!(status == 201, "send failed with {status}");
+        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    latencies.sort_by(f64::total_cmp);
+
+    let duration = scale.pick(Duration::from_secs(3), Duration::from_secs(15));
+    let sent = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..IN_FLIGHT)
+        .map(|w| {
+            let (http, base, token, body, rooms) = (
+                env.http.clone(),
+                env.base.clone(),
+                token.clone(),
+                body.clone(),
+                rooms.clone(),
+            );
+            let (sent, failed) = (sent.clone(), failed.clone());
+            tokio::spawn(async move {
+                let mut i = w;
+                while started.elapsed() < duration {
+                    let url = format!("{base}/rooms/{}/messages", rooms[i % ROOMS]);
+                    match http.post(url).bearer_auth(&token).json(&body).send().await {
+                        Ok(r) if r.status().as_u16() == 201 => sent.fetch_add(1, Ordering::Relaxed),
+                        _ => failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                    i += IN_FLIGHT;
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await?;
+    }
+    let natter_rate = sent.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        failed.load(Ordering::Relaxed) == 0,
+        "{} sends failed",
+        failed.load(Ordering::Relaxed)
+    );
+
+    // The same shape on raw JetStream: a stored message.sent envelope's size, 64 in flight.
+    let sample = Envelope::new(
+        Uuid::now_v7(),
+        Utc::now(),
+        Some(user),
+        Some(rooms[0]),
+        Event::MessageSent(MessageSent {
+            message_id: Uuid::now_v7(),
+            kind: MessageKind::Text,
+            content: "x".repeat(CONTENT_CHARS),
+            attachment: None,
+        }),
+    );
+    let payload = Bytes::from(sample.encode());
+    let js = env.store.jetstream().clone();
+    let raw_subjects = format!("{}raw", env.config.subject_prefix);
+    js.get_or_create_stream(async_nats::jetstream::stream::Config {
+        name: format!("{}_RAW", env.config.stream),
+        subjects: vec![format!("{raw_subjects}.>")],
+        storage: async_nats::jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await?;
+    let published = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..IN_FLIGHT)
+        .map(|w| {
+            let (js, payload, published, raw_subjects) = (
+                js.clone(),
+                payload.clone(),
+                published.clone(),
+                raw_subjects.clone(),
+            );
+            tokio::spawn(async move {
+                let mut i = w;
+                while started.elapsed() < duration {
+                    let ack = js
+                        .publish(format!("{raw_subjects}.{}", i % ROOMS), payload.clone())
+                        .await?;
+                    ack.await?;
+                    published.fetch_add(1, Ordering::Relaxed);
+                    i += IN_FLIGHT;
+                }
+                Ok::<_, anyhow::Error>(())
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await??;
+    }
+    let raw_rate = published.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+
+    Ok(vec![
+        Figure::new(
+            "send",
+            "single send latency p50",
+            quantile(&latencies, 0.5),
+            "ms",
+        ),
+        Figure::new(
+            "send",
+            "single send latency p99",
+            quantile(&latencies, 0.99),
+            "ms",
+        ),
+        Figure::new(
+            "send",
+            format!("sends, {IN_FLIGHT} in flight"),
+            natter_rate,
+            "msg/s",
+        )
+        .against(raw_rate, "send_vs_raw"),
+    ])
+}
