@@ -311,13 +311,16 @@ async fn messages(
         // Every member gains the batch's new messages from others (members that joined or
         // moved their marker in this batch are recounted below, which overrides this).
         let live: Vec<_> = rows.iter().filter(|r| !r.deleted).collect();
+        // Only rows that gain something are written (a sender's own messages change nothing).
         sqlx::query(
             "WITH b AS (SELECT * FROM UNNEST($1::uuid[], $2::uuid[]) AS b(room_id, sender_id)), \
                   t AS (SELECT room_id, count(*) AS n FROM b GROUP BY room_id), \
-                  s AS (SELECT room_id, sender_id, count(*) AS n FROM b WHERE sender_id IS NOT NULL GROUP BY 1, 2) \
-             UPDATE members m SET unread_count = m.unread_count + t.n \
-                - COALESCE((SELECT s.n FROM s WHERE s.room_id = m.room_id AND s.sender_id = m.user_id), 0) \
-             FROM t WHERE m.room_id = t.room_id",
+                  s AS (SELECT room_id, sender_id, count(*) AS n FROM b WHERE sender_id IS NOT NULL GROUP BY 1, 2), \
+                  d AS (SELECT m.room_id, m.user_id, t.n - COALESCE(s.n, 0) AS gained \
+                        FROM members m JOIN t ON t.room_id = m.room_id \
+                        LEFT JOIN s ON s.room_id = m.room_id AND s.sender_id = m.user_id) \
+             UPDATE members m SET unread_count = m.unread_count + d.gained FROM d \
+             WHERE m.room_id = d.room_id AND m.user_id = d.user_id AND d.gained > 0",
         )
         .bind(live.iter().map(|r| r.room_id).collect::<Vec<_>>())
         .bind(live.iter().map(|r| r.sender_id).collect::<Vec<_>>())

@@ -226,6 +226,8 @@ impl Batch {
                     }
                 }
             }
+            // (A room created in this batch gets the flag through a patch applied after its
+            // insert; the patch's position, the latest, wins there too.)
             Event::RoomDeleted(_) => self.patch(room, position).deleted = true,
             Event::MemberJoined(j) => {
                 self.join(room, j.user_id, j.role.as_str(), at, position);
@@ -248,7 +250,10 @@ impl Batch {
                 if let Some(owner) = l.new_owner_id {
                     self.role(room, owner, Role::Owner.as_str());
                     match self.rooms.get_mut(&room) {
-                        Some(row) => row.owner_id = owner,
+                        Some(row) => {
+                            row.owner_id = owner;
+                            row.position = position;
+                        }
                         None => self.patch(room, position).owner_id = Some(owner),
                     }
                 }
@@ -300,7 +305,7 @@ impl Batch {
                 );
                 self.last_message.insert(room, position);
                 match self.rooms.get_mut(&room) {
-                    Some(_) => {}
+                    Some(row) => row.position = position,
                     None => self.patch(room, position).last_message_position = Some(position),
                 }
             }
@@ -402,6 +407,98 @@ impl Batch {
                     },
                 );
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use natter_events::catalogue::{
+        MemberJoined, MemberLeft, MessageKind, MessageSent, RoomCreated, RoomKind, Visibility,
+    };
+
+    fn at(position: u64, room: Uuid, actor: Uuid, event: Event) -> Recorded {
+        Recorded {
+            position,
+            subject: String::new(),
+            envelope: Envelope::new(Uuid::now_v7(), Utc::now(), Some(actor), Some(room), event),
+        }
+    }
+
+    /// The room's row after folding `events` split into batches at `cut`, as (owner, position,
+    /// last message) of the inserted row or the patch.
+    fn history() -> Vec<Recorded> {
+        let (room, owner, bob) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        vec![
+            at(
+                1,
+                room,
+                owner,
+                Event::RoomCreated(RoomCreated {
+                    name: "r".into(),
+                    visibility: Visibility::Public,
+                    kind: RoomKind::Group,
+                    max_members: 10,
+                    owner_id: owner,
+                }),
+            ),
+            at(
+                2,
+                room,
+                bob,
+                Event::MemberJoined(MemberJoined {
+                    user_id: bob,
+                    role: Role::Member,
+                    invite: None,
+                }),
+            ),
+            at(
+                3,
+                room,
+                bob,
+                Event::MessageSent(MessageSent {
+                    message_id: Uuid::from_u128(9),
+                    kind: MessageKind::Text,
+                    content: "hi".into(),
+                    attachment: None,
+                }),
+            ),
+            at(
+                4,
+                room,
+                owner,
+                Event::MemberLeft(MemberLeft {
+                    user_id: owner,
+                    new_owner_id: Some(bob),
+                }),
+            ),
+        ]
+    }
+
+    #[test]
+    fn a_rooms_row_does_not_depend_on_where_batches_are_cut() {
+        let room = Uuid::from_u128(1);
+        let whole = {
+            let mut b = Batch::after(0);
+            history().iter().for_each(|r| b.add(r));
+            let row = &b.rooms[&room];
+            (row.owner_id, row.position, b.room_last_message(room))
+        };
+        for cut in 1..4 {
+            let events = history();
+            let mut first = Batch::after(0);
+            events[..cut].iter().for_each(|r| first.add(r));
+            let mut second = Batch::after(cut as u64);
+            events[cut..].iter().for_each(|r| second.add(r));
+            let row = &first.rooms[&room];
+            let patch = second.room_patches.get(&room).cloned().unwrap_or_default();
+            let owner = patch.owner_id.unwrap_or(row.owner_id);
+            let position = row.position.max(patch.position);
+            let last = patch
+                .last_message_position
+                .or(first.room_last_message(room));
+            assert_eq!((owner, position, last), whole, "cut after event {cut}");
         }
     }
 }

@@ -17,7 +17,9 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{Executor, PgPool};
 
 use crate::apply;
-use crate::runner::{APPLY_LOCK, PROJECTION, ProjectionStatus, Projector, ProjectorConfig, fold};
+use crate::runner::{
+    APPLY_LOCK, Item, PROJECTION, ProjectionStatus, Projector, ProjectorConfig, fold,
+};
 
 const SCHEMA: &str = "natter_rebuild";
 /// One rebuild at a time.
@@ -38,6 +40,45 @@ pub struct Summary {
     pub position: u64,
     pub events: u64,
     pub elapsed: Duration,
+}
+
+/// A transaction holding the apply lock and an exclusive lock on every live table.
+async fn lock_live_tables(
+    pool: &PgPool,
+) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+    let tables = TABLES
+        .iter()
+        .map(|t| format!("public.{t}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut tx = pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(APPLY_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        let locked = tx
+            .execute(sqlx::AssertSqlSafe(format!(
+                "LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE NOWAIT"
+            )))
+            .await;
+        match locked {
+            Ok(_) => return Ok(tx),
+            // 55P03 lock_not_available: a query is reading; let it finish and try again.
+            Err(sqlx::Error::Database(e))
+                if e.code().as_deref() == Some("55P03") && Instant::now() < deadline =>
+            {
+                tx.rollback().await?;
+                // Spread retries so they do not fall into step with a steady query load.
+                let pause = rand::random_range(5..25);
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context("locking the live tables for the swap"));
+            }
+        }
+    }
 }
 
 /// Rebuilds the read models from the whole log. `progress(done, total)` is called as it goes.
@@ -112,14 +153,17 @@ async fn run(
         }
     }
     progress(head, head);
+
+    // Catch up once more without locks, so that the locked window below stays short.
+    let head = store.head().await?;
+    projector.project(Some(head), false).await?;
     rebuild_pool.close().await;
 
-    // The swap: pause the live projector, apply what came since, move the tables.
-    let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(APPLY_LOCK)
-        .execute(&mut *tx)
-        .await?;
+    // The swap: pause the live projector, lock the live tables, apply what came since, move
+    // the tables. The table locks are taken all at once without waiting (and retried from
+    // scratch), so the swap never holds one lock while waiting for another that a running
+    // query holds: no deadlock with queries, which pause only for the swap itself.
+    let mut tx = lock_live_tables(pool).await?;
     tx.execute(sqlx::AssertSqlSafe(format!(
         "SET LOCAL search_path TO {SCHEMA}, public"
     )))
@@ -142,7 +186,7 @@ async fn run(
                     break;
                 }
             }
-            let ((batch, _), halt) = fold(raw, position)?;
+            let ((batch, _), halt) = fold(raw.into_iter().map(Item::decode).collect(), position)?;
             if let Some(halt) = halt {
                 anyhow::bail!(
                     "the event at position {} does not decode: {}",

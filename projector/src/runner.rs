@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use futures::{FutureExt, StreamExt};
 use natter_events::store::decode_known;
-use natter_events::{EventStore, RawMessage, Start};
+use natter_events::{EventStore, RawMessage, Recorded, Start};
 use serde::Serialize;
 use sqlx::{Connection, PgConnection, PgPool};
 
@@ -119,30 +119,32 @@ impl Projector {
     pub async fn project(&self, until: Option<u64>, exclusive: bool) -> anyhow::Result<()> {
         let mut after = self.checkpoint().await?;
         self.status.position.store(after, Ordering::SeqCst);
-        let filter = self.store.subjects().all_events();
-        let mut messages = Box::pin(self.store.follow(&filter, Start::After(after)).await?);
+        let mut reader = Reader::start(&self.store, after, self.config.batch_size).await?;
         loop {
             if until.is_some_and(|u| after >= u) {
                 return Ok(());
             }
-            let first = match tokio::time::timeout(Duration::from_secs(1), messages.next()).await {
-                Err(_) => continue,
-                Ok(None) => bail!("the event consumer ended"),
-                Ok(Some(m)) => m?,
+            let Some(first) = reader.next(Duration::from_secs(1)).await? else {
+                continue;
             };
-            let mut raw = vec![first];
-            while raw.len() < self.config.batch_size {
-                match messages.next().now_or_never() {
-                    Some(Some(m)) => raw.push(m?),
-                    _ => break,
+            // Take what is buffered; while the log says more is pending (a backlog), wait
+            // briefly for it too, so batches fill up and per-batch costs are shared.
+            let mut items = vec![first];
+            while items.len() < self.config.batch_size {
+                let wait = if items.last().is_some_and(|i| i.pending > 0) {
+                    Duration::from_millis(20)
+                } else {
+                    Duration::ZERO
+                };
+                match reader.next(wait).await? {
+                    Some(item) => items.push(item),
+                    None => break,
                 }
             }
             if let Some(u) = until {
-                raw.retain(|m| m.position <= u);
+                items.retain(|i| i.position <= u);
             }
-            let (batch, halt) = fold(raw, after)?;
-            let lag = batch.1;
-            let batch = batch.0;
+            let ((batch, lag), halt) = fold(items, after)?;
             if !batch.is_empty() || batch.last > after {
                 match self.commit(&batch, after, exclusive).await? {
                     Committed::Applied => {
@@ -157,7 +159,7 @@ impl Projector {
                         );
                         after = checkpoint;
                         self.status.position.store(after, Ordering::SeqCst);
-                        messages = Box::pin(self.store.follow(&filter, Start::After(after)).await?);
+                        reader = Reader::start(&self.store, after, self.config.batch_size).await?;
                         continue;
                     }
                 }
@@ -197,49 +199,108 @@ impl Projector {
     }
 }
 
-/// Folds raw messages following position `after` into a batch, stopping before the first
-/// one that does not decode. Returns the batch with the lag after it, and the halt if any.
-pub(crate) fn fold(
-    raw: Vec<RawMessage>,
-    after: u64,
-) -> anyhow::Result<((Batch, u64), Option<Halt>)> {
+/// One event as read and decoded ahead of the batch loop.
+pub(crate) struct Item {
+    pub position: u64,
+    /// Events after this one in the log, as the consumer saw it.
+    pub pending: u64,
+    /// `Ok(None)`: a type this build does not know.
+    pub event: Result<Option<Recorded>, String>,
+}
+
+impl Item {
+    pub(crate) fn decode(message: RawMessage) -> Item {
+        let (position, pending) = (message.position, message.pending);
+        Item {
+            position,
+            pending,
+            event: decode_known(message).map_err(|e| format!("{e:#}")),
+        }
+    }
+}
+
+/// Reads and decodes the log in a task of its own, so that reading from NATS overlaps with
+/// writing to Postgres. Stops when dropped.
+struct Reader {
+    rx: tokio::sync::mpsc::Receiver<anyhow::Result<Item>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Reader {
+    async fn start(store: &EventStore, after: u64, batch_size: usize) -> anyhow::Result<Reader> {
+        let mut messages = Box::pin(
+            store
+                .follow(&store.subjects().all_events(), Start::After(after))
+                .await?,
+        );
+        let (tx, rx) = tokio::sync::mpsc::channel(batch_size.max(1) * 4);
+        let task = tokio::spawn(async move {
+            while let Some(message) = messages.next().await {
+                if tx.send(message.map(Item::decode)).await.is_err() {
+                    break;
+                }
+            }
+            let _ = tx
+                .send(Err(anyhow::anyhow!("the event consumer ended")))
+                .await;
+        });
+        Ok(Reader { rx, task })
+    }
+
+    /// The next item, waiting at most `wait` (zero: only what is already read).
+    async fn next(&mut self, wait: Duration) -> anyhow::Result<Option<Item>> {
+        let item = if wait.is_zero() {
+            self.rx.recv().now_or_never().flatten()
+        } else {
+            tokio::time::timeout(wait, self.rx.recv())
+                .await
+                .ok()
+                .flatten()
+        };
+        item.transpose()
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Folds decoded items following position `after` into a batch, stopping before the first
+/// that does not decode. Returns the batch with the lag after it, and the halt if any.
+pub(crate) fn fold(items: Vec<Item>, after: u64) -> anyhow::Result<((Batch, u64), Option<Halt>)> {
     let mut batch = Batch::after(after);
     let mut lag = 0;
     let mut expected = after + 1;
-    for message in raw {
-        if message.position < expected {
+    for item in items {
+        if item.position < expected {
             continue;
         }
-        if message.position > expected {
-            bail!(
-                "the log skipped from {} to {}",
-                expected - 1,
-                message.position
-            );
+        if item.position > expected {
+            bail!("the log skipped from {} to {}", expected - 1, item.position);
         }
-        let position = message.position;
-        let pending = message.pending;
-        match decode_known(message) {
+        match item.event {
             Ok(Some(recorded)) => batch.add(&recorded),
             Ok(None) => {
                 tracing::info!(
-                    position,
+                    position = item.position,
                     "skipping an event of a type this build does not know"
                 );
-                batch.skip(position);
+                batch.skip(item.position);
             }
-            Err(e) => {
+            Err(error) => {
                 return Ok((
-                    (batch, pending + 1),
+                    (batch, item.pending + 1),
                     Some(Halt {
-                        position,
-                        error: format!("{e:#}"),
+                        position: item.position,
+                        error,
                     }),
                 ));
             }
         }
-        lag = pending;
-        expected = position + 1;
+        lag = item.pending;
+        expected = item.position + 1;
     }
     Ok(((batch, lag), None))
 }

@@ -1,5 +1,6 @@
-//! `projector`: events/s from a pre-filled log into Postgres, against a raw UNNEST batch
-//! insert of the same rows into a copy of the messages table, in batches of the same size.
+//! `projector`: events/s from a pre-filled log into Postgres (200k messages in 100 rooms of 5
+//! members, so each message also moves four unread counts), against a raw UNNEST batch insert
+//! of the same message rows into a copy of the messages table, in batches of the same size.
 
 use std::time::Instant;
 
@@ -16,10 +17,15 @@ use uuid::Uuid;
 use super::{Env, Figure, Scale};
 
 const ROOMS: usize = 100;
+const MEMBERS: usize = 5;
 
 pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
     let messages = scale.pick(20_000, 200_000);
     let owner = Uuid::now_v7();
+    // Five members a room, each sending in turn, so every message moves others' unread counts.
+    let members: Vec<Uuid> = std::iter::once(owner)
+        .chain((1..MEMBERS).map(|_| Uuid::now_v7()))
+        .collect();
     let rooms: Vec<Uuid> = (0..ROOMS).map(|_| Uuid::now_v7()).collect();
     let subjects = env.store.subjects().clone();
     let mut events = Vec::with_capacity(messages + ROOMS);
@@ -44,6 +50,7 @@ pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
     let mut rows = Vec::with_capacity(messages);
     for i in 0..messages {
         let room = rooms[i % ROOMS];
+        let sender = members[(i / ROOMS) % MEMBERS];
         let message_id = Uuid::now_v7();
         let content = format!("message {i} {}", "x".repeat(80));
         rows.push((room, content.clone()));
@@ -52,7 +59,7 @@ pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
             Envelope::new(
                 Uuid::now_v7(),
                 Utc::now(),
-                Some(owner),
+                Some(sender),
                 Some(room),
                 Event::MessageSent(MessageSent {
                     message_id,

@@ -245,3 +245,35 @@ impl Stack {
         out
     }
 }
+
+/// Asserts two dumps are equal, naming only the rows that differ.
+#[track_caller]
+pub fn assert_same_models(left: &str, right: &str, what: &str) {
+    if left == right {
+        return;
+    }
+    let mut report = String::new();
+    for (l, r) in left.lines().zip(right.lines()) {
+        if l == r {
+            continue;
+        }
+        let (table, l_rows) = l.split_once(": ").unwrap();
+        let r_rows = r.split_once(": ").unwrap().1;
+        let l_rows: Vec<Value> = serde_json::from_str(l_rows).unwrap();
+        let r_rows: Vec<Value> = serde_json::from_str(r_rows).unwrap();
+        let only_l: Vec<_> = l_rows
+            .iter()
+            .filter(|x| !r_rows.contains(x))
+            .take(3)
+            .collect();
+        let only_r: Vec<_> = r_rows
+            .iter()
+            .filter(|x| !l_rows.contains(x))
+            .take(3)
+            .collect();
+        report.push_str(&format!(
+            "{table}: left only {only_l:?}\n{table}: right only {only_r:?}\n"
+        ));
+    }
+    panic!("{what}:\n{report}");
+}
