@@ -177,6 +177,14 @@ impl EventStore {
             match ack {
                 Ok(ack) => return Ok(ack.sequence),
                 Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                    // Newer servers check the expected sequence before the duplicate window:
+                    // a retry of an append that was stored (its ack lost) lands here. If the
+                    // event right after the expected position is this very message, it worked.
+                    if let Expect::LastAt(seq) = expect
+                        && let Some(position) = self.stored_after(subject, seq, msg_id).await
+                    {
+                        return Ok(position);
+                    }
                     return Err(AppendError::Conflict);
                 }
                 Err(e) if e.kind() == PublishErrorKind::StreamNotFound => {
@@ -192,6 +200,20 @@ impl EventStore {
         Err(AppendError::Unavailable(
             last_error.unwrap_or_else(|| anyhow!("publish failed")),
         ))
+    }
+
+    /// The position of the first message on `subject` after `after`, if it carries `msg_id`.
+    async fn stored_after(&self, subject: &str, after: u64, msg_id: &str) -> Option<u64> {
+        let next = self
+            .stream
+            .direct_get_builder()
+            .sequence(after + 1)
+            .next_by_subject(subject)
+            .send()
+            .await
+            .ok()?;
+        let id = next.headers.get(async_nats::header::NATS_MESSAGE_ID)?;
+        (id.as_str() == msg_id).then_some(next.sequence)
     }
 
     /// The position of the last event on `subject`, 0 when it has none.
