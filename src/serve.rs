@@ -77,7 +77,14 @@ pub async fn run(
         command = Some(service);
     }
     if let (true, Some(pool)) = (role.runs_query(), &pool) {
-        let mut service = QueryService::start(pool.clone(), keys.clone(), config.query()).await?;
+        let mut service = QueryService::start(
+            pool.clone(),
+            store.clone(),
+            nats.clone(),
+            keys.clone(),
+            config.query(),
+        )
+        .await?;
         router = router.merge(service.routes());
         tasks.append(&mut service.tasks);
         query = Some(service);

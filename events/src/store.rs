@@ -216,6 +216,23 @@ impl EventStore {
         (id.as_str() == msg_id).then_some(next.sequence)
     }
 
+    /// The position of the first message at or after `from` on `filter` (wildcards allowed),
+    /// if there is one.
+    pub async fn next_position(&self, filter: &str, from: u64) -> anyhow::Result<Option<u64>> {
+        match self
+            .stream
+            .direct_get_builder()
+            .sequence(from.max(1))
+            .next_by_subject(filter)
+            .send()
+            .await
+        {
+            Ok(m) => Ok(Some(m.sequence)),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+            Err(e) => Err(anyhow::Error::new(e).context("looking up the next event of a subject")),
+        }
+    }
+
     /// The position of the last event on `subject`, 0 when it has none.
     pub async fn last_position(&self, subject: &str) -> anyhow::Result<u64> {
         match self.stream.direct_get_last_for_subject(subject).await {

@@ -202,3 +202,43 @@ async fn the_stream_is_created_as_an_event_store() {
     assert_eq!((c.max_messages, c.max_bytes), (-1, -1));
     assert!(c.max_age.is_zero());
 }
+
+#[tokio::test]
+async fn the_next_event_of_a_wildcard_subject_is_found_from_any_position() {
+    let (store, _cleanup) = store().await;
+    let (room, other) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut mine = Vec::new();
+    for i in 0..6 {
+        let (r, part) = if i % 2 == 0 {
+            (room, RoomPart::Msg)
+        } else {
+            (other, RoomPart::Meta)
+        };
+        let e = message(r, "x");
+        let p = store
+            .append(
+                &store.subjects().room(r, part),
+                &e,
+                &e.id.to_string(),
+                Expect::Any,
+            )
+            .await
+            .unwrap();
+        if r == room {
+            mine.push(p);
+        }
+    }
+    let filter = format!("{}.events.room.{room}.*", store.subjects().prefix());
+    assert_eq!(
+        store.next_position(&filter, 1).await.unwrap(),
+        Some(mine[0])
+    );
+    assert_eq!(
+        store.next_position(&filter, mine[0] + 1).await.unwrap(),
+        Some(mine[1])
+    );
+    assert_eq!(
+        store.next_position(&filter, mine[2] + 1).await.unwrap(),
+        None
+    );
+}

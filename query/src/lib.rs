@@ -1,12 +1,15 @@
 //! natter's read side: REST queries over the Postgres read models, with read-your-writes
-//! (`min_position`, `X-Natter-Position`). Queries read only Postgres.
+//! (`min_position`, `X-Natter-Position`), and the live websocket gateway, which streams room
+//! events from JetStream. Queries read only Postgres; the gateway reads only the log.
 //!
 //! - [`rooms`]: room listing and search, one room, members, my rooms with unread counts.
 //! - [`messages`]: message pages and single messages.
 //! - [`users`]: `/me` and public profiles.
+//! - [`gateway`]: the websocket gateway (`/ws`), streaming room events from JetStream.
 //! - [`position`]: the applied position and the `min_position` middleware.
 //! - [`rows`]: read-model rows and their JSON shapes.
 
+pub mod gateway;
 pub mod messages;
 pub mod position;
 pub mod rooms;
@@ -20,6 +23,7 @@ use axum::Router;
 use axum::extract::FromRef;
 use axum::middleware::from_fn_with_state;
 use natter_edge::JwtKeys;
+use natter_events::EventStore;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 
@@ -45,6 +49,7 @@ pub struct QueryState {
     pub pool: PgPool,
     pub keys: Arc<JwtKeys>,
     pub watch: ProjectionWatch,
+    pub gateway: gateway::Gateway,
 }
 
 impl FromRef<QueryState> for Arc<JwtKeys> {
@@ -68,13 +73,22 @@ pub struct QueryService {
 impl QueryService {
     pub async fn start(
         pool: PgPool,
+        store: EventStore,
+        nats: async_nats::Client,
         keys: Arc<JwtKeys>,
         config: QueryConfig,
     ) -> anyhow::Result<Self> {
         let (watch, task) = ProjectionWatch::start(pool.clone(), config.min_position_wait).await?;
+        let (gateway, mut tasks) = gateway::Gateway::start(store, nats).await?;
+        tasks.push(("projection position watch", task));
         Ok(QueryService {
-            state: QueryState { pool, keys, watch },
-            tasks: vec![("projection position watch", task)],
+            state: QueryState {
+                pool,
+                keys,
+                watch,
+                gateway,
+            },
+            tasks,
         })
     }
 
@@ -89,7 +103,8 @@ impl QueryService {
                     .route_layer(from_fn_with_state(
                         self.state.watch.clone(),
                         position::middleware,
-                    )),
+                    ))
+                    .merge(gateway::router()),
             )
             .with_state(self.state.clone())
     }

@@ -212,9 +212,8 @@ async fn members(
                 "role": m.role,
                 "joined_at": m.joined_at,
                 "last_read_position": m.last_read_position,
-                // Presence is tracked by the live gateway, which is not built yet: until then
-                // nobody is reported online.
-                "online": false,
+                // Presence as the gateways know it (bounded staleness: see gateway::live).
+                "online": state.gateway.live.presence.is_online(m.user_id),
             })
         })
         .collect();

@@ -80,8 +80,11 @@ impl Stack {
         )
         .await
         .unwrap();
+        let nats = async_nats::connect(nats_url()).await.unwrap();
         let query = QueryService::start(
             pool.clone(),
+            store.clone(),
+            nats,
             keys,
             QueryConfig {
                 min_position_wait: wait,

@@ -1,0 +1,298 @@
+//! Ephemeral traffic on core NATS under `{prefix}.live.>` (never stored): typing, media
+//! signals and presence. Each gateway instance holds ONE wildcard subscription and routes to
+//! its local connections.
+//!
+//! Presence: an instance announces a user online when their first local connection opens and
+//! offline when their last one closes, and every [`BEAT`] re-announces all its users. A user is
+//! online while some instance's announcement is fresher than [`STALE`], so an instance that dies
+//! without a word takes its users offline within that bound.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::Utf8Bytes;
+use futures::StreamExt;
+use natter_events::Subjects;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::hub::Hub;
+use super::protocol::{self, SignalKind};
+
+/// How often an instance re-announces its online users.
+pub const BEAT: Duration = Duration::from_secs(10);
+/// How long an announcement keeps a user online.
+pub const STALE: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RoomSignal {
+    user_id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    typing: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signal: Option<SignalKind>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    on: Option<bool>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct PresenceNews {
+    instance: Uuid,
+    #[serde(default)]
+    online: Vec<Uuid>,
+    #[serde(default)]
+    offline: Vec<Uuid>,
+}
+
+/// Who is online, across instances.
+#[derive(Default)]
+pub struct Presence {
+    /// Local connections per user.
+    local: Mutex<HashMap<Uuid, usize>>,
+    /// Per user, the instances that announced them, and when.
+    seen: Mutex<HashMap<Uuid, HashMap<Uuid, Instant>>>,
+}
+
+impl Presence {
+    pub fn is_online(&self, user: Uuid) -> bool {
+        self.seen
+            .lock()
+            .expect("presence lock")
+            .get(&user)
+            .is_some_and(|by| by.values().any(|t| t.elapsed() < STALE))
+    }
+}
+
+pub struct Live {
+    nats: async_nats::Client,
+    subjects: Subjects,
+    hub: Arc<Hub>,
+    pub presence: Presence,
+    instance: Uuid,
+}
+
+impl Live {
+    pub async fn start(
+        nats: async_nats::Client,
+        subjects: Subjects,
+        hub: Arc<Hub>,
+    ) -> anyhow::Result<(Arc<Live>, tokio::task::JoinHandle<()>)> {
+        let live = Arc::new(Live {
+            nats,
+            subjects,
+            hub,
+            presence: Presence::default(),
+            instance: Uuid::new_v4(),
+        });
+        let mut subscription = live.nats.subscribe(live.subjects.live(">")).await?;
+        let task = {
+            let live = live.clone();
+            tokio::spawn(async move {
+                let mut beat = tokio::time::interval(BEAT);
+                let mut expire = tokio::time::interval(Duration::from_secs(2));
+                loop {
+                    tokio::select! {
+                        message = subscription.next() => match message {
+                            Some(m) => live.on_message(&m.subject, &m.payload),
+                            None => return,
+                        },
+                        _ = beat.tick() => live.beat().await,
+                        _ = expire.tick() => live.expire(),
+                    }
+                }
+            })
+        };
+        Ok((live, task))
+    }
+
+    fn room_subject(&self, room: Uuid, what: &str) -> String {
+        self.subjects.live(&format!("room.{room}.{what}"))
+    }
+
+    pub async fn typing(&self, room: Uuid, user: Uuid, typing: bool) {
+        let news = RoomSignal {
+            user_id: user,
+            typing: Some(typing),
+            signal: None,
+            on: None,
+        };
+        self.publish(self.room_subject(room, "typing"), &news).await;
+    }
+
+    pub async fn signal(&self, room: Uuid, user: Uuid, signal: SignalKind, on: bool) {
+        let news = RoomSignal {
+            user_id: user,
+            typing: None,
+            signal: Some(signal),
+            on: Some(on),
+        };
+        self.publish(self.room_subject(room, "signal"), &news).await;
+    }
+
+    /// A connection of `user` opened here.
+    pub async fn connected(&self, user: Uuid) {
+        let first = {
+            let mut local = self.presence.local.lock().expect("presence lock");
+            let n = local.entry(user).or_default();
+            *n += 1;
+            *n == 1
+        };
+        if first {
+            let news = PresenceNews {
+                instance: self.instance,
+                online: vec![user],
+                offline: vec![],
+            };
+            self.publish(self.subjects.live("presence"), &news).await;
+        }
+    }
+
+    /// A connection of `user` closed here.
+    pub async fn disconnected(&self, user: Uuid) {
+        let last = {
+            let mut local = self.presence.local.lock().expect("presence lock");
+            match local.get_mut(&user) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                Some(_) => {
+                    local.remove(&user);
+                    true
+                }
+                None => false,
+            }
+        };
+        if last {
+            let news = PresenceNews {
+                instance: self.instance,
+                online: vec![],
+                offline: vec![user],
+            };
+            self.publish(self.subjects.live("presence"), &news).await;
+        }
+    }
+
+    async fn publish(&self, subject: String, news: &impl Serialize) {
+        let payload = serde_json::to_vec(news).expect("live news serializes");
+        if let Err(e) = self.nats.publish(subject, payload.into()).await {
+            tracing::warn!(error = %e, "could not publish live news");
+        }
+    }
+
+    async fn beat(&self) {
+        let online: Vec<Uuid> = self
+            .presence
+            .local
+            .lock()
+            .expect("presence lock")
+            .keys()
+            .copied()
+            .collect();
+        if !online.is_empty() {
+            let news = PresenceNews {
+                instance: self.instance,
+                online,
+                offline: vec![],
+            };
+            self.publish(self.subjects.live("presence"), &news).await;
+        }
+    }
+
+    fn on_message(&self, subject: &str, payload: &[u8]) {
+        let Some(rest) = subject.strip_prefix(&format!("{}.live.", self.subjects.prefix())) else {
+            return;
+        };
+        if rest == "presence" {
+            if let Ok(news) = serde_json::from_slice::<PresenceNews>(payload) {
+                self.on_presence(news);
+            }
+            return;
+        }
+        let mut parts = rest.split('.');
+        let (Some("room"), Some(room), Some(what)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return;
+        };
+        let (Ok(room), Ok(news)) = (
+            room.parse::<Uuid>(),
+            serde_json::from_slice::<RoomSignal>(payload),
+        ) else {
+            return;
+        };
+        let frame = match (what, news.typing, news.signal, news.on) {
+            ("typing", Some(typing), _, _) => protocol::typing(room, news.user_id, typing),
+            ("signal", _, Some(signal), Some(on)) => {
+                protocol::signal(room, news.user_id, signal, on)
+            }
+            _ => return,
+        };
+        let frame = Utf8Bytes::from(frame);
+        // To the room's other subscribed members.
+        for conn in self
+            .hub
+            .subscribers(room)
+            .iter()
+            .filter(|c| c.user != news.user_id)
+        {
+            conn.offer(frame.clone());
+        }
+    }
+
+    fn on_presence(&self, news: PresenceNews) {
+        let mut changed = Vec::new();
+        {
+            let mut seen = self.presence.seen.lock().expect("presence lock");
+            let now = Instant::now();
+            for user in news.online {
+                let by = seen.entry(user).or_default();
+                let was = by.values().any(|t| t.elapsed() < STALE);
+                by.insert(news.instance, now);
+                if !was {
+                    changed.push((user, true));
+                }
+            }
+            for user in news.offline {
+                if let Some(by) = seen.get_mut(&user) {
+                    let was = by.values().any(|t| t.elapsed() < STALE);
+                    by.remove(&news.instance);
+                    let is = by.values().any(|t| t.elapsed() < STALE);
+                    if by.is_empty() {
+                        seen.remove(&user);
+                    }
+                    if was && !is {
+                        changed.push((user, false));
+                    }
+                }
+            }
+        }
+        self.announce(changed);
+    }
+
+    fn expire(&self) {
+        let mut changed = Vec::new();
+        {
+            let mut seen = self.presence.seen.lock().expect("presence lock");
+            seen.retain(|user, by| {
+                let was = !by.is_empty();
+                by.retain(|_, t| t.elapsed() < STALE);
+                if was && by.is_empty() {
+                    changed.push((*user, false));
+                }
+                !by.is_empty()
+            });
+        }
+        self.announce(changed);
+    }
+
+    /// Presence frames to the connections watching a room the user is a member of.
+    fn announce(&self, changed: Vec<(Uuid, bool)>) {
+        for (user, online) in changed {
+            let frame = Utf8Bytes::from(protocol::presence(user, online));
+            for conn in self.hub.watchers_of(user).iter().filter(|c| c.user != user) {
+                conn.offer(frame.clone());
+            }
+        }
+    }
+}

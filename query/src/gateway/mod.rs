@@ -1,0 +1,49 @@
+//! The live gateway: `GET /api/v1/ws` streams room events from JetStream to websocket clients,
+//! in order, gap-free and resumable, with typing, media signals and presence alongside.
+//!
+//! - [`hub`]: the one JetStream consumer per instance, room feeds, subscribe/replay.
+//! - [`session`]: one connection: auth, ops, bounded send queue, close codes.
+//! - [`live`]: typing, signals and presence on core NATS.
+//! - [`protocol`]: the frames.
+
+pub mod hub;
+pub mod live;
+pub mod protocol;
+pub mod session;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use natter_events::EventStore;
+use tokio::task::JoinHandle;
+
+use crate::QueryState;
+
+#[derive(Clone)]
+pub struct Gateway {
+    pub hub: Arc<hub::Hub>,
+    pub live: Arc<live::Live>,
+}
+
+impl Gateway {
+    pub async fn start(
+        store: EventStore,
+        nats: async_nats::Client,
+    ) -> anyhow::Result<(Gateway, Vec<(&'static str, JoinHandle<()>)>)> {
+        let (hub, hub_task) = hub::Hub::start(store.clone()).await?;
+        let (live, live_task) =
+            live::Live::start(nats, store.subjects().clone(), hub.clone()).await?;
+        Ok((
+            Gateway { hub, live },
+            vec![
+                ("gateway consumer", hub_task),
+                ("gateway live traffic", live_task),
+            ],
+        ))
+    }
+}
+
+pub fn router() -> Router<QueryState> {
+    Router::new().route("/ws", get(session::upgrade))
+}

@@ -1,0 +1,174 @@
+//! The websocket protocol of API.md: client ops in, server frames out (text frames, one JSON
+//! object each).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+/// Close code: the token is missing, invalid or expired.
+pub const CLOSE_UNAUTHORIZED: u16 = 4001;
+/// Close code: the client did not keep up; reconnect and resubscribe with `since`.
+pub const CLOSE_TOO_SLOW: u16 = 4008;
+
+/// A media signal a member can announce to the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignalKind {
+    Camera,
+    Mic,
+    StreamStarted,
+}
+
+/// What a client may send.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ClientOp {
+    Subscribe {
+        room_id: Uuid,
+        since: Option<u64>,
+        epoch: Option<String>,
+    },
+    Unsubscribe {
+        room_id: Uuid,
+    },
+    Typing {
+        room_id: Uuid,
+        typing: bool,
+    },
+    Signal {
+        room_id: Uuid,
+        signal: SignalKind,
+        on: bool,
+    },
+    Ping,
+}
+
+/// A refused frame: the error frame's code and message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl FrameError {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        FrameError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses a client text frame.
+pub fn parse(text: &str) -> Result<ClientOp, FrameError> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| FrameError::new("bad_request", format!("not JSON: {e}")))?;
+    let op = value
+        .get("op")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if !matches!(
+        op.as_str(),
+        "subscribe" | "unsubscribe" | "typing" | "signal" | "ping"
+    ) {
+        return Err(FrameError::new("unknown_op", format!("unknown op {op:?}")));
+    }
+    serde_json::from_value(value)
+        .map_err(|e| FrameError::new("bad_request", format!("malformed {op}: {e}")))
+}
+
+pub fn error(e: &FrameError) -> String {
+    json!({ "type": "error", "code": e.code, "message": e.message }).to_string()
+}
+
+pub fn pong() -> String {
+    json!({ "type": "pong" }).to_string()
+}
+
+pub fn subscribed(room_id: Uuid, position: u64, epoch: &str) -> String {
+    json!({ "type": "subscribed", "room_id": room_id, "position": position, "epoch": epoch })
+        .to_string()
+}
+
+pub fn reset(room_id: Uuid) -> String {
+    json!({ "type": "reset", "room_id": room_id }).to_string()
+}
+
+pub fn unsubscribed(room_id: Uuid, reason: &str) -> String {
+    json!({ "type": "unsubscribed", "room_id": room_id, "reason": reason }).to_string()
+}
+
+pub fn typing(room_id: Uuid, user_id: Uuid, typing: bool) -> String {
+    json!({ "type": "typing", "room_id": room_id, "user_id": user_id, "typing": typing })
+        .to_string()
+}
+
+pub fn signal(room_id: Uuid, user_id: Uuid, signal: SignalKind, on: bool) -> String {
+    json!({ "type": "signal", "room_id": room_id, "user_id": user_id, "signal": signal, "on": on })
+        .to_string()
+}
+
+pub fn presence(user_id: Uuid, online: bool) -> String {
+    json!({ "type": "presence", "user_id": user_id, "status": if online { "online" } else { "offline" } }).to_string()
+}
+
+/// An `event` frame: the envelope (redacted, with its position) and the room's previous
+/// event's position; `feed_me` marks a frame sent to a user's own feed.
+pub fn event(
+    room_id: Uuid,
+    position: u64,
+    prev_position: Option<u64>,
+    envelope: &Value,
+    feed_me: bool,
+) -> String {
+    let mut frame = json!({
+        "type": "event",
+        "room_id": room_id,
+        "position": position,
+        "prev_position": prev_position,
+        "event": envelope,
+    });
+    if feed_me {
+        frame["feed"] = json!("me");
+    }
+    frame.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ops_parse_and_bad_frames_say_why() {
+        let room = Uuid::new_v4();
+        assert_eq!(
+            parse(&format!(
+                r#"{{"op":"subscribe","room_id":"{room}","since":5}}"#
+            )),
+            Ok(ClientOp::Subscribe {
+                room_id: room,
+                since: Some(5),
+                epoch: None
+            })
+        );
+        assert_eq!(parse(r#"{"op":"ping"}"#), Ok(ClientOp::Ping));
+        assert_eq!(parse("garbage").unwrap_err().code, "bad_request");
+        assert_eq!(parse(r#"{"op":"dance"}"#).unwrap_err().code, "unknown_op");
+        assert_eq!(parse(r#"{"nope":1}"#).unwrap_err().code, "unknown_op");
+        assert_eq!(
+            parse(r#"{"op":"subscribe","room_id":"x"}"#)
+                .unwrap_err()
+                .code,
+            "bad_request"
+        );
+        assert_eq!(
+            parse(&format!(
+                r#"{{"op":"signal","room_id":"{room}","signal":"laser","on":true}}"#
+            ))
+            .unwrap_err()
+            .code,
+            "bad_request"
+        );
+    }
+}

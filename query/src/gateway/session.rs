@@ -1,0 +1,280 @@
+//! One websocket connection: authentication at the upgrade, client ops, a writer draining a
+//! bounded queue, heartbeats, and the close codes of the contract.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use futures::{SinkExt, StreamExt};
+use natter_edge::auth::bearer_token;
+use natter_edge::{ApiError, Claims};
+use serde::Deserialize;
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+
+use super::Gateway;
+use super::hub::{Conn, SEND_BUFFER};
+use super::protocol::{self, CLOSE_TOO_SLOW, CLOSE_UNAUTHORIZED, ClientOp, FrameError};
+use crate::QueryState;
+
+/// Largest client frame accepted (bigger ones get an error frame).
+pub const MAX_CLIENT_FRAME: usize = 16 * 1024;
+/// Rooms one connection may follow at once.
+pub const MAX_SUBSCRIPTIONS: usize = 100;
+/// The server pings this often; a connection silent for three times as long is closed.
+const HEARTBEAT: Duration = Duration::from_secs(30);
+
+#[derive(Deserialize)]
+pub struct TokenParam {
+    token: Option<String>,
+}
+
+/// `GET /api/v1/ws`: the token comes in `Authorization: Bearer` or `?token=`; without a valid
+/// one the upgrade is refused with 401.
+pub async fn upgrade(
+    State(state): State<QueryState>,
+    Query(param): Query<TokenParam>,
+    parts: Parts,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let token = bearer_token(&parts).map(str::to_string).or(param.token);
+    let claims = match token.as_deref().map(|t| state.keys.verify(t)) {
+        Some(Ok(claims)) => claims,
+        Some(Err(e)) => return e.into_response(),
+        None => {
+            return ApiError::unauthorized("a token is required (Authorization: Bearer or ?token=)")
+                .into_response();
+        }
+    };
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => {
+            return ApiError::bad_request(format!("not a websocket upgrade: {e}")).into_response();
+        }
+    };
+    let gateway = state.gateway.clone();
+    ws.read_buffer_size(4 * 1024)
+        .write_buffer_size(8 * 1024)
+        .max_write_buffer_size(256 * 1024)
+        .max_message_size(1024 * 1024)
+        .on_upgrade(move |socket| session(gateway, claims, socket))
+}
+
+async fn session(gateway: Gateway, claims: Claims, socket: WebSocket) {
+    let (sink, mut stream) = socket.split();
+    let (tx, rx) = mpsc::channel(SEND_BUFFER);
+    let conn = Conn::new(gateway.hub.next_conn_id(), claims.sub, tx);
+    let (close_tx, close_rx) = watch::channel(None::<(u16, &'static str)>);
+    let writer = tokio::spawn(writer(sink, rx, conn.clone(), close_rx));
+    gateway.hub.connected(&conn);
+    gateway.live.connected(conn.user).await;
+
+    let rooms: Arc<Mutex<HashSet<Uuid>>> = Arc::default();
+    let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let expires_in = Duration::from_secs(
+        u64::try_from(claims.exp - chrono::Utc::now().timestamp()).unwrap_or(0),
+    );
+    let expiry = tokio::time::sleep(expires_in);
+    tokio::pin!(expiry);
+    let mut idle_check = tokio::time::interval(HEARTBEAT);
+    let mut last_heard = tokio::time::Instant::now();
+    let close: Option<(u16, &'static str)> = loop {
+        tokio::select! {
+            message = stream.next() => {
+                last_heard = tokio::time::Instant::now();
+                match message {
+                    Some(Ok(Message::Text(text))) => {
+                        handle(&gateway, &conn, &rooms, &pending, text.as_str()).await;
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        conn.offer(error_frame(&FrameError::new("bad_request", "frames are JSON text")));
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Close(_))) | None => break None,
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "websocket read failed");
+                        break None;
+                    }
+                }
+            }
+            _ = conn.kill.killed() => break Some((CLOSE_TOO_SLOW, "too slow: reconnect and resubscribe with since")),
+            _ = &mut expiry => break Some((CLOSE_UNAUTHORIZED, "token expired")),
+            _ = idle_check.tick() => {
+                if last_heard.elapsed() > HEARTBEAT * 3 {
+                    break Some((1001, "idle"));
+                }
+            }
+        }
+    };
+    if let Some(reason) = close {
+        let _ = close_tx.send(Some(reason));
+    }
+    drop(close_tx);
+    let followed: Vec<Uuid> = rooms.lock().expect("rooms lock").iter().copied().collect();
+    gateway.hub.disconnected(&conn, &followed);
+    gateway.live.disconnected(conn.user).await;
+    let _ = writer.await;
+}
+
+fn error_frame(e: &FrameError) -> Utf8Bytes {
+    Utf8Bytes::from(protocol::error(e))
+}
+
+async fn handle(
+    gateway: &Gateway,
+    conn: &Conn,
+    rooms: &Arc<Mutex<HashSet<Uuid>>>,
+    pending: &Arc<std::sync::atomic::AtomicUsize>,
+    text: &str,
+) {
+    use std::sync::atomic::Ordering;
+    if text.len() > MAX_CLIENT_FRAME {
+        conn.offer(error_frame(&FrameError::new(
+            "frame_too_large",
+            format!("frames are at most {MAX_CLIENT_FRAME} bytes"),
+        )));
+        return;
+    }
+    let op = match protocol::parse(text) {
+        Ok(op) => op,
+        Err(e) => {
+            conn.offer(error_frame(&e));
+            return;
+        }
+    };
+    match op {
+        ClientOp::Ping => conn.offer(Utf8Bytes::from(protocol::pong())),
+        ClientOp::Subscribe {
+            room_id,
+            since,
+            epoch,
+        } => {
+            let followed = rooms.lock().expect("rooms lock").contains(&room_id);
+            if followed {
+                // Subscribing again restarts the room's stream from the new `since`.
+                gateway.hub.unsubscribe(conn.id, room_id);
+                rooms.lock().expect("rooms lock").remove(&room_id);
+            }
+            if rooms.lock().expect("rooms lock").len() + pending.load(Ordering::SeqCst)
+                >= MAX_SUBSCRIPTIONS
+            {
+                conn.offer(error_frame(&FrameError::new(
+                    "too_many_subscriptions",
+                    format!("a connection follows at most {MAX_SUBSCRIPTIONS} rooms"),
+                )));
+                return;
+            }
+            pending.fetch_add(1, Ordering::SeqCst);
+            let (gateway, conn, rooms, pending) = (
+                gateway.clone(),
+                conn.clone(),
+                rooms.clone(),
+                pending.clone(),
+            );
+            // A replay may take a while: the connection keeps serving other ops meanwhile.
+            tokio::spawn(async move {
+                let mut since = since;
+                if epoch.is_some_and(|e| e != gateway.hub.epoch) {
+                    // The log was recreated: positions from the old one mean nothing here.
+                    if gateway.hub.admits(room_id, conn.user).await.is_ok() {
+                        conn.offer(Utf8Bytes::from(protocol::reset(room_id)));
+                        since = Some(0);
+                    }
+                }
+                let result = gateway.hub.subscribe(&conn, room_id, since).await;
+                match result {
+                    Ok(()) => {
+                        rooms.lock().expect("rooms lock").insert(room_id);
+                    }
+                    Err(e) => conn.offer(error_frame(&e)),
+                }
+                pending.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+        ClientOp::Unsubscribe { room_id } => {
+            let was = rooms.lock().expect("rooms lock").remove(&room_id);
+            if was && gateway.hub.unsubscribe(conn.id, room_id) {
+                conn.offer(Utf8Bytes::from(protocol::unsubscribed(
+                    room_id,
+                    "requested",
+                )));
+            } else {
+                conn.offer(error_frame(&FrameError::new(
+                    "not_subscribed",
+                    "not subscribed to this room",
+                )));
+            }
+        }
+        ClientOp::Typing { room_id, typing } => {
+            if gateway.hub.is_subscribed(conn.id, room_id) {
+                gateway.live.typing(room_id, conn.user, typing).await;
+            } else {
+                conn.offer(error_frame(&FrameError::new(
+                    "not_subscribed",
+                    "subscribe to the room first",
+                )));
+            }
+        }
+        ClientOp::Signal {
+            room_id,
+            signal,
+            on,
+        } => {
+            if gateway.hub.is_subscribed(conn.id, room_id) {
+                gateway.live.signal(room_id, conn.user, signal, on).await;
+            } else {
+                conn.offer(error_frame(&FrameError::new(
+                    "not_subscribed",
+                    "subscribe to the room first",
+                )));
+            }
+        }
+    }
+}
+
+/// Drains the connection's queue into the socket. On a close request (or when the hub found
+/// the queue full) it stops taking frames and sends the close frame, waiting a bounded time
+/// for a slow client to take it.
+async fn writer(
+    mut sink: futures::stream::SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<Utf8Bytes>,
+    conn: Conn,
+    mut close: watch::Receiver<Option<(u16, &'static str)>>,
+) {
+    let mut ping = tokio::time::interval(HEARTBEAT);
+    ping.tick().await;
+    loop {
+        let message = tokio::select! {
+            biased;
+            _ = close.changed() => break,
+            _ = conn.kill.killed() => break,
+            frame = rx.recv() => match frame {
+                Some(text) => Message::Text(text),
+                None => break,
+            },
+            _ = ping.tick() => Message::Ping(Default::default()),
+        };
+        tokio::select! {
+            sent = sink.send(message) => if sent.is_err() { return },
+            _ = close.changed() => break,
+            _ = conn.kill.killed() => break,
+        }
+    }
+    let reason = *close.borrow();
+    let reason = reason.or(conn.kill.is_killed().then_some((
+        CLOSE_TOO_SLOW,
+        "too slow: reconnect and resubscribe with since",
+    )));
+    if let Some((code, why)) = reason {
+        let frame = Message::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(why),
+        }));
+        let _ = tokio::time::timeout(Duration::from_secs(10), sink.send(frame)).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+}
