@@ -321,8 +321,10 @@ impl Hub {
             let mut feed = slot.state.lock().expect("feed lock");
             if feed.loaded {
                 prev = Some(feed.last_position);
-                feed.apply(room_id, &incoming);
+                // Taken before applying: whoever this event unsubscribes still got it as a
+                // room event, and must not get it again on their own feed.
                 subscribed = feed.subscribers.keys().copied().collect();
+                feed.apply(room_id, &incoming);
             } else {
                 feed.pending.push(incoming.clone());
             }

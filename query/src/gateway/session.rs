@@ -46,8 +46,10 @@ pub async fn upgrade(
         Some(Ok(claims)) => claims,
         Some(Err(e)) => return e.into_response(),
         None => {
-            return ApiError::unauthorized("a token is required (Authorization: Bearer or ?token=)")
-                .into_response();
+            return ApiError::unauthorized(
+                "a token is required (Authorization: Bearer or ?token=)",
+            )
+            .into_response();
         }
     };
     let ws = match ws {

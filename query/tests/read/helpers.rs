@@ -27,7 +27,17 @@ pub struct Stack {
     _command: CommandService,
     _query: QueryService,
     projectors: Vec<JoinHandle<()>>,
+    extra: Vec<QueryService>,
     _cleanup: Cleanup,
+}
+
+pub async fn serve(app: Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
 }
 
 impl Drop for Stack {
@@ -104,8 +114,36 @@ impl Stack {
             _command: command,
             _query: query,
             projectors: Vec::new(),
+            extra: Vec::new(),
             _cleanup: cleanup,
         }
+    }
+
+    /// Serves the query app (REST and websocket) on a local port.
+    pub async fn serve_query(&self) -> std::net::SocketAddr {
+        serve(self.query.clone()).await
+    }
+
+    /// Starts another query/gateway instance on the same stream and database, served on a
+    /// local port (like a second process behind a load balancer).
+    pub async fn second_gateway(&mut self) -> std::net::SocketAddr {
+        let nats = async_nats::connect(nats_url()).await.unwrap();
+        let keys = Arc::new(JwtKeys::new(
+            b"query-tests-secret-query-tests-secret",
+            Duration::from_secs(3600),
+        ));
+        let query = QueryService::start(
+            self.pool.clone(),
+            self.store.clone(),
+            nats,
+            keys,
+            QueryConfig::default(),
+        )
+        .await
+        .unwrap();
+        let addr = serve(query.app()).await;
+        self.extra.push(query);
+        addr
     }
 
     /// Starts a projector instance (it stands by while another holds the lock).
@@ -279,4 +317,113 @@ pub fn assert_same_models(left: &str, right: &str, what: &str) {
         ));
     }
     panic!("{what}:\n{report}");
+}
+
+/// A websocket client as an app would hold one.
+pub struct Ws {
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl Ws {
+    pub async fn connect(addr: std::net::SocketAddr, token: &str) -> Ws {
+        let (socket, response) =
+            tokio_tungstenite::connect_async(format!("ws://{addr}/api/v1/ws?token={token}"))
+                .await
+                .expect("the upgrade succeeds");
+        assert_eq!(response.status(), 101);
+        Ws { socket }
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.send_text(frame.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, text: String) {
+        use futures::SinkExt;
+        self.socket
+            .send(tokio_tungstenite::tungstenite::Message::Text(text.into()))
+            .await
+            .unwrap();
+    }
+
+    /// The next JSON frame (pings and pongs skipped); panics after 10 s of silence.
+    pub async fn next(&mut self) -> Value {
+        self.try_next(Duration::from_secs(10))
+            .await
+            .expect("a frame within 10 s")
+    }
+
+    /// The next JSON frame within `wait`, if any.
+    pub async fn try_next(&mut self, wait: Duration) -> Option<Value> {
+        use futures::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.socket.next())
+                .await
+                .ok()??;
+            match message.expect("a websocket frame") {
+                Message::Text(t) => {
+                    return Some(serde_json::from_str(t.as_str()).expect("JSON frames"));
+                }
+                Message::Close(frame) => panic!("closed: {frame:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Frames until one matches `done` (included).
+    pub async fn until(&mut self, done: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let mut frames = Vec::new();
+        loop {
+            let frame = self.next().await;
+            let stop = done(&frame);
+            frames.push(frame);
+            if stop {
+                return frames;
+            }
+        }
+    }
+
+    /// Reads until the server closes; returns the close code.
+    pub async fn close_code(&mut self) -> Option<u16> {
+        use futures::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        while let Ok(Some(message)) =
+            tokio::time::timeout(Duration::from_secs(30), self.socket.next()).await
+        {
+            match message {
+                Ok(Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    pub async fn subscribe(&mut self, room: Uuid, since: Option<u64>) {
+        let mut op = json!({ "op": "subscribe", "room_id": room });
+        if let Some(s) = since {
+            op["since"] = json!(s);
+        }
+        self.send(op).await;
+    }
+}
+
+/// Positions of every event of `room` in the log, in order.
+pub async fn room_positions(store: &EventStore, room: Uuid) -> Vec<u64> {
+    let filter = format!("{}.events.room.{room}.*", store.subjects().prefix());
+    let head = store.head().await.unwrap();
+    let mut out = Vec::new();
+    let mut next = store.next_position(&filter, 1).await.unwrap();
+    while let Some(p) = next {
+        out.push(p);
+        if p >= head {
+            break;
+        }
+        next = store.next_position(&filter, p + 1).await.unwrap();
+    }
+    out
 }

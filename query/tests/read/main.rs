@@ -1,5 +1,6 @@
 mod access;
 mod helpers;
 mod history;
+mod live;
 mod pagination;
 mod projector;
