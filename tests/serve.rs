@@ -286,3 +286,98 @@ async fn command_query_and_projector_run_as_separate_processes_and_rebuild_works
         assert!(p.stop().success());
     }
 }
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_closed_with_4008_and_the_gateways_memory_stays_flat() {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let isolation = Isolation::new();
+    let _cleanup = Cleanup {
+        isolation: isolation.clone(),
+    };
+    let gateway = Natter::start(&isolation, "query", &isolation.database_url);
+    let command = Natter::start(
+        &isolation,
+        "command",
+        "postgres://postgres@127.0.0.1:1/unused",
+    );
+    let client = reqwest::Client::new();
+    let api = format!("{}/api/v1", command.base);
+    let (_, body) = post(
+        &client,
+        format!("{api}/auth/register"),
+        None,
+        json!({ "username": "flooder", "password": "password123" }),
+    )
+    .await;
+    let token = body["token"].as_str().unwrap().to_string();
+    let (_, body) = post(
+        &client,
+        format!("{api}/rooms"),
+        Some(&token),
+        json!({ "name": "flood" }),
+    )
+    .await;
+    let room = body["room"]["id"].as_str().unwrap().to_string();
+
+    let ws_url = format!(
+        "{}/api/v1/ws?token={token}",
+        gateway.base.replace("http://", "ws://")
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
+    use futures::SinkExt;
+    ws.send(Message::Text(
+        json!({ "op": "subscribe", "room_id": room })
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    loop {
+        if let Some(Ok(Message::Text(t))) = ws.next().await
+            && t.as_str().contains("subscribed")
+        {
+            break;
+        }
+    }
+    let before = rss_kib(gateway.child.id());
+    // 48 MB of events the client never reads.
+    let body = json!({ "content": "x".repeat(3900) });
+    let url = format!("{api}/rooms/{room}/messages");
+    futures::stream::iter(0..12_000)
+        .for_each_concurrent(16, |_| {
+            let (client, url, token, body) =
+                (client.clone(), url.clone(), token.clone(), body.clone());
+            async move {
+                let _ = client.post(url).bearer_auth(token).json(&body).send().await;
+            }
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = rss_kib(gateway.child.id());
+    let grown_mib = after.saturating_sub(before) / 1024;
+    eprintln!("gateway RSS {before} KiB before, {after} KiB after a 48 MB backlog");
+    assert!(
+        grown_mib < 25,
+        "the gateway grew by {grown_mib} MiB for a 48 MB backlog"
+    );
+    let mut code = None;
+    while let Ok(Some(message)) = tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
+        if let Ok(Message::Close(frame)) = message {
+            code = frame.map(|f| u16::from(f.code));
+            break;
+        }
+    }
+    assert_eq!(code, Some(4008));
+}

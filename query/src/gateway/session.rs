@@ -27,6 +27,8 @@ pub const MAX_CLIENT_FRAME: usize = 16 * 1024;
 pub const MAX_SUBSCRIPTIONS: usize = 100;
 /// The server pings this often; a connection silent for three times as long is closed.
 const HEARTBEAT: Duration = Duration::from_secs(30);
+/// How long a closing connection waits for the client to take the close frame.
+const CLOSE_WAIT: Duration = Duration::from_secs(60);
 
 #[derive(Deserialize)]
 pub struct TokenParam {
@@ -276,7 +278,9 @@ async fn writer(
             code,
             reason: Utf8Bytes::from_static(why),
         }));
-        let _ = tokio::time::timeout(Duration::from_secs(10), sink.send(frame)).await;
+        // A stalled client may take a while to read its way to the close frame; nothing else
+        // is queued meanwhile, so waiting costs no memory.
+        let _ = tokio::time::timeout(CLOSE_WAIT, sink.send(frame)).await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
 }

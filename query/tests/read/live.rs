@@ -493,3 +493,40 @@ async fn a_client_that_never_reads_is_closed_with_4008() {
     }
     assert_eq!(ws.close_code().await, Some(4008));
 }
+
+#[tokio::test]
+async fn a_connection_follows_at_most_a_hundred_rooms() {
+    let stack = Stack::spawn().await;
+    let addr = stack.serve_query().await;
+    let (owner, _) = stack.register("owner").await;
+    let mut rooms = Vec::new();
+    for i in 0..101 {
+        rooms.push(
+            stack
+                .create_room(&owner, json!({ "name": format!("r{i}") }))
+                .await,
+        );
+    }
+    let mut ws = Ws::connect(addr, &owner).await;
+    for room in &rooms[..100] {
+        ws.subscribe(*room, None).await;
+        ws.until(|f| f["type"] == "subscribed").await;
+    }
+    ws.subscribe(rooms[100], None).await;
+    assert_eq!(ws.next().await["code"], "too_many_subscriptions");
+    // Leaving one makes room for another.
+    ws.send(json!({ "op": "unsubscribe", "room_id": rooms[0] }))
+        .await;
+    assert_eq!(
+        ws.next().await,
+        json!({ "type": "unsubscribed", "room_id": rooms[0], "reason": "requested" })
+    );
+    ws.subscribe(rooms[100], None).await;
+    assert_eq!(
+        ws.until(|f| f["type"] == "subscribed")
+            .await
+            .last()
+            .unwrap()["room_id"],
+        rooms[100].to_string()
+    );
+}
