@@ -13,7 +13,7 @@
 //! the live subscribers in one step: no gap, no duplicate.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,8 @@ use super::protocol::{self, FrameError};
 pub const WINDOW: usize = 512;
 /// Frames queued for one connection before it counts as too slow.
 pub const SEND_BUFFER: usize = 2048;
+/// Bytes queued for one connection before it counts as too slow.
+pub const SEND_BUFFER_BYTES: usize = 1024 * 1024;
 /// Replays from JetStream running at once (a reconnect storm waits here).
 const CONCURRENT_REPLAYS: usize = 32;
 /// How long a room without subscribers keeps its feed (and window).
@@ -69,6 +71,21 @@ impl Kill {
     }
 }
 
+/// What a connection has queued and not yet written to its socket.
+#[derive(Default)]
+pub struct Queued {
+    bytes: AtomicUsize,
+    drained: Notify,
+}
+
+impl Queued {
+    /// The writer took `len` bytes off the queue.
+    pub fn written(&self, len: usize) {
+        self.bytes.fetch_sub(len, Ordering::SeqCst);
+        self.drained.notify_waiters();
+    }
+}
+
 /// The hub's handle on one websocket connection.
 #[derive(Clone)]
 pub struct Conn {
@@ -76,6 +93,7 @@ pub struct Conn {
     pub user: Uuid,
     tx: mpsc::Sender<Utf8Bytes>,
     pub kill: Arc<Kill>,
+    pub queued: Arc<Queued>,
 }
 
 impl Conn {
@@ -85,27 +103,55 @@ impl Conn {
             user,
             tx,
             kill: Arc::new(Kill::default()),
+            queued: Arc::new(Queued::default()),
         }
     }
 
-    /// Queues a frame without waiting. A full buffer means the client is not keeping up:
-    /// it is closed (4008) rather than buffered without bound.
+    /// Queues a frame without waiting. A full queue (in frames or bytes) means the client is
+    /// not keeping up: it is closed (4008) rather than buffered without bound.
     pub fn offer(&self, frame: Utf8Bytes) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(frame) {
+        let len = frame.len();
+        if self.queued.bytes.load(Ordering::SeqCst) + len > SEND_BUFFER_BYTES {
             self.kill.kill();
+            return;
+        }
+        match self.tx.try_send(frame) {
+            Ok(()) => {
+                self.queued.bytes.fetch_add(len, Ordering::SeqCst);
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => self.kill.kill(),
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
 
     /// Queues a frame, waiting for room (replays, which go at the client's pace).
     pub async fn send(&self, frame: Utf8Bytes) -> bool {
+        let len = frame.len();
+        loop {
+            let drained = self.queued.drained.notified();
+            if self.queued.bytes.load(Ordering::SeqCst) + len <= SEND_BUFFER_BYTES.max(len) {
+                break;
+            }
+            tokio::select! {
+                _ = drained => {}
+                _ = self.kill.killed() => return false,
+            }
+        }
         tokio::select! {
-            sent = self.tx.send(frame) => sent.is_ok(),
+            sent = self.tx.send(frame) => {
+                if sent.is_ok() {
+                    self.queued.bytes.fetch_add(len, Ordering::SeqCst);
+                }
+                sent.is_ok()
+            }
             _ = self.kill.killed() => false,
         }
     }
 
+    /// Whether `frames` more frames (of a window) fit in the queue.
     fn room_for(&self, frames: usize) -> bool {
         self.tx.capacity() >= frames
+            && self.queued.bytes.load(Ordering::SeqCst) <= SEND_BUFFER_BYTES / 2
     }
 }
 

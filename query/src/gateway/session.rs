@@ -257,7 +257,10 @@ async fn writer(
             _ = close.changed() => break,
             _ = conn.kill.killed() => break,
             frame = rx.recv() => match frame {
-                Some(text) => Message::Text(text),
+                Some(text) => {
+                    conn.queued.written(text.len());
+                    Message::Text(text)
+                }
                 None => break,
             },
             _ = ping.tick() => Message::Ping(Default::default()),
