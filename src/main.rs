@@ -42,7 +42,8 @@ enum Commands {
         /// Prints a machine-readable summary instead of a table.
         #[arg(long)]
         json: bool,
-        /// Runs only these scenarios (send, projector, me-rooms).
+        /// Runs only these scenarios (send, projector, me-rooms, latency, fanout, catchup,
+        /// resume, memory); repeat the flag for several.
         #[arg(long = "scenario")]
         scenarios: Vec<String>,
     },

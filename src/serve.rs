@@ -1,6 +1,5 @@
 //! `natter serve`: starts the configured roles on one HTTP port and supervises their tasks.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -14,7 +13,6 @@ use natter_events::EventStore;
 use natter_projector::{ProjectionStatus, Projector};
 use natter_query::QueryService;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower_http::trace::TraceLayer;
 
@@ -23,7 +21,7 @@ use crate::ops::{self, OpsState};
 
 /// Serves until SIGTERM or Ctrl-C.
 pub async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
-    run(config, role, shutdown_signal(), None).await
+    run(config, role, shutdown_signal()).await
 }
 
 /// The process-wide metrics recorder (installed once, whatever runs in this process).
@@ -38,14 +36,8 @@ fn metrics_handle() -> anyhow::Result<PrometheusHandle> {
     Ok(HANDLE.get_or_init(|| handle).clone())
 }
 
-/// Runs `role` in this process until `shutdown` resolves; `bound` learns the listening
-/// address.
-pub async fn run(
-    config: Config,
-    role: Role,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    bound: Option<oneshot::Sender<SocketAddr>>,
-) -> anyhow::Result<()> {
+/// Runs `role` in this process until `shutdown` resolves.
+pub async fn run(config: Config, role: Role, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let keys = Arc::new(JwtKeys::new(
         &config.jwt_secret()?,
         Duration::from_secs(config.token_ttl_secs),
@@ -114,9 +106,6 @@ pub async fn run(
         .with_context(|| format!("binding {}", config.http_addr))?;
     let addr = listener.local_addr()?;
     tracing::info!(role = ?role, "natter listening on http://{addr}");
-    if let Some(bound) = bound {
-        let _ = bound.send(addr);
-    }
     let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
 
     if tasks.is_empty() {

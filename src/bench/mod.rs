@@ -4,9 +4,14 @@
 //! It runs natter in-process (every role, on a free port) against the configured NATS and
 //! Postgres, with a stream, subject prefix and database of its own, removed at the end.
 
+mod catchup;
+mod connections;
+mod fanout;
+mod latency;
 mod me_rooms;
 mod projector;
 mod send;
+mod ws;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -17,11 +22,13 @@ use natter_events::{Envelope, EventStore};
 use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use std::process::Stdio;
 use uuid::Uuid;
 
-use crate::config::{Config, Role};
+use crate::config::Config;
 
 /// How big the runs are.
 #[derive(Debug, Clone, Copy)]
@@ -77,21 +84,21 @@ impl Figure {
     }
 }
 
-/// natter running in this process for the bench, and handles on its backing services.
+/// natter running as a child process for the bench (so that its memory is its own), and
+/// handles on its backing services.
 pub struct Env {
     pub base: String,
+    pub addr: SocketAddr,
     pub http: reqwest::Client,
     pub store: EventStore,
     pub pool: PgPool,
     pub config: Config,
-    stop: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<anyhow::Result<()>>>,
+    pub nats: async_nats::Client,
+    child: Child,
 }
 
 fn bench_database_url(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
     let server = base.rsplit_once('/').map_or(base, |(s, _)| s);
     match query {
         Some(q) => format!("{server}/{name}?{q}"),
@@ -105,88 +112,90 @@ impl Env {
         let mut config = config.clone();
         config.stream = format!("BENCH_{id}");
         config.subject_prefix = format!("bench{id}");
-        config.database_url =
-            bench_database_url(&config.database_url, &format!("natter_bench_{id}"));
-        config.http_addr = "127.0.0.1:0".parse().expect("an address");
-        config.send_rate_limit = "off".into();
-        if config.jwt_secret.is_none() {
-            config.jwt_secret = Some(format!("bench-secret-{}", Uuid::new_v4()));
-        }
+        config.database_url = bench_database_url(&config.database_url, &format!("natter_bench_{id}"));
+        let secret = config.jwt_secret.clone().unwrap_or_else(|| format!("bench-secret-{}", Uuid::new_v4()));
+        config.jwt_secret = Some(secret.clone());
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["serve", "--role", "all"])
+            .env("NATTER_HTTP_ADDR", "127.0.0.1:0")
+            .env("NATS_URL", &config.nats_url)
+            .env("DATABASE_URL", &config.database_url)
+            .env("NATTER_STREAM", &config.stream)
+            .env("NATTER_SUBJECT_PREFIX", &config.subject_prefix)
+            .env("NATTER_SEND_RATE_LIMIT", "off")
+            .env("NATTER_JWT_SECRET", &secret)
+            .env("NATTER_PROJECTOR_BATCH", config.projector_batch.to_string())
+            .env("RUST_LOG", "warn,natter::serve=info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting natter for the bench")?;
+        let stderr = child.stderr.take().expect("piped stderr");
         let (addr_tx, addr_rx) = oneshot::channel::<SocketAddr>();
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(crate::serve::run(
-            config.clone(),
-            Role::All,
-            async {
-                let _ = stop_rx.await;
-            },
-            Some(addr_tx),
-        ));
-        let addr = match addr_rx.await {
-            Ok(addr) => addr,
-            Err(_) => {
-                return Err(server
-                    .await?
-                    .err()
-                    .unwrap_or_else(|| anyhow::anyhow!("natter did not start")));
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            let mut addr_tx = Some(addr_tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                match line.split("listening on http://").nth(1).and_then(|a| a.split_whitespace().next()) {
+                    Some(addr) if addr_tx.is_some() => {
+                        if let (Some(tx), Ok(addr)) = (addr_tx.take(), addr.parse()) {
+                            let _ = tx.send(addr);
+                        }
+                    }
+                    _ => eprintln!("natter: {line}"),
+                }
             }
-        };
+        });
+        let addr = tokio::time::timeout(Duration::from_secs(60), addr_rx)
+            .await
+            .context("natter did not report its address")?
+            .context("natter exited before listening")?;
         let nats = async_nats::connect(&config.nats_url).await?;
-        let store = EventStore::open(nats, &config.store()).await?;
+        let store = EventStore::open(nats.clone(), &config.store()).await?;
         let pool = natter_projector::db::connect(&config.database_url).await?;
         Ok(Env {
             base: format!("http://{addr}/api/v1"),
-            http: reqwest::Client::builder()
-                .pool_max_idle_per_host(256)
-                .build()?,
+            addr,
+            http: reqwest::Client::builder().pool_max_idle_per_host(256).build()?,
             store,
             pool,
             config,
-            stop: Some(stop_tx),
-            server: Some(server),
+            nats,
+            child,
         })
+    }
+
+    /// Resident memory of the natter process, in KiB.
+    pub fn server_rss_kib(&self) -> anyhow::Result<u64> {
+        let pid = self.child.id().context("natter is not running")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .context("reading VmRSS")
     }
 
     /// Stops natter and removes the bench's streams and database.
     async fn cleanup(mut self) -> anyhow::Result<()> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+        if let Some(pid) = self.child.id() {
+            let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
         }
-        if let Some(server) = self.server.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
-        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+        let _ = self.child.kill().await;
         self.pool.close().await;
-        // Let the stopped server's background tasks wind down before their database goes.
-        tokio::time::sleep(Duration::from_millis(300)).await;
         let js = self.store.jetstream();
-        for name in [
-            self.config.stream.clone(),
-            format!("KV_{}_idem", self.config.stream),
-            format!("{}_RAW", self.config.stream),
-        ] {
+        for name in [self.config.stream.clone(), format!("KV_{}_idem", self.config.stream), format!("{}_RAW", self.config.stream)] {
             let _ = js.delete_stream(&name).await;
         }
-        let admin = natter_projector::db::connect(&bench_database_url(
-            &self.config.database_url,
-            "postgres",
-        ))
-        .await?;
-        let name = self
-            .config
-            .database_url
-            .rsplit('/')
-            .next()
-            .unwrap_or_default()
-            .split('?')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-        )))
-        .execute(&admin)
-        .await
-        .context("dropping the bench database")?;
+        let admin = natter_projector::db::connect(&bench_database_url(&self.config.database_url, "postgres")).await?;
+        let name = self.config.database_url.rsplit('/').next().unwrap_or_default().split('?').next().unwrap_or_default().to_string();
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
+            .execute(&admin)
+            .await
+            .context("dropping the bench database")?;
         Ok(())
     }
 
@@ -299,6 +308,21 @@ pub async fn bench(
                     .await
                     .context("scenario me-rooms")?,
             );
+        }
+        if wanted("latency") {
+            figures.extend(latency::run(&env, scale).await.context("scenario latency")?);
+        }
+        if wanted("fanout") {
+            figures.extend(fanout::run(&env, scale).await.context("scenario fanout")?);
+        }
+        if wanted("catchup") {
+            figures.extend(catchup::run(&env, scale).await.context("scenario catchup")?);
+        }
+        if wanted("resume") {
+            figures.extend(connections::resume(&env, scale).await.context("scenario resume")?);
+        }
+        if wanted("memory") {
+            figures.extend(connections::memory(&env, scale).await.context("scenario memory")?);
         }
         Ok(())
     }
