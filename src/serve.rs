@@ -37,7 +37,11 @@ fn metrics_handle() -> anyhow::Result<PrometheusHandle> {
 }
 
 /// Runs `role` in this process until `shutdown` resolves.
-pub async fn run(config: Config, role: Role, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    role: Role,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let keys = Arc::new(JwtKeys::new(
         &config.jwt_secret()?,
         Duration::from_secs(config.token_ttl_secs),

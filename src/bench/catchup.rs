@@ -5,7 +5,9 @@ use std::time::Instant;
 
 use chrono::Utc;
 use futures::StreamExt;
-use natter_events::catalogue::{Event, MessageKind, MessageSent, RoomCreated, RoomKind, Visibility};
+use natter_events::catalogue::{
+    Event, MessageKind, MessageSent, RoomCreated, RoomKind, Visibility,
+};
 use natter_events::{Envelope, RoomPart, Start};
 use uuid::Uuid;
 
@@ -16,7 +18,8 @@ pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
     let (token, owner) = env.register("catchup_reader").await?;
     let room = Uuid::now_v7();
     let subjects = env.store.subjects().clone();
-    let ev = |event: Event| Envelope::new(Uuid::now_v7(), Utc::now(), Some(owner), Some(room), event);
+    let ev =
+        |event: Event| Envelope::new(Uuid::now_v7(), Utc::now(), Some(owner), Some(room), event);
     let created = std::iter::once((
         subjects.room(room, RoomPart::Meta),
         ev(Event::RoomCreated(RoomCreated {
@@ -45,7 +48,11 @@ pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
     client.subscribe(room, Some(0)).await?;
     let received = client.until_subscribed().await?;
     let natter = received as f64 / started.elapsed().as_secs_f64();
-    anyhow::ensure!(received == count as u64 + 1, "replayed {received} of {} events", count + 1);
+    anyhow::ensure!(
+        received == count as u64 + 1,
+        "replayed {received} of {} events",
+        count + 1
+    );
 
     let started = Instant::now();
     let filter = format!("{}.events.room.{room}.*", subjects.prefix());
@@ -56,6 +63,13 @@ pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
         read += 1;
     }
     let raw = read as f64 / started.elapsed().as_secs_f64();
-    Ok(vec![Figure::new("catchup", format!("since 0 over {} events", count + 1), natter, "ev/s")
-        .against(raw, "catchup_vs_raw")])
+    Ok(vec![
+        Figure::new(
+            "catchup",
+            format!("since 0 over {} events", count + 1),
+            natter,
+            "ev/s",
+        )
+        .against(raw, "catchup_vs_raw"),
+    ])
 }

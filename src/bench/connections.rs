@@ -21,7 +21,13 @@ fn open_file_limit() -> u64 {
         .unwrap_or(1024)
 }
 
-async fn connect_many(env: &Env, token: &str, room: Uuid, n: usize, since: Option<u64>) -> anyhow::Result<Vec<ws::Client>> {
+async fn connect_many(
+    env: &Env,
+    token: &str,
+    room: Uuid,
+    n: usize,
+    since: Option<u64>,
+) -> anyhow::Result<Vec<ws::Client>> {
     stream::iter(0..n)
         .map(|_| async move {
             let mut c = ws::Client::connect(env.addr, token).await?;
@@ -40,7 +46,9 @@ pub async fn memory(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
     let wanted = scale.pick(1000, 10_000);
     let n = wanted.min(open_file_limit().saturating_sub(500) as usize);
     let (token, _) = env.register("idle_user").await?;
-    let (_, room) = env.post("/rooms", Some(&token), &json!({ "name": "idle" })).await?;
+    let (_, room) = env
+        .post("/rooms", Some(&token), &json!({ "name": "idle" }))
+        .await?;
     let room: Uuid = room["room"]["id"].as_str().unwrap_or_default().parse()?;
     // Warm the server's per-room state first, so it is not counted per connection.
     let warm = connect_many(env, &token, room, 10, None).await?;
@@ -51,17 +59,30 @@ pub async fn memory(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
     let after = env.server_rss_kib()?;
     drop((warm, clients));
     let per = (after.saturating_sub(before)) as f64 / n as f64;
-    Ok(vec![Figure::new("memory", format!("RSS per idle connection at {n}"), per, "KiB")])
+    Ok(vec![Figure::new(
+        "memory",
+        format!("RSS per idle connection at {n}"),
+        per,
+        "KiB",
+    )])
 }
 
 pub async fn resume(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
     let n = scale.pick(200, 1000);
     let (token, _) = env.register("resumer").await?;
-    let (_, room) = env.post("/rooms", Some(&token), &json!({ "name": "storm" })).await?;
+    let (_, room) = env
+        .post("/rooms", Some(&token), &json!({ "name": "storm" }))
+        .await?;
     let room: Uuid = room["room"]["id"].as_str().unwrap_or_default().parse()?;
     let mut since = 0;
     for i in 0..100 {
-        let (_, sent) = env.post(&format!("/rooms/{room}/messages"), Some(&token), &json!({ "content": format!("m{i}") })).await?;
+        let (_, sent) = env
+            .post(
+                &format!("/rooms/{room}/messages"),
+                Some(&token),
+                &json!({ "content": format!("m{i}") }),
+            )
+            .await?;
         if i == 49 {
             since = sent["position"].as_u64().unwrap_or_default();
         }
@@ -81,7 +102,15 @@ pub async fn resume(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
     .await;
     let elapsed = started.elapsed().as_secs_f64() * 1000.0;
     for missed in results {
-        anyhow::ensure!(missed? == 50, "a client did not get exactly the 50 events it missed");
+        anyhow::ensure!(
+            missed? == 50,
+            "a client did not get exactly the 50 events it missed"
+        );
     }
-    Ok(vec![Figure::new("resume", format!("{n} clients resume at once (50 missed each)"), elapsed, "ms")])
+    Ok(vec![Figure::new(
+        "resume",
+        format!("{n} clients resume at once (50 missed each)"),
+        elapsed,
+        "ms",
+    )])
 }

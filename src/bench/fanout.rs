@@ -13,7 +13,9 @@ pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
     let subscribers = scale.pick(200, 1000);
     let messages = scale.pick(50, 200);
     let (token, _) = env.register("fan_owner").await?;
-    let (_, room) = env.post("/rooms", Some(&token), &json!({ "name": "fan-out" })).await?;
+    let (_, room) = env
+        .post("/rooms", Some(&token), &json!({ "name": "fan-out" }))
+        .await?;
     let room: uuid::Uuid = room["room"]["id"].as_str().unwrap_or_default().parse()?;
     // One member with many connections: the gateway's cost is per connection either way.
     let clients: Vec<ws::Client> = stream::iter(0..subscribers)
@@ -49,7 +51,11 @@ pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
     let url = format!("{}/rooms/{room}/messages", env.base);
     stream::iter(0..messages)
         .for_each_concurrent(8, |i| {
-            let request = env.http.post(&url).bearer_auth(&token).json(&json!({ "content": format!("fan-{i}") }));
+            let request = env
+                .http
+                .post(&url)
+                .bearer_auth(&token)
+                .json(&json!({ "content": format!("fan-{i}") }));
             async move {
                 let _ = request.send().await;
             }
@@ -91,6 +97,13 @@ pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
         last = last.max(tokio::time::timeout(Duration::from_secs(120), t).await??);
     }
     let raw = (subscribers * messages) as f64 / last.duration_since(started).as_secs_f64();
-    Ok(vec![Figure::new("fanout", format!("deliveries to {subscribers} subscribers"), natter, "msg/s")
-        .against(raw, "fanout_vs_raw")])
+    Ok(vec![
+        Figure::new(
+            "fanout",
+            format!("deliveries to {subscribers} subscribers"),
+            natter,
+            "msg/s",
+        )
+        .against(raw, "fanout_vs_raw"),
+    ])
 }

@@ -13,9 +13,12 @@ const RATE: u64 = 1000;
 pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
     let (sender, _) = env.register("lat_sender").await?;
     let (receiver, _) = env.register("lat_receiver").await?;
-    let (_, room) = env.post("/rooms", Some(&sender), &json!({ "name": "latency" })).await?;
+    let (_, room) = env
+        .post("/rooms", Some(&sender), &json!({ "name": "latency" }))
+        .await?;
     let room: uuid::Uuid = room["room"]["id"].as_str().unwrap_or_default().parse()?;
-    env.post(&format!("/rooms/{room}/join"), Some(&receiver), &json!({})).await?;
+    env.post(&format!("/rooms/{room}/join"), Some(&receiver), &json!({}))
+        .await?;
     let mut client = ws::Client::connect(env.addr, &receiver).await?;
     client.subscribe(room, None).await?;
     client.until_subscribed().await?;
@@ -43,8 +46,15 @@ pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
     for i in 0..total {
         tick.tick().await;
         let content = format!("lat-{i}");
-        sent_at.lock().expect("lock").insert(content.clone(), Instant::now());
-        let request = env.http.post(&url).bearer_auth(&sender).json(&json!({ "content": content }));
+        sent_at
+            .lock()
+            .expect("lock")
+            .insert(content.clone(), Instant::now());
+        let request = env
+            .http
+            .post(&url)
+            .bearer_auth(&sender)
+            .json(&json!({ "content": content }));
         tokio::spawn(async move {
             let _ = request.send().await;
         });
@@ -52,8 +62,23 @@ pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
     let mut latencies = tokio::time::timeout(Duration::from_secs(60), receiving).await???;
     latencies.sort_by(f64::total_cmp);
     Ok(vec![
-        Figure::new("latency", "send -> ws delivery p50 @1k msg/s", quantile(&latencies, 0.5), "ms"),
-        Figure::new("latency", "send -> ws delivery p99 @1k msg/s", quantile(&latencies, 0.99), "ms"),
-        Figure::new("latency", "send -> ws delivery max @1k msg/s", latencies.last().copied().unwrap_or(f64::NAN), "ms"),
+        Figure::new(
+            "latency",
+            "send -> ws delivery p50 @1k msg/s",
+            quantile(&latencies, 0.5),
+            "ms",
+        ),
+        Figure::new(
+            "latency",
+            "send -> ws delivery p99 @1k msg/s",
+            quantile(&latencies, 0.99),
+            "ms",
+        ),
+        Figure::new(
+            "latency",
+            "send -> ws delivery max @1k msg/s",
+            latencies.last().copied().unwrap_or(f64::NAN),
+            "ms",
+        ),
     ])
 }

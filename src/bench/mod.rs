@@ -22,10 +22,10 @@ use natter_events::{Envelope, EventStore};
 use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
-use std::process::Stdio;
 use uuid::Uuid;
 
 use crate::config::Config;
@@ -98,7 +98,9 @@ pub struct Env {
 }
 
 fn bench_database_url(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let server = base.rsplit_once('/').map_or(base, |(s, _)| s);
     match query {
         Some(q) => format!("{server}/{name}?{q}"),
@@ -112,8 +114,12 @@ impl Env {
         let mut config = config.clone();
         config.stream = format!("BENCH_{id}");
         config.subject_prefix = format!("bench{id}");
-        config.database_url = bench_database_url(&config.database_url, &format!("natter_bench_{id}"));
-        let secret = config.jwt_secret.clone().unwrap_or_else(|| format!("bench-secret-{}", Uuid::new_v4()));
+        config.database_url =
+            bench_database_url(&config.database_url, &format!("natter_bench_{id}"));
+        let secret = config
+            .jwt_secret
+            .clone()
+            .unwrap_or_else(|| format!("bench-secret-{}", Uuid::new_v4()));
         config.jwt_secret = Some(secret.clone());
         let mut child = Command::new(std::env::current_exe()?)
             .args(["serve", "--role", "all"])
@@ -137,7 +143,11 @@ impl Env {
             let mut lines = BufReader::new(stderr).lines();
             let mut addr_tx = Some(addr_tx);
             while let Ok(Some(line)) = lines.next_line().await {
-                match line.split("listening on http://").nth(1).and_then(|a| a.split_whitespace().next()) {
+                match line
+                    .split("listening on http://")
+                    .nth(1)
+                    .and_then(|a| a.split_whitespace().next())
+                {
                     Some(addr) if addr_tx.is_some() => {
                         if let (Some(tx), Ok(addr)) = (addr_tx.take(), addr.parse()) {
                             let _ = tx.send(addr);
@@ -157,7 +167,9 @@ impl Env {
         Ok(Env {
             base: format!("http://{addr}/api/v1"),
             addr,
-            http: reqwest::Client::builder().pool_max_idle_per_host(256).build()?,
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(256)
+                .build()?,
             store,
             pool,
             config,
@@ -181,21 +193,43 @@ impl Env {
     /// Stops natter and removes the bench's streams and database.
     async fn cleanup(mut self) -> anyhow::Result<()> {
         if let Some(pid) = self.child.id() {
-            let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .await;
         }
         let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
         let _ = self.child.kill().await;
         self.pool.close().await;
         let js = self.store.jetstream();
-        for name in [self.config.stream.clone(), format!("KV_{}_idem", self.config.stream), format!("{}_RAW", self.config.stream)] {
+        for name in [
+            self.config.stream.clone(),
+            format!("KV_{}_idem", self.config.stream),
+            format!("{}_RAW", self.config.stream),
+        ] {
             let _ = js.delete_stream(&name).await;
         }
-        let admin = natter_projector::db::connect(&bench_database_url(&self.config.database_url, "postgres")).await?;
-        let name = self.config.database_url.rsplit('/').next().unwrap_or_default().split('?').next().unwrap_or_default().to_string();
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
-            .execute(&admin)
-            .await
-            .context("dropping the bench database")?;
+        let admin = natter_projector::db::connect(&bench_database_url(
+            &self.config.database_url,
+            "postgres",
+        ))
+        .await?;
+        let name = self
+            .config
+            .database_url
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+        )))
+        .execute(&admin)
+        .await
+        .context("dropping the bench database")?;
         Ok(())
     }
 
@@ -310,19 +344,35 @@ pub async fn bench(
             );
         }
         if wanted("latency") {
-            figures.extend(latency::run(&env, scale).await.context("scenario latency")?);
+            figures.extend(
+                latency::run(&env, scale)
+                    .await
+                    .context("scenario latency")?,
+            );
         }
         if wanted("fanout") {
             figures.extend(fanout::run(&env, scale).await.context("scenario fanout")?);
         }
         if wanted("catchup") {
-            figures.extend(catchup::run(&env, scale).await.context("scenario catchup")?);
+            figures.extend(
+                catchup::run(&env, scale)
+                    .await
+                    .context("scenario catchup")?,
+            );
         }
         if wanted("resume") {
-            figures.extend(connections::resume(&env, scale).await.context("scenario resume")?);
+            figures.extend(
+                connections::resume(&env, scale)
+                    .await
+                    .context("scenario resume")?,
+            );
         }
         if wanted("memory") {
-            figures.extend(connections::memory(&env, scale).await.context("scenario memory")?);
+            figures.extend(
+                connections::memory(&env, scale)
+                    .await
+                    .context("scenario memory")?,
+            );
         }
         Ok(())
     }

@@ -8,12 +8,16 @@ use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
 pub struct Client {
-    socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
 }
 
 impl Client {
     pub async fn connect(addr: SocketAddr, token: &str) -> anyhow::Result<Client> {
-        let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/api/v1/ws?token={token}")).await?;
+        let (socket, _) =
+            tokio_tungstenite::connect_async(format!("ws://{addr}/api/v1/ws?token={token}"))
+                .await?;
         Ok(Client { socket })
     }
 
@@ -22,7 +26,9 @@ impl Client {
         if let Some(s) = since {
             op["since"] = json!(s);
         }
-        self.socket.send(Message::Text(op.to_string().into())).await?;
+        self.socket
+            .send(Message::Text(op.to_string().into()))
+            .await?;
         Ok(())
     }
 
