@@ -1,5 +1,6 @@
 //! The `natter` binary: every role of the chat backend, and the operators' tools.
 
+mod audit;
 mod bench;
 mod config;
 mod ops;
@@ -33,6 +34,12 @@ enum Commands {
     /// Replays the whole log into fresh read-model tables and swaps them in; the query API
     /// keeps answering meanwhile.
     Rebuild,
+    /// Prints events from the log (a room's or all, in a range, of a type), credentials
+    /// redacted; progress on stderr when long.
+    Replay(audit::ReplayArgs),
+    /// Reads the whole log and checks it: exit 0 when sound, non-zero naming the bad
+    /// positions.
+    Verify,
     /// Measures natter against the raw limits of its own NATS and Postgres, in one run, with
     /// a stream, prefix and database of its own.
     Bench {
@@ -69,6 +76,8 @@ fn main() -> std::process::ExitCode {
                 Ok(())
             }
             Commands::Rebuild => rebuild::rebuild(cli.config).await,
+            Commands::Replay(args) => audit::replay(cli.config, args).await,
+            Commands::Verify => audit::verify(cli.config).await,
             Commands::Bench {
                 quick,
                 json,

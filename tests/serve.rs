@@ -381,3 +381,124 @@ async fn a_client_that_never_reads_is_closed_with_4008_and_the_gateways_memory_s
     }
     assert_eq!(code, Some(4008));
 }
+
+fn natter_cli(isolation: &Isolation, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_natter"))
+        .args(args)
+        .env("NATS_URL", nats_url())
+        .env("NATTER_STREAM", &isolation.stream)
+        .env("NATTER_SUBJECT_PREFIX", &isolation.prefix)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn replay_prints_the_log_and_verify_names_a_corrupt_event() {
+    let isolation = Isolation::new();
+    let _cleanup = Cleanup {
+        isolation: isolation.clone(),
+    };
+    let command = Natter::start(
+        &isolation,
+        "command",
+        "postgres://postgres@127.0.0.1:1/unused",
+    );
+    let client = reqwest::Client::new();
+    let api = format!("{}/api/v1", command.base);
+    let (_, body) = post(
+        &client,
+        format!("{api}/auth/register"),
+        None,
+        json!({ "username": "auditor", "password": "secret password" }),
+    )
+    .await;
+    let token = body["token"].as_str().unwrap().to_string();
+    let (_, body) = post(
+        &client,
+        format!("{api}/rooms"),
+        Some(&token),
+        json!({ "name": "audited" }),
+    )
+    .await;
+    let room = body["room"]["id"].as_str().unwrap().to_string();
+    for i in 0..5 {
+        post(
+            &client,
+            format!("{api}/rooms/{room}/messages"),
+            Some(&token),
+            json!({ "content": format!("m{i}") }),
+        )
+        .await;
+    }
+
+    let out = natter_cli(&isolation, &["replay"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines
+            .iter()
+            .map(|l| l["position"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        (1..=7).collect::<Vec<_>>()
+    );
+    assert!(!stdout.contains("$argon2"), "credentials are redacted");
+    let out = natter_cli(
+        &isolation,
+        &[
+            "replay",
+            "--room",
+            &room,
+            "--type",
+            "message.sent",
+            "--from",
+            "4",
+        ],
+    );
+    let lines = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(lines.lines().count(), 4);
+    let out = natter_cli(&isolation, &["replay", "--format", "table", "--to", "2"]);
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.starts_with("  position"), "{table}");
+    assert!(
+        table.contains("room.created") && !table.contains("message.sent"),
+        "{table}"
+    );
+
+    let out = natter_cli(&isolation, &["verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let report = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        report.contains("message.sent") && report.contains("the log is sound"),
+        "{report}"
+    );
+
+    // A corrupt event, published straight to the stream.
+    let js = async_nats::jetstream::new(async_nats::connect(nats_url()).await.unwrap());
+    let subject = format!("{}.events.room.{room}.msg", isolation.prefix);
+    let bad = js
+        .publish(subject, "{\"type\":\"message.sent\",\"oops\":".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .sequence;
+    let out = natter_cli(&isolation, &["verify"]);
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains(&format!("position {bad}:")), "{stdout}");
+    assert!(stderr.contains(&format!("at positions {bad}")), "{stderr}");
+    drop(command);
+}

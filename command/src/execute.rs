@@ -147,6 +147,7 @@ pub async fn execute(
                 let recorded = Recorded {
                     position,
                     subject: subject.clone(),
+                    recorded_at: envelope.occurred_at,
                     envelope,
                 };
                 if part != RoomPart::Msg {

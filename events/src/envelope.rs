@@ -152,6 +152,9 @@ fn upcast(_type_name: &str, _version: u32, data: Value) -> Value {
 pub struct Recorded {
     pub position: u64,
     pub subject: String,
+    /// When the log stored it (the server's clock; for an event this process just appended,
+    /// its `occurred_at`).
+    pub recorded_at: DateTime<Utc>,
     pub envelope: Envelope,
 }
 

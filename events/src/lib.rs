@@ -6,9 +6,13 @@
 //! - [`subjects`]: subject names under the configured prefix.
 //! - [`room`], [`user`]: the aggregates as `decide`/`evolve` functions, with no IO.
 //! - [`store`]: the JetStream adapter (bootstrap, append with expectations, reads).
+//! - [`audit`]: the checks `natter verify` runs over a whole log.
+//! - [`history`]: ranges of the log as auditors see them, streamed.
 
+pub mod audit;
 pub mod catalogue;
 pub mod envelope;
+pub mod history;
 pub mod room;
 pub mod store;
 pub mod subjects;

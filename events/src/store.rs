@@ -16,6 +16,7 @@ use async_nats::jetstream::{
     stream::{self, DirectGetErrorKind, Stream},
 };
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use futures::{Stream as FuturesStream, StreamExt, TryStreamExt};
 
 use crate::envelope::{Decoded, Envelope, Recorded};
@@ -68,15 +69,32 @@ pub struct RawMessage {
     pub payload: Bytes,
     /// Messages matching the reader's filter still after this one (0 when not known).
     pub pending: u64,
+    /// When the log stored it.
+    pub recorded_at: DateTime<Utc>,
+    /// The `Natter-Event-Type` header, if present.
+    pub event_type: Option<String>,
 }
 
-/// Where a live read starts.
+/// JetStream's timestamps are `time` types; natter speaks chrono.
+fn to_chrono(t: time::OffsetDateTime) -> DateTime<Utc> {
+    DateTime::from_timestamp_nanos(i64::try_from(t.unix_timestamp_nanos()).unwrap_or(i64::MAX))
+}
+
+fn event_type(headers: Option<&HeaderMap>) -> Option<String> {
+    headers?
+        .get(EVENT_TYPE_HEADER)
+        .map(|v| v.as_str().to_string())
+}
+
+/// Where a read starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Start {
     /// With the next event appended after the consumer is created.
     New,
     /// With the first event after this position.
     After(u64),
+    /// With the first event the log stored at or after this time.
+    At(DateTime<Utc>),
 }
 
 /// Handle to the event stream. Cheap to clone.
@@ -248,8 +266,10 @@ impl EventStore {
             Ok(m) => decode_known(RawMessage {
                 position: m.sequence,
                 subject: m.subject.to_string(),
-                payload: m.payload,
                 pending: 0,
+                recorded_at: to_chrono(m.time),
+                event_type: event_type(Some(&m.headers)),
+                payload: m.payload,
             }),
             Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
             Err(e) => Err(anyhow::Error::new(e).context("reading the last event of a subject")),
@@ -295,10 +315,29 @@ impl EventStore {
         filter: &str,
         start: Start,
     ) -> anyhow::Result<impl FuturesStream<Item = anyhow::Result<RawMessage>> + Send + use<>> {
+        Ok(self.follow_counted(filter, start).await?.1)
+    }
+
+    /// [`follow`](Self::follow), also telling how many matching events the log held from
+    /// `start` on when the read began (so a bounded read knows where to stop).
+    pub async fn follow_counted(
+        &self,
+        filter: &str,
+        start: Start,
+    ) -> anyhow::Result<(
+        u64,
+        impl FuturesStream<Item = anyhow::Result<RawMessage>> + Send + use<>,
+    )> {
         let deliver_policy = match start {
             Start::New => DeliverPolicy::New,
             Start::After(seq) => DeliverPolicy::ByStartSequence {
                 start_sequence: seq + 1,
+            },
+            Start::At(t) => DeliverPolicy::ByStartTime {
+                start_time: time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(
+                    t.timestamp_nanos_opt().unwrap_or(0),
+                ))
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
             },
         };
         let consumer = self
@@ -310,20 +349,26 @@ impl EventStore {
             })
             .await
             .with_context(|| format!("creating an ordered consumer on {filter}"))?;
+        let pending = consumer.cached_info().num_pending;
         let messages = consumer
             .messages()
             .await
             .context("starting an ordered consumer")?;
-        Ok(messages.map(|m| {
-            let m = m.context("reading from an ordered consumer")?;
-            let info = m.info().map_err(|e| anyhow!("{e}"))?;
-            Ok(RawMessage {
-                position: info.stream_sequence,
-                pending: info.pending,
-                subject: m.subject.to_string(),
-                payload: m.payload.clone(),
-            })
-        }))
+        Ok((
+            pending,
+            messages.map(|m| {
+                let m = m.context("reading from an ordered consumer")?;
+                let info = m.info().map_err(|e| anyhow!("{e}"))?;
+                Ok(RawMessage {
+                    position: info.stream_sequence,
+                    pending: info.pending,
+                    recorded_at: to_chrono(info.published),
+                    event_type: event_type(m.headers.as_ref()),
+                    subject: m.subject.to_string(),
+                    payload: m.payload.clone(),
+                })
+            }),
+        ))
     }
 }
 
@@ -333,6 +378,7 @@ pub fn decode_known(message: RawMessage) -> anyhow::Result<Option<Recorded>> {
         Ok(Decoded::Known(envelope)) => Ok(Some(Recorded {
             position: message.position,
             subject: message.subject,
+            recorded_at: message.recorded_at,
             envelope,
         })),
         Ok(Decoded::Unknown(raw)) => {

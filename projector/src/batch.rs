@@ -422,6 +422,7 @@ mod tests {
         Recorded {
             position,
             subject: String::new(),
+            recorded_at: Utc::now(),
             envelope: Envelope::new(Uuid::now_v7(), Utc::now(), Some(actor), Some(room), event),
         }
     }

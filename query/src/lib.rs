@@ -6,10 +6,12 @@
 //! - [`messages`]: message pages and single messages.
 //! - [`users`]: `/me` and public profiles.
 //! - [`gateway`]: the websocket gateway (`/ws`), streaming room events from JetStream.
+//! - [`history`]: history and audit from JetStream (room events, admin events, state at a point).
 //! - [`position`]: the applied position and the `min_position` middleware.
 //! - [`rows`]: read-model rows and their JSON shapes.
 
 pub mod gateway;
+pub mod history;
 pub mod messages;
 pub mod position;
 pub mod rooms;
@@ -47,6 +49,7 @@ impl Default for QueryConfig {
 #[derive(Clone)]
 pub struct QueryState {
     pub pool: PgPool,
+    pub store: EventStore,
     pub keys: Arc<JwtKeys>,
     pub watch: ProjectionWatch,
     pub gateway: gateway::Gateway,
@@ -79,11 +82,12 @@ impl QueryService {
         config: QueryConfig,
     ) -> anyhow::Result<Self> {
         let (watch, task) = ProjectionWatch::start(pool.clone(), config.min_position_wait).await?;
-        let (gateway, mut tasks) = gateway::Gateway::start(store, nats).await?;
+        let (gateway, mut tasks) = gateway::Gateway::start(store.clone(), nats).await?;
         tasks.push(("projection position watch", task));
         Ok(QueryService {
             state: QueryState {
                 pool,
+                store,
                 keys,
                 watch,
                 gateway,
@@ -104,7 +108,8 @@ impl QueryService {
                         self.state.watch.clone(),
                         position::middleware,
                     ))
-                    .merge(gateway::router()),
+                    .merge(gateway::router())
+                    .merge(history::router()),
             )
             .with_state(self.state.clone())
     }

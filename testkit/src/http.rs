@@ -48,6 +48,33 @@ impl Resp {
     }
 }
 
+/// Sends a GET to `app` under `/api/v1` and returns the status, headers and raw body text
+/// (for NDJSON and other non-JSON bodies).
+pub async fn get_text(
+    app: &Router,
+    path: &str,
+    token: Option<&str>,
+) -> (StatusCode, HeaderMap, String) {
+    let mut req = Request::builder()
+        .method(Method::GET)
+        .uri(format!("/api/v1{path}"));
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let response = app
+        .clone()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let (status, headers) = (response.status(), response.headers().clone());
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        headers,
+        String::from_utf8(bytes.to_vec()).expect("UTF-8 body"),
+    )
+}
+
 /// Sends one request to `app` under `/api/v1`.
 pub async fn call(
     app: &Router,

@@ -85,6 +85,7 @@ impl Stack {
             keys.clone(),
             CommandConfig {
                 send_rate: None,
+                admins: vec!["root".into()],
                 ..CommandConfig::default()
             },
         )
@@ -174,6 +175,26 @@ impl Stack {
             &[],
         )
         .await
+    }
+
+    /// A GET whose body is not JSON (NDJSON): status and the parsed lines.
+    pub async fn get_lines(&self, path: &str, token: &str) -> (u16, Vec<Value>) {
+        let (status, headers, text) =
+            natter_testkit::http::get_text(&self.query, path, Some(token)).await;
+        if status == 200 {
+            assert_eq!(headers["content-type"], "application/x-ndjson");
+            (
+                200,
+                text.lines()
+                    .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+                    .collect(),
+            )
+        } else {
+            (
+                status.as_u16(),
+                vec![serde_json::from_str(&text).expect("a JSON error")],
+            )
+        }
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Resp {

@@ -1,4 +1,5 @@
 mod access;
+mod audit;
 mod helpers;
 mod history;
 mod live;

@@ -1,0 +1,270 @@
+//! Checking a whole log: what `natter verify` runs over every stored event.
+//!
+//! Every event must be a well-formed envelope (and, for known types, match its schema), on a
+//! subject that fits its type and room, at a position after the previous one, with an id seen
+//! once; messages and memberships must refer to rooms and users the log created before them.
+
+use std::collections::{BTreeMap, HashSet};
+
+use uuid::Uuid;
+
+use crate::catalogue::Event;
+use crate::envelope::{Decoded, Envelope, RawEnvelope};
+use crate::store::RawMessage;
+use crate::subjects::{RoomPart, SubjectKind, Subjects};
+
+/// One problem, at one position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub position: u64,
+    pub problem: String,
+}
+
+/// Accumulates checks over the log in order.
+pub struct Verifier {
+    subjects: Subjects,
+    last_position: u64,
+    ids: HashSet<Uuid>,
+    rooms: HashSet<Uuid>,
+    users: HashSet<Uuid>,
+    /// Events by type (unknown types included, under their own name).
+    pub counts: BTreeMap<String, u64>,
+    pub events: u64,
+    pub findings: Vec<Finding>,
+}
+
+impl Verifier {
+    pub fn new(subjects: Subjects) -> Self {
+        Verifier {
+            subjects,
+            last_position: 0,
+            ids: HashSet::new(),
+            rooms: HashSet::new(),
+            users: HashSet::new(),
+            counts: BTreeMap::new(),
+            events: 0,
+            findings: Vec::new(),
+        }
+    }
+
+    fn find(&mut self, position: u64, problem: impl Into<String>) {
+        self.findings.push(Finding {
+            position,
+            problem: problem.into(),
+        });
+    }
+
+    pub fn check(&mut self, message: &RawMessage) {
+        let position = message.position;
+        self.events += 1;
+        if position <= self.last_position {
+            self.find(
+                position,
+                format!("position does not increase (after {})", self.last_position),
+            );
+        }
+        self.last_position = self.last_position.max(position);
+        let raw: RawEnvelope = match serde_json::from_slice(&message.payload) {
+            Ok(raw) => raw,
+            Err(e) => return self.find(position, format!("not an event envelope: {e}")),
+        };
+        *self.counts.entry(raw.type_name.clone()).or_default() += 1;
+        if !self.ids.insert(raw.id) {
+            self.find(position, format!("event id {} appears twice", raw.id));
+        }
+        if let Some(header) = &message.event_type
+            && *header != raw.type_name
+        {
+            self.find(
+                position,
+                format!("header says {header}, payload says {}", raw.type_name),
+            );
+        }
+        let subject = self.subjects.parse(&message.subject);
+        let envelope = match raw.clone().into_decoded() {
+            Ok(Decoded::Known(envelope)) => envelope,
+            Ok(Decoded::Unknown(_)) => return,
+            Err(e) => return self.find(position, e.to_string()),
+        };
+        match subject {
+            None => self.find(
+                position,
+                format!("subject {} is not a natter subject", message.subject),
+            ),
+            Some(kind) => self.check_subject(position, &kind, &envelope),
+        }
+        self.check_references(position, &envelope);
+    }
+
+    fn check_subject(&mut self, position: u64, subject: &SubjectKind, envelope: &Envelope) {
+        let fits = match (subject, &envelope.event) {
+            (SubjectKind::Username(name), Event::UserRegistered(r)) => *name == r.username,
+            (SubjectKind::User(id), Event::UserUpdated(u)) => *id == u.user_id,
+            (SubjectKind::User(id), Event::CredentialsSet(c)) => *id == c.user_id,
+            (SubjectKind::User(_), Event::TokenIssued(_) | Event::TokenRevoked(_)) => true,
+            (SubjectKind::Room(room, part), event) => {
+                let part_fits = match event {
+                    Event::MessageSent(_) | Event::MessageEdited(_) | Event::MessageDeleted(_) => {
+                        *part == RoomPart::Msg
+                    }
+                    Event::RoomRead(_) => *part == RoomPart::Read,
+                    Event::RoomCreated(_)
+                    | Event::RoomUpdated(_)
+                    | Event::RoomDeleted(_)
+                    | Event::MemberJoined(_)
+                    | Event::MemberLeft(_)
+                    | Event::MemberRemoved(_)
+                    | Event::InviteCreated(_)
+                    | Event::InviteRevoked(_) => *part == RoomPart::Meta,
+                    _ => false,
+                };
+                if envelope.room_id != Some(*room) {
+                    self.find(
+                        position,
+                        format!(
+                            "room_id {:?} on the subject of room {room}",
+                            envelope.room_id
+                        ),
+                    );
+                }
+                part_fits
+            }
+            _ => false,
+        };
+        if !fits {
+            self.find(
+                position,
+                format!(
+                    "{} does not belong on this subject",
+                    envelope.event.type_name()
+                ),
+            );
+        }
+    }
+
+    fn check_references(&mut self, position: u64, envelope: &Envelope) {
+        let room = envelope.room_id.unwrap_or_default();
+        let mut users = Vec::new();
+        match &envelope.event {
+            Event::UserRegistered(r) => {
+                self.users.insert(r.user_id);
+            }
+            Event::RoomCreated(c) => {
+                if !self.rooms.insert(room) {
+                    self.find(position, format!("room {room} is created twice"));
+                }
+                users.push(c.owner_id);
+            }
+            Event::MemberJoined(j) => users.push(j.user_id),
+            Event::MemberLeft(l) => users.extend(std::iter::once(l.user_id).chain(l.new_owner_id)),
+            Event::MemberRemoved(r) => users.push(r.user_id),
+            Event::InviteCreated(i) => users.extend(i.invitee_id),
+            Event::RoomRead(r) => users.push(r.user_id),
+            Event::UserUpdated(u) => users.push(u.user_id),
+            Event::CredentialsSet(c) => users.push(c.user_id),
+            _ => {}
+        }
+        if envelope.room_id.is_some()
+            && !matches!(envelope.event, Event::RoomCreated(_))
+            && !self.rooms.contains(&room)
+        {
+            self.find(
+                position,
+                format!(
+                    "{} refers to room {room}, which the log never created",
+                    envelope.event.type_name()
+                ),
+            );
+        }
+        for user in users {
+            if !self.users.contains(&user) {
+                self.find(
+                    position,
+                    format!(
+                        "{} refers to user {user}, who never registered",
+                        envelope.event.type_name()
+                    ),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalogue::*;
+    use chrono::Utc;
+
+    fn message(position: u64, subject: String, envelope: &Envelope) -> RawMessage {
+        RawMessage {
+            position,
+            subject,
+            payload: envelope.encode().into(),
+            pending: 0,
+            recorded_at: Utc::now(),
+            event_type: Some(envelope.event.type_name().into()),
+        }
+    }
+
+    #[test]
+    fn a_sound_history_has_no_findings_and_bad_events_are_named_by_position() {
+        let s = Subjects::new("t").unwrap();
+        let (user, room) = (Uuid::new_v4(), Uuid::new_v4());
+        let reg = Envelope::new(
+            Uuid::new_v4(),
+            Utc::now(),
+            Some(user),
+            None,
+            Event::UserRegistered(UserRegistered {
+                user_id: user,
+                username: "ann".into(),
+                display_name: "Ann".into(),
+                password_hash: "h".into(),
+            }),
+        );
+        let created = Envelope::new(
+            Uuid::new_v4(),
+            Utc::now(),
+            Some(user),
+            Some(room),
+            Event::RoomCreated(RoomCreated {
+                name: "r".into(),
+                visibility: Visibility::Public,
+                kind: RoomKind::Group,
+                max_members: 5,
+                owner_id: user,
+            }),
+        );
+        let sent = |room| {
+            Envelope::new(
+                Uuid::new_v4(),
+                Utc::now(),
+                Some(user),
+                Some(room),
+                Event::MessageSent(MessageSent {
+                    message_id: Uuid::new_v4(),
+                    kind: MessageKind::Text,
+                    content: "hi".into(),
+                    attachment: None,
+                }),
+            )
+        };
+        let mut v = Verifier::new(s.clone());
+        v.check(&message(1, s.username("ann"), &reg));
+        v.check(&message(2, s.room(room, RoomPart::Meta), &created));
+        v.check(&message(3, s.room(room, RoomPart::Msg), &sent(room)));
+        assert_eq!(v.findings, vec![]);
+        assert_eq!(v.counts["message.sent"], 1);
+
+        let stray = Uuid::new_v4();
+        v.check(&message(4, s.room(stray, RoomPart::Msg), &sent(stray)));
+        v.check(&message(5, s.room(room, RoomPart::Meta), &sent(room)));
+        let mut garbage = message(6, s.room(room, RoomPart::Msg), &sent(room));
+        garbage.payload = "{not json".into();
+        v.check(&garbage);
+        v.check(&message(6, s.room(room, RoomPart::Msg), &sent(room)));
+        let positions: Vec<u64> = v.findings.iter().map(|f| f.position).collect();
+        assert_eq!(positions, vec![4, 5, 6, 6], "{:?}", v.findings);
+    }
+}

@@ -1,0 +1,195 @@
+//! History and audit, read from JetStream (not Postgres): a room's events as NDJSON, the
+//! whole log for admins, and a room's state at any position or time, folded with the same
+//! `evolve` as the write side. Responses stream; credentials are redacted.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures::StreamExt;
+use natter_edge::views::RoomView;
+use natter_edge::{ApiError, ApiPath, ApiQuery, AuthUser};
+use natter_events::history::{self, Bound, Range};
+use natter_events::room::{Room, evolve};
+use natter_events::{RoomPart, catalogue::Visibility};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::QueryState;
+
+pub fn router() -> Router<QueryState> {
+    Router::new()
+        .route("/rooms/{room_id}/events", get(room_events))
+        .route("/rooms/{room_id}/state", get(room_state))
+        .route("/admin/events", get(admin_events))
+}
+
+fn bound(s: Option<&str>, name: &str) -> Result<Option<Bound>, ApiError> {
+    s.map(|s| {
+        s.parse()
+            .map_err(|e| ApiError::bad_request(format!("{name}: {e}")))
+    })
+    .transpose()
+}
+
+fn check_limit(limit: Option<u64>) -> Result<Option<u64>, ApiError> {
+    match limit {
+        Some(0) => Err(ApiError::validation("limit must be at least 1")),
+        other => Ok(other),
+    }
+}
+
+/// The room folded from its `meta` events up to `until` (all of them with `None`).
+async fn fold_room(
+    state: &QueryState,
+    room_id: Uuid,
+    until: Option<Bound>,
+) -> Result<(Option<Room>, u64), ApiError> {
+    let subject = state.store.subjects().room(room_id, RoomPart::Meta);
+    let filter = Range {
+        to: until,
+        ..Range::default()
+    };
+    let mut events = Box::pin(
+        history::read(&state.store, &subject, &filter)
+            .await
+            .map_err(ApiError::unavailable)?,
+    );
+    let (mut room, mut position) = (None, 0);
+    while let Some(message) = events.next().await {
+        let message = message.map_err(ApiError::unavailable)?;
+        position = message.position;
+        if let Some(recorded) =
+            natter_events::store::decode_known(message).map_err(ApiError::internal)?
+        {
+            room = evolve(room, &recorded.envelope);
+        }
+    }
+    Ok((room, position))
+}
+
+/// Members and admins may read a room's history; a private room is invisible to others.
+async fn authorize(state: &QueryState, user: &AuthUser, room_id: Uuid) -> Result<(), ApiError> {
+    let (room, _) = fold_room(state, room_id, None).await?;
+    match room {
+        Some(_) if user.is_admin() => Ok(()),
+        Some(r) if r.is_member(user.id) => Ok(()),
+        Some(r) if !r.deleted && r.visibility == Visibility::Public => Err(ApiError::forbidden(
+            "only members and admins may read a room's history",
+        )),
+        _ => Err(ApiError::not_found("room not found")),
+    }
+}
+
+fn ndjson(
+    lines: impl futures::Stream<Item = anyhow::Result<natter_events::RawMessage>> + Send + 'static,
+) -> Response {
+    let body = lines.map(|m| {
+        m.map(|m| {
+            let mut line = history::line(&m).to_vec();
+            line.push(b'\n');
+            bytes::Bytes::from(line)
+        })
+        .map_err(|e| std::io::Error::other(format!("{e:#}")))
+    });
+    let mut response = Body::from_stream(body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    response
+}
+
+#[derive(Deserialize)]
+struct RoomEvents {
+    from: Option<String>,
+    limit: Option<u64>,
+}
+
+async fn room_events(
+    State(state): State<QueryState>,
+    user: AuthUser,
+    ApiPath(room_id): ApiPath<Uuid>,
+    ApiQuery(params): ApiQuery<RoomEvents>,
+) -> Result<Response, ApiError> {
+    let range = Range {
+        from: bound(params.from.as_deref(), "from")?,
+        limit: check_limit(params.limit)?,
+        ..Range::default()
+    };
+    authorize(&state, &user, room_id).await?;
+    let filter = format!(
+        "{}.events.room.{room_id}.*",
+        state.store.subjects().prefix()
+    );
+    let lines = history::read(&state.store, &filter, &range)
+        .await
+        .map_err(ApiError::unavailable)?;
+    Ok(ndjson(lines))
+}
+
+#[derive(Deserialize)]
+struct AdminEvents {
+    from: Option<String>,
+    to: Option<String>,
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    room: Option<Uuid>,
+    limit: Option<u64>,
+}
+
+async fn admin_events(
+    State(state): State<QueryState>,
+    user: AuthUser,
+    ApiQuery(params): ApiQuery<AdminEvents>,
+) -> Result<Response, ApiError> {
+    if !user.is_admin() {
+        return Err(ApiError::forbidden("admins only"));
+    }
+    let range = Range {
+        from: bound(params.from.as_deref(), "from")?,
+        to: bound(params.to.as_deref(), "to")?,
+        event_type: params.event_type,
+        limit: check_limit(params.limit)?,
+    };
+    let filter = match params.room {
+        Some(room) => format!("{}.events.room.{room}.*", state.store.subjects().prefix()),
+        None => state.store.subjects().all_events(),
+    };
+    let lines = history::read(&state.store, &filter, &range)
+        .await
+        .map_err(ApiError::unavailable)?;
+    Ok(ndjson(lines))
+}
+
+#[derive(Deserialize)]
+struct At {
+    at: Option<String>,
+}
+
+async fn room_state(
+    State(state): State<QueryState>,
+    user: AuthUser,
+    ApiPath(room_id): ApiPath<Uuid>,
+    ApiQuery(params): ApiQuery<At>,
+) -> Result<Json<Value>, ApiError> {
+    let at = bound(params.at.as_deref(), "at")?;
+    authorize(&state, &user, room_id).await?;
+    let (room, position) = fold_room(&state, room_id, at).await?;
+    let room = room.ok_or_else(|| ApiError::not_found("the room did not exist at that point"))?;
+    let mut members: Vec<_> = room.members.iter().collect();
+    members.sort_by_key(|(_, m)| m.order);
+    let members: Vec<Value> = members
+        .into_iter()
+        .map(|(id, m)| json!({ "user_id": id, "role": m.role, "joined_at": m.joined_at }))
+        .collect();
+    Ok(Json(json!({
+        "room": RoomView::from(&room),
+        "deleted": room.deleted,
+        "members": members,
+        "position": position,
+    })))
+}
