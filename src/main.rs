@@ -50,7 +50,7 @@ enum Commands {
         #[arg(long)]
         json: bool,
         /// Runs only these scenarios (send, projector, me-rooms, latency, fanout, catchup,
-        /// resume, memory); repeat the flag for several.
+        /// resume, replay, memory); repeat the flag for several.
         #[arg(long = "scenario")]
         scenarios: Vec<String>,
     },

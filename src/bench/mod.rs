@@ -10,6 +10,7 @@ mod fanout;
 mod latency;
 mod me_rooms;
 mod projector;
+mod replay;
 mod send;
 mod ws;
 
@@ -130,6 +131,7 @@ impl Env {
             .env("NATTER_SUBJECT_PREFIX", &config.subject_prefix)
             .env("NATTER_SEND_RATE_LIMIT", "off")
             .env("NATTER_JWT_SECRET", &secret)
+            .env("NATTER_ADMINS", "bench_admin")
             .env("NATTER_PROJECTOR_BATCH", config.projector_batch.to_string())
             .env("RUST_LOG", "warn,natter::serve=info")
             .stdout(Stdio::null())
@@ -366,6 +368,9 @@ pub async fn bench(
                     .await
                     .context("scenario resume")?,
             );
+        }
+        if wanted("replay") {
+            figures.extend(replay::run(&env, scale).await.context("scenario replay")?);
         }
         if wanted("memory") {
             figures.extend(
