@@ -10,6 +10,9 @@
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, oneshot, watch};
 
 use futures::TryStreamExt;
 use natter_events::room::{Room, evolve};
@@ -85,6 +88,11 @@ impl RoomEntry {
         f(state.room.as_ref(), version)
     }
 
+    /// Waits for any catch-up of this room in progress (live events are parked during one).
+    pub async fn settled(&self) {
+        drop(self.loading.lock().await);
+    }
+
     /// Applies an event this process appended with an expected position (so no other event of
     /// that part lies between the cached version and it). It is applied even during a
     /// catch-up: the catch-up's older events are then skipped by the version check.
@@ -110,20 +118,38 @@ impl RoomEntry {
     }
 }
 
-/// The cache of rooms and the position of the last room event the live consumer delivered.
+/// The cache of rooms, and the position of the last event the live consumer applied.
 #[derive(Clone)]
 pub struct RoomCache {
     store: EventStore,
     entries: Arc<quick_cache::sync::Cache<Uuid, Arc<RoomEntry>>>,
     last_seen: Arc<AtomicU64>,
+    /// The same position, for waiting on it.
+    seen: Arc<watch::Sender<u64>>,
+    barrier: Arc<HeadBarrier>,
+    /// How long a command waits for the live consumer to reach the log's head.
+    barrier_wait: Duration,
+}
+
+/// Coalesced reads of the log's head: every caller gets a head read by a request that started
+/// after the caller arrived, and concurrent callers share one request.
+struct HeadBarrier {
+    waiters: Mutex<Vec<oneshot::Sender<Result<u64, String>>>>,
+    wake: Notify,
 }
 
 impl RoomCache {
-    pub fn new(store: EventStore, capacity: usize) -> Self {
+    pub fn new(store: EventStore, capacity: usize, barrier_wait: Duration) -> Self {
         RoomCache {
             store,
             entries: Arc::new(quick_cache::sync::Cache::new(capacity)),
             last_seen: Arc::new(AtomicU64::new(0)),
+            seen: Arc::new(watch::Sender::new(0)),
+            barrier: Arc::new(HeadBarrier {
+                waiters: Mutex::new(Vec::new()),
+                wake: Notify::new(),
+            }),
+            barrier_wait,
         }
     }
 
@@ -131,12 +157,17 @@ impl RoomCache {
     /// that drives it; it must run for as long as the cache is used.
     pub async fn start_live(&self) -> anyhow::Result<tokio::task::JoinHandle<()>> {
         let head = self.store.head().await?;
-        self.last_seen.fetch_max(head, Ordering::SeqCst);
+        self.saw(head);
+        let barrier = {
+            let cache = self.clone();
+            tokio::spawn(async move { cache.serve_barrier().await })
+        };
         let cache = self.clone();
         let follow = move |after| {
             let store = cache.store.clone();
             async move {
-                let filter = store.subjects().all_rooms();
+                // Every event, not only rooms': the read barrier compares with the log's head.
+                let filter = store.subjects().all_events();
                 store
                     .follow(&filter, Start::After(after))
                     .await
@@ -146,6 +177,7 @@ impl RoomCache {
         let mut messages = follow(head).await?;
         let cache = self.clone();
         Ok(tokio::spawn(async move {
+            let _barrier = AbortOnDrop(barrier);
             loop {
                 match messages.try_next().await {
                     Ok(Some(message)) => {
@@ -176,8 +208,65 @@ impl RoomCache {
         }))
     }
 
+    fn saw(&self, position: u64) {
+        self.last_seen.fetch_max(position, Ordering::SeqCst);
+        self.seen.send_if_modified(|seen| {
+            let moved = position > *seen;
+            if moved {
+                *seen = position;
+            }
+            moved
+        });
+    }
+
+    /// Answers barrier waiters in rounds: each round's head is read after its waiters came.
+    async fn serve_barrier(&self) {
+        loop {
+            let round = std::mem::take(&mut *self.barrier.waiters.lock().expect("barrier lock"));
+            if round.is_empty() {
+                self.barrier.wake.notified().await;
+                continue;
+            }
+            let head = self.store.head().await.map_err(|e| format!("{e:#}"));
+            for waiter in round {
+                let _ = waiter.send(head.clone());
+            }
+        }
+    }
+
+    /// Returns once the live consumer has applied every event the log held when this was
+    /// called: cached rooms are then at least as current as the log was at that moment.
+    /// Concurrent callers share one head lookup.
+    pub async fn barrier(&self) -> anyhow::Result<()> {
+        let wait = async {
+            let (tx, rx) = oneshot::channel();
+            self.barrier.waiters.lock().expect("barrier lock").push(tx);
+            self.barrier.wake.notify_one();
+            let head = rx
+                .await
+                .map_err(|_| anyhow::anyhow!("the read barrier stopped"))?
+                .map_err(|e| anyhow::anyhow!("reading the log's head: {e}"))?;
+            let mut seen = self.seen.subscribe();
+            seen.wait_for(|s| *s >= head)
+                .await
+                .map_err(|_| anyhow::anyhow!("the room cache consumer stopped"))?;
+            Ok(())
+        };
+        // Bounded as a whole: a stuck head lookup or a consumer behind the log is a 503.
+        tokio::time::timeout(self.barrier_wait, wait)
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!("this instance's view of the log did not catch up in time")
+            })?
+    }
+
     fn on_message(&self, message: natter_events::RawMessage) {
-        self.last_seen.fetch_max(message.position, Ordering::SeqCst);
+        let position = message.position;
+        self.apply(message);
+        self.saw(position);
+    }
+
+    fn apply(&self, message: natter_events::RawMessage) {
         let Some(SubjectKind::Room(room_id, part)) = self.store.subjects().parse(&message.subject)
         else {
             return;
@@ -221,21 +310,6 @@ impl RoomCache {
             self.catch_up(&entry, &parts).await?;
         }
         Ok(entry)
-    }
-
-    /// Makes sure the cached `parts` hold every event the log has for them: one head lookup
-    /// per part, and a catch-up only when the log is ahead.
-    pub async fn ensure_fresh(&self, entry: &RoomEntry, parts: &[RoomPart]) -> anyhow::Result<()> {
-        for part in parts {
-            let head = self
-                .store
-                .last_position(&self.store.subjects().room(entry.id, *part))
-                .await?;
-            if entry.with_room(*part, |_, version| version) < head {
-                return self.catch_up(entry, parts).await;
-            }
-        }
-        Ok(())
     }
 
     /// Reads what the log holds beyond the cached versions of `parts` and applies it.
@@ -288,5 +362,14 @@ impl RoomCache {
             }
         }
         Ok(())
+    }
+}
+
+/// Aborts a task when dropped (the barrier server lives as long as the consumer task).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

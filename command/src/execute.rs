@@ -92,15 +92,14 @@ pub async fn execute(
         RoomPart::Read => &[RoomPart::Meta, RoomPart::Read],
         _ => &[RoomPart::Meta],
     };
-    // Messages are not serialized against the room's `meta` subject, so a send confirms that
-    // the cached membership is current (one head lookup, no history read): a member removed
-    // through another instance cannot post once the removal has been acknowledged.
+    // Messages are not serialized against the room's `meta` subject, so a send first makes
+    // sure the cached membership is as current as the log was when the send arrived (a head
+    // lookup shared by concurrent commands, no history read): a member removed through
+    // another instance cannot post once the removal has been acknowledged.
     let mut verified = false;
     if part == RoomPart::Msg {
-        cache
-            .ensure_fresh(&entry, parts)
-            .await
-            .map_err(CommandError::Unavailable)?;
+        cache.barrier().await.map_err(CommandError::Unavailable)?;
+        entry.settled().await;
         verified = true;
     }
     for _ in 0..MAX_ATTEMPTS {
@@ -110,10 +109,8 @@ pub async fn execute(
             // A refusal or a no-op may come from a cache that has not yet seen an event
             // appended through another instance: confirm against the log before answering.
             Err(_) | Ok(None) if !verified => {
-                cache
-                    .ensure_fresh(&entry, parts)
-                    .await
-                    .map_err(CommandError::Unavailable)?;
+                cache.barrier().await.map_err(CommandError::Unavailable)?;
+                entry.settled().await;
                 verified = true;
                 continue;
             }

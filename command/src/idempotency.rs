@@ -35,10 +35,11 @@ const RETENTION: Duration = Duration::from_secs(24 * 3600);
 /// A claim older than this, still pending, belongs to a request that died.
 pub const PENDING_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The key-value bucket of stored responses.
+/// The key-value bucket of stored responses (shared: cloning a `kv::Store` copies its
+/// stream's whole configuration).
 #[derive(Clone)]
 pub struct IdempotencyStore {
-    kv: kv::Store,
+    kv: std::sync::Arc<kv::Store>,
 }
 
 impl IdempotencyStore {
@@ -69,7 +70,9 @@ impl IdempotencyStore {
             .get_key_value(&bucket)
             .await
             .with_context(|| format!("opening the idempotency bucket {bucket}"))?;
-        Ok(IdempotencyStore { kv })
+        Ok(IdempotencyStore {
+            kv: std::sync::Arc::new(kv),
+        })
     }
 }
 

@@ -49,6 +49,9 @@ pub struct CommandConfig {
     pub replicas: usize,
     /// Rooms kept folded in memory.
     pub cache_capacity: usize,
+    /// How long a command waits for this instance's view of the log to catch up with the
+    /// log's head before answering 503 (it normally takes a millisecond or two).
+    pub freshness_wait: Duration,
 }
 
 impl Default for CommandConfig {
@@ -60,6 +63,7 @@ impl Default for CommandConfig {
             body_limit: natter_edge::DEFAULT_BODY_LIMIT,
             replicas: 1,
             cache_capacity: cache::DEFAULT_CAPACITY,
+            freshness_wait: Duration::from_secs(5),
         }
     }
 }
@@ -110,7 +114,7 @@ impl CommandService {
     ) -> anyhow::Result<Self> {
         let idempotency =
             IdempotencyStore::open(store.jetstream(), store.stream_name(), config.replicas).await?;
-        let rooms = RoomCache::new(store.clone(), config.cache_capacity);
+        let rooms = RoomCache::new(store.clone(), config.cache_capacity, config.freshness_wait);
         let live = rooms.start_live().await?;
         let limiter = config
             .send_rate

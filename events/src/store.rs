@@ -97,9 +97,14 @@ pub enum Start {
     At(DateTime<Utc>),
 }
 
-/// Handle to the event stream. Cheap to clone.
+/// Handle to the event stream. Cheap to clone (one reference count): axum clones state for
+/// every request, and the JetStream handles inside carry whole stream configurations.
 #[derive(Clone)]
 pub struct EventStore {
+    inner: std::sync::Arc<Inner>,
+}
+
+struct Inner {
     js: jetstream::Context,
     stream: Stream,
     subjects: Subjects,
@@ -136,22 +141,24 @@ impl EventStore {
             .with_context(|| format!("opening JetStream stream {}", config.stream))?;
         verify_config(&stream.cached_info().config, &wanted)?;
         Ok(EventStore {
-            js,
-            stream,
-            subjects,
+            inner: std::sync::Arc::new(Inner {
+                js,
+                stream,
+                subjects,
+            }),
         })
     }
 
     pub fn subjects(&self) -> &Subjects {
-        &self.subjects
+        &self.inner.subjects
     }
 
     pub fn jetstream(&self) -> &jetstream::Context {
-        &self.js
+        &self.inner.js
     }
 
     pub fn stream_name(&self) -> &str {
-        &self.stream.cached_info().config.name
+        &self.inner.stream.cached_info().config.name
     }
 
     /// Identifies this incarnation of the log: a stream recreated under the same name has a
@@ -159,7 +166,11 @@ impl EventStore {
     pub fn epoch(&self) -> String {
         format!(
             "{}",
-            self.stream.cached_info().created.unix_timestamp_nanos()
+            self.inner
+                .stream
+                .cached_info()
+                .created
+                .unix_timestamp_nanos()
         )
     }
 
@@ -185,7 +196,12 @@ impl EventStore {
             if let Expect::LastAt(seq) = expect {
                 publish = publish.expected_last_subject_sequence(seq);
             }
-            let ack = match self.js.send_publish(subject.to_string(), publish).await {
+            let ack = match self
+                .inner
+                .js
+                .send_publish(subject.to_string(), publish)
+                .await
+            {
                 Ok(future) => future.await,
                 Err(e) => {
                     last_error = Some(anyhow::Error::new(e).context("publishing an event"));
@@ -223,6 +239,7 @@ impl EventStore {
     /// The position of the first message on `subject` after `after`, if it carries `msg_id`.
     async fn stored_after(&self, subject: &str, after: u64, msg_id: &str) -> Option<u64> {
         let next = self
+            .inner
             .stream
             .direct_get_builder()
             .sequence(after + 1)
@@ -238,6 +255,7 @@ impl EventStore {
     /// if there is one.
     pub async fn next_position(&self, filter: &str, from: u64) -> anyhow::Result<Option<u64>> {
         match self
+            .inner
             .stream
             .direct_get_builder()
             .sequence(from.max(1))
@@ -253,7 +271,7 @@ impl EventStore {
 
     /// The position of the last event on `subject`, 0 when it has none.
     pub async fn last_position(&self, subject: &str) -> anyhow::Result<u64> {
-        match self.stream.direct_get_last_for_subject(subject).await {
+        match self.inner.stream.direct_get_last_for_subject(subject).await {
             Ok(m) => Ok(m.sequence),
             Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(0),
             Err(e) => Err(anyhow::Error::new(e).context("reading the head of a subject")),
@@ -262,7 +280,7 @@ impl EventStore {
 
     /// The last event on `subject`, decoded.
     pub async fn last_event(&self, subject: &str) -> anyhow::Result<Option<Recorded>> {
-        match self.stream.direct_get_last_for_subject(subject).await {
+        match self.inner.stream.direct_get_last_for_subject(subject).await {
             Ok(m) => decode_known(RawMessage {
                 position: m.sequence,
                 subject: m.subject.to_string(),
@@ -279,6 +297,7 @@ impl EventStore {
     /// The position of the last event in the whole stream.
     pub async fn head(&self) -> anyhow::Result<u64> {
         let info = self
+            .inner
             .stream
             .get_info()
             .await
@@ -341,6 +360,7 @@ impl EventStore {
             },
         };
         let consumer = self
+            .inner
             .stream
             .create_consumer(consumer::pull::OrderedConfig {
                 filter_subject: filter.to_string(),

@@ -74,6 +74,15 @@ impl TestApp {
         }
     }
 
+    /// Stops this instance's live view of the log, as if its consumer were stuck.
+    pub fn stall_live_view(&self) {
+        for (name, task) in &self._service.tasks {
+            if *name == "room cache consumer" {
+                task.abort();
+            }
+        }
+    }
+
     pub async fn raw(
         &self,
         method: Method,

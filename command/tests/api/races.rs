@@ -173,3 +173,44 @@ async fn membership_changes_made_through_one_instance_hold_at_once_on_another() 
         .expect_error(403, "forbidden");
     }
 }
+
+#[tokio::test]
+async fn an_instance_with_a_stale_view_refuses_rather_than_accepts_a_removed_members_send() {
+    let a = TestApp::spawn().await;
+    let mut config = test_config();
+    config.freshness_wait = std::time::Duration::from_millis(300);
+    let b = TestApp::on(&a.isolation, config).await;
+    let (owner, _) = a.register("owner").await;
+    let (bob, _) = a.register("bob").await;
+    let room = a.create_room(&owner, json!({ "name": "r" })).await;
+    a.post(&format!("/rooms/{room}/join"), Some(&bob), json!({}))
+        .await
+        .expect(200);
+    b.post(
+        &format!("/rooms/{room}/messages"),
+        Some(&bob),
+        json!({ "content": "in" }),
+    )
+    .await
+    .expect(201);
+    // B stops hearing the log; bob then leaves through A.
+    b.stall_live_view();
+    a.post(&format!("/rooms/{room}/leave"), Some(&bob), json!({}))
+        .await
+        .expect(200);
+    let r = b
+        .post(
+            &format!("/rooms/{room}/messages"),
+            Some(&bob),
+            json!({ "content": "ghost" }),
+        )
+        .await;
+    r.expect_error(503, "unavailable");
+    let sent = a
+        .stream_messages()
+        .await
+        .into_iter()
+        .filter(|(_, _, _, e)| e["data"]["content"] == "ghost")
+        .count();
+    assert_eq!(sent, 0, "nothing from a member who had left");
+}
