@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use axum::Router;
+use axum::serve::ListenerExt;
 use futures::future::select_all;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use natter_command::CommandService;
@@ -110,6 +111,10 @@ pub async fn run(
         .with_context(|| format!("binding {}", config.http_addr))?;
     let addr = listener.local_addr()?;
     tracing::info!(role = ?role, "natter listening on http://{addr}");
+    // Small frames (websocket events, acks) must not wait for Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
 
     if tasks.is_empty() {

@@ -20,11 +20,9 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::Utf8Bytes;
 use futures::TryStreamExt;
 use natter_events::catalogue::{Event, Visibility};
+use natter_events::history;
 use natter_events::room::{Room, evolve};
-use natter_events::{
-    Decoded, Envelope, EventStore, RawEnvelope, RawMessage, RoomPart, Start, SubjectKind,
-};
-use serde_json::Value;
+use natter_events::{Decoded, Envelope, EventStore, RawMessage, RoomPart, Start, SubjectKind};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use uuid::Uuid;
 
@@ -167,7 +165,7 @@ struct Incoming {
     position: u64,
     part: RoomPart,
     /// The redacted envelope with its position, as clients see it.
-    envelope: Value,
+    envelope: bytes::Bytes,
     /// Decoded, for `meta` events (membership and the user feed).
     known: Option<Envelope>,
 }
@@ -338,23 +336,21 @@ impl Hub {
         if slot.is_none() && part != RoomPart::Meta {
             return;
         }
-        let raw: RawEnvelope = match serde_json::from_slice(&message.payload) {
-            Ok(raw) => raw,
-            Err(e) => {
-                tracing::error!(position = message.position, error = %e, "a room event is not an envelope; clients will see a gap");
-                return;
-            }
-        };
+        // Only `meta` events are decoded (membership, the user feed); every frame carries the
+        // stored envelope spliced in, not re-encoded.
         let known = if part == RoomPart::Meta {
-            match raw.clone().into_decoded() {
+            match Envelope::decode(&message.payload) {
                 Ok(Decoded::Known(envelope)) => Some(envelope),
-                _ => None,
+                Ok(Decoded::Unknown(_)) => None,
+                Err(e) => {
+                    tracing::error!(position = message.position, error = %e, "a room event does not decode");
+                    None
+                }
             }
         } else {
             None
         };
-        let mut envelope = serde_json::to_value(raw.redacted()).unwrap_or(Value::Null);
-        envelope["position"] = message.position.into();
+        let envelope = history::line(&message);
         let incoming = Arc::new(Incoming {
             position: message.position,
             part,
@@ -593,12 +589,13 @@ impl Hub {
             if message.position > until {
                 break;
             }
-            let mut envelope = match serde_json::from_slice::<RawEnvelope>(&message.payload) {
-                Ok(raw) => serde_json::to_value(raw.redacted()).unwrap_or(Value::Null),
-                Err(_) => Value::Null,
-            };
-            envelope["position"] = message.position.into();
-            let text = protocol::event(room_id, message.position, Some(prev), &envelope, false);
+            let text = protocol::event(
+                room_id,
+                message.position,
+                Some(prev),
+                &history::line(&message),
+                false,
+            );
             if !conn.send(Utf8Bytes::from(text)).await {
                 anyhow::bail!("the connection closed during a replay");
             }

@@ -113,31 +113,51 @@ pub fn presence(user_id: Uuid, online: bool) -> String {
     json!({ "type": "presence", "user_id": user_id, "status": if online { "online" } else { "offline" } }).to_string()
 }
 
-/// An `event` frame: the envelope (redacted, with its position) and the room's previous
-/// event's position; `feed_me` marks a frame sent to a user's own feed.
+/// An `event` frame around `envelope`: the event as auditors see it (one JSON object with
+/// its position, credentials redacted; see `natter_events::history::line`), spliced in as is.
+/// `feed_me` marks a frame sent to a user's own feed.
 pub fn event(
     room_id: Uuid,
     position: u64,
     prev_position: Option<u64>,
-    envelope: &Value,
+    envelope: &[u8],
     feed_me: bool,
 ) -> String {
-    let mut frame = json!({
-        "type": "event",
-        "room_id": room_id,
-        "position": position,
-        "prev_position": prev_position,
-        "event": envelope,
-    });
-    if feed_me {
-        frame["feed"] = json!("me");
-    }
-    frame.to_string()
+    let prev = prev_position.map_or_else(|| "null".to_string(), |p| p.to_string());
+    let feed = if feed_me { r#","feed":"me""# } else { "" };
+    let mut frame = String::with_capacity(envelope.len() + 128);
+    frame.push_str(&format!(
+        r#"{{"type":"event","room_id":"{room_id}","position":{position},"prev_position":{prev}{feed},"event":"#
+    ));
+    frame.push_str(&String::from_utf8_lossy(envelope));
+    frame.push('}');
+    frame
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_frames_are_json_with_the_envelope_inside() {
+        let room = Uuid::new_v4();
+        let frame: Value = serde_json::from_str(&event(
+            room,
+            7,
+            Some(5),
+            br#"{"position":7,"type":"x"}"#,
+            true,
+        ))
+        .unwrap();
+        assert_eq!(
+            frame,
+            json!({ "type": "event", "room_id": room, "position": 7, "prev_position": 5, "feed": "me",
+                                   "event": { "position": 7, "type": "x" } })
+        );
+        let frame: Value = serde_json::from_str(&event(room, 7, None, b"{}", false)).unwrap();
+        assert_eq!(frame["prev_position"], Value::Null);
+        assert!(frame.get("feed").is_none());
+    }
 
     #[test]
     fn ops_parse_and_bad_frames_say_why() {
