@@ -87,13 +87,16 @@ async fn authorize(state: &QueryState, user: &AuthUser, room_id: Uuid) -> Result
 fn ndjson(
     lines: impl futures::Stream<Item = anyhow::Result<natter_events::RawMessage>> + Send + 'static,
 ) -> Response {
-    let body = lines.map(|m| {
-        m.map(|m| {
-            let mut line = history::line(&m).to_vec();
-            line.push(b'\n');
-            bytes::Bytes::from(line)
-        })
-        .map_err(|e| std::io::Error::other(format!("{e:#}")))
+    // Lines already read go out together: one body chunk per event would cost a write (and a
+    // chunk header) per event.
+    let body = lines.ready_chunks(512).map(|batch| {
+        let mut chunk = Vec::with_capacity(batch.len() * 256);
+        for message in batch {
+            let message = message.map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+            chunk.extend_from_slice(&history::line(&message));
+            chunk.push(b'\n');
+        }
+        Ok::<_, std::io::Error>(bytes::Bytes::from(chunk))
     });
     let mut response = Body::from_stream(body).into_response();
     response.headers_mut().insert(

@@ -41,7 +41,9 @@ pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
             })),
         )
     });
-    env.append_all(created.chain(messages)).await?;
+    let head = env.append_all(created.chain(messages)).await?;
+    // Let natter's own projector take these in first, so it does not compete with the replay.
+    env.projected(head).await?;
 
     let mut client = ws::Client::connect(env.addr, &token).await?;
     let started = Instant::now();
