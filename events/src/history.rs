@@ -63,9 +63,19 @@ pub async fn read(
     range: &Range,
 ) -> anyhow::Result<impl Stream<Item = anyhow::Result<RawMessage>> + Send + use<>> {
     let start = match range.from {
-        None => Start::After(0),
-        Some(Bound::Position(p)) => Start::After(p.saturating_sub(1)),
         Some(Bound::Time(t)) => Start::At(t),
+        from => {
+            // Start at the first matching event: a filtered consumer from an early position
+            // would make the server walk past every other subject's events first.
+            let from = match from {
+                Some(Bound::Position(p)) => p.max(1),
+                _ => 1,
+            };
+            match store.next_position(filter, from).await? {
+                Some(first) => Start::After(first - 1),
+                None => return Ok(stream::empty().left_stream()),
+            }
+        }
     };
     let (available, messages) = store.follow_counted(filter, start).await?;
     let (to, event_type, limit) = (

@@ -581,7 +581,13 @@ impl Hub {
         until: u64,
     ) -> anyhow::Result<u64> {
         let filter = format!("{}.events.room.{room_id}.*", self.store.subjects().prefix());
-        let mut messages = Box::pin(self.store.follow(&filter, Start::After(after)).await?);
+        // Start at the room's next event: a filtered consumer from an early position would make
+        // the server walk past every other room's events first.
+        let start = match self.store.next_position(&filter, after + 1).await? {
+            Some(first) => first - 1,
+            None => return Ok(prev),
+        };
+        let mut messages = Box::pin(self.store.follow(&filter, Start::After(start)).await?);
         while prev < until {
             let Some(message) = messages.try_next().await? else {
                 break;
