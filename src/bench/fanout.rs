@@ -49,18 +49,27 @@ pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
         })
         .collect();
     let url = format!("{}/rooms/{room}/messages", env.base);
-    stream::iter(0..messages)
-        .for_each_concurrent(8, |i| {
+    let sent: Vec<anyhow::Result<()>> = stream::iter(0..messages)
+        .map(|i| {
             let request = env
                 .http
                 .post(&url)
                 .bearer_auth(&token)
                 .json(&json!({ "content": format!("fan-{i}") }));
             async move {
-                let _ = request.send().await;
+                let response = request.send().await?;
+                anyhow::ensure!(
+                    response.status().as_u16() == 201,
+                    "a send failed: {}",
+                    response.status()
+                );
+                Ok(())
             }
         })
+        .buffer_unordered(8)
+        .collect()
         .await;
+    sent.into_iter().collect::<anyhow::Result<()>>()?;
     let mut last = started;
     for r in readers {
         last = last.max(tokio::time::timeout(Duration::from_secs(120), r).await???);
