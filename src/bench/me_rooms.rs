@@ -54,60 +54,32 @@ pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
     }
     env.append_all(setup).await?;
     // Messages interleaved over the rooms, as a busy system would write them.
+    let message = |(i, room): (usize, Uuid)| {
+        let sent = Event::MessageSent(MessageSent {
+            message_id: Uuid::now_v7(),
+            kind: MessageKind::Text,
+            content: format!("message {i}"),
+            attachment: None,
+        });
+        (subjects.room(room, RoomPart::Msg), ev(room, writer, sent))
+    };
     let messages = (0..per_room).flat_map(|i| rooms.iter().map(move |room| (i, *room)));
+    let half = rooms_n * per_room / 2;
     let halfway = env
-        .append_all(
-            messages
-                .clone()
-                .take(rooms_n * per_room / 2)
-                .map(|(i, room)| {
-                    (
-                        subjects.room(room, RoomPart::Msg),
-                        ev(
-                            room,
-                            writer,
-                            Event::MessageSent(MessageSent {
-                                message_id: Uuid::now_v7(),
-                                kind: MessageKind::Text,
-                                content: format!("message {i}"),
-                                attachment: None,
-                            }),
-                        ),
-                    )
-                }),
-        )
+        .append_all(messages.clone().take(half).map(message))
         .await?;
     env.append_all(rooms.iter().map(|room| {
+        let read = Event::RoomRead(RoomRead {
+            user_id: reader,
+            up_to_position: halfway,
+        });
         (
             subjects.room(*room, RoomPart::Read),
-            ev(
-                *room,
-                reader,
-                Event::RoomRead(RoomRead {
-                    user_id: reader,
-                    up_to_position: halfway,
-                }),
-            ),
+            ev(*room, reader, read),
         )
     }))
     .await?;
-    let head = env
-        .append_all(messages.skip(rooms_n * per_room / 2).map(|(i, room)| {
-            (
-                subjects.room(room, RoomPart::Msg),
-                ev(
-                    room,
-                    writer,
-                    Event::MessageSent(MessageSent {
-                        message_id: Uuid::now_v7(),
-                        kind: MessageKind::Text,
-                        content: format!("message {i}"),
-                        attachment: None,
-                    }),
-                ),
-            )
-        }))
-        .await?;
+    let head = env.append_all(messages.skip(half).map(message)).await?;
     env.projected(head).await?;
 
     let mut latencies = Vec::new();

@@ -252,7 +252,7 @@ async fn writer(
     let mut ping = tokio::time::interval(HEARTBEAT);
     ping.tick().await;
     loop {
-        let message = tokio::select! {
+        let first = tokio::select! {
             biased;
             _ = close.changed() => break,
             _ = conn.kill.killed() => break,
@@ -265,8 +265,26 @@ async fn writer(
             },
             _ = ping.tick() => Message::Ping(Default::default()),
         };
+        // Whatever else is already queued goes out with it, in one flush (one write) rather
+        // than one per frame: fan-out and replays queue many frames at once.
+        let mut batch = vec![first];
+        while batch.len() < 256 {
+            match rx.try_recv() {
+                Ok(text) => {
+                    conn.queued.written(text.len());
+                    batch.push(Message::Text(text));
+                }
+                Err(_) => break,
+            }
+        }
+        let send_all = async {
+            for message in batch {
+                sink.feed(message).await?;
+            }
+            sink.flush().await
+        };
         tokio::select! {
-            sent = sink.send(message) => if sent.is_err() { return },
+            sent = send_all => if sent.is_err() { return },
             _ = close.changed() => break,
             _ = conn.kill.killed() => break,
         }
