@@ -287,6 +287,35 @@ async fn command_query_and_projector_run_as_separate_processes_and_rebuild_works
     }
 }
 
+/// Registers a user through the command API at `api` and creates a room they own; returns
+/// (token, room id).
+async fn user_with_room(
+    client: &reqwest::Client,
+    api: &str,
+    username: &str,
+    password: &str,
+    room: &str,
+) -> (String, String) {
+    let (status, body) = post(
+        client,
+        format!("{api}/auth/register"),
+        None,
+        json!({ "username": username, "password": password }),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let token = body["token"].as_str().unwrap().to_string();
+    let (status, body) = post(
+        client,
+        format!("{api}/rooms"),
+        Some(&token),
+        json!({ "name": room }),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    (token, body["room"]["id"].as_str().unwrap().to_string())
+}
+
 /// Resident memory of a process, in KiB.
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -314,22 +343,7 @@ async fn a_client_that_never_reads_is_closed_with_4008_and_the_gateways_memory_s
     );
     let client = reqwest::Client::new();
     let api = format!("{}/api/v1", command.base);
-    let (_, body) = post(
-        &client,
-        format!("{api}/auth/register"),
-        None,
-        json!({ "username": "flooder", "password": "password123" }),
-    )
-    .await;
-    let token = body["token"].as_str().unwrap().to_string();
-    let (_, body) = post(
-        &client,
-        format!("{api}/rooms"),
-        Some(&token),
-        json!({ "name": "flood" }),
-    )
-    .await;
-    let room = body["room"]["id"].as_str().unwrap().to_string();
+    let (token, room) = user_with_room(&client, &api, "flooder", "password123", "flood").await;
 
     let ws_url = format!(
         "{}/api/v1/ws?token={token}",
@@ -405,22 +419,8 @@ async fn replay_prints_the_log_and_verify_names_a_corrupt_event() {
     );
     let client = reqwest::Client::new();
     let api = format!("{}/api/v1", command.base);
-    let (_, body) = post(
-        &client,
-        format!("{api}/auth/register"),
-        None,
-        json!({ "username": "auditor", "password": "secret password" }),
-    )
-    .await;
-    let token = body["token"].as_str().unwrap().to_string();
-    let (_, body) = post(
-        &client,
-        format!("{api}/rooms"),
-        Some(&token),
-        json!({ "name": "audited" }),
-    )
-    .await;
-    let room = body["room"]["id"].as_str().unwrap().to_string();
+    let (token, room) =
+        user_with_room(&client, &api, "auditor", "secret password", "audited").await;
     for i in 0..5 {
         post(
             &client,

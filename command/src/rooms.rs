@@ -40,12 +40,21 @@ pub fn router() -> Router<AppState> {
         .route("/rooms/{room_id}/read", post(mark_read))
 }
 
-fn command(user: &AuthUser, action: RoomCommand) -> Command {
-    Command {
+/// Runs `action` by `user` on `part` of the room, with the next of `ids` as the event id.
+async fn run(
+    state: &AppState,
+    user: &AuthUser,
+    ids: &mut Ids,
+    room_id: Uuid,
+    part: RoomPart,
+    action: RoomCommand,
+) -> Result<Executed, ApiError> {
+    let command = Command {
         actor: user.id,
         now: Utc::now(),
         action,
-    }
+    };
+    Ok(execute(state, room_id, part, command, ids.next_id()).await?)
 }
 
 fn room_view(done: &Executed) -> Result<RoomView, ApiError> {
@@ -98,14 +107,7 @@ async fn create_room(
         max_members,
     };
     let room_id = ids.next_id();
-    let done = execute(
-        &state,
-        room_id,
-        RoomPart::Meta,
-        command(&user, action),
-        ids.next_id(),
-    )
-    .await?;
+    let done = run(&state, &user, &mut ids, room_id, RoomPart::Meta, action).await?;
     Ok((StatusCode::CREATED, room_response(done)?))
 }
 
@@ -115,12 +117,13 @@ async fn join(
     mut ids: Ids,
     ApiPath(room_id): ApiPath<Uuid>,
 ) -> Result<Json<Value>, ApiError> {
-    let done = execute(
+    let done = run(
         &state,
+        &user,
+        &mut ids,
         room_id,
         RoomPart::Meta,
-        command(&user, RoomCommand::Join),
-        ids.next_id(),
+        RoomCommand::Join,
     )
     .await?;
     room_response(done)
@@ -132,12 +135,13 @@ async fn leave(
     mut ids: Ids,
     ApiPath(room_id): ApiPath<Uuid>,
 ) -> Result<Json<Value>, ApiError> {
-    let done = execute(
+    let done = run(
         &state,
+        &user,
+        &mut ids,
         room_id,
         RoomPart::Meta,
-        command(&user, RoomCommand::Leave),
-        ids.next_id(),
+        RoomCommand::Leave,
     )
     .await?;
     Ok(Json(json!({ "position": done.position })))
@@ -208,14 +212,7 @@ async fn create_invite(
         expires_at,
         max_uses,
     };
-    let done = execute(
-        &state,
-        room_id,
-        RoomPart::Meta,
-        command(&user, action),
-        ids.next_id(),
-    )
-    .await?;
+    let done = run(&state, &user, &mut ids, room_id, RoomPart::Meta, action).await?;
     let invite = InviteView {
         token,
         room_id,
@@ -240,14 +237,7 @@ async fn revoke_invite(
         .filter(|(token_room, _)| *token_room == room_id)
         .ok_or_else(|| ApiError::not_found("invite not found"))?;
     let action = RoomCommand::RevokeInvite { token_hash: hash };
-    let done = execute(
-        &state,
-        room_id,
-        RoomPart::Meta,
-        command(&user, action),
-        ids.next_id(),
-    )
-    .await?;
+    let done = run(&state, &user, &mut ids, room_id, RoomPart::Meta, action).await?;
     Ok(Json(json!({ "position": done.position })))
 }
 
@@ -260,14 +250,7 @@ async fn accept_invite(
     let (room_id, hash) =
         parse_token(&token).ok_or_else(|| ApiError::not_found("invite not found"))?;
     let action = RoomCommand::AcceptInvite { token_hash: hash };
-    let done = execute(
-        &state,
-        room_id,
-        RoomPart::Meta,
-        command(&user, action),
-        ids.next_id(),
-    )
-    .await?;
+    let done = run(&state, &user, &mut ids, room_id, RoomPart::Meta, action).await?;
     room_response(done)
 }
 
@@ -352,14 +335,7 @@ async fn send_message(
         content: body.content,
         attachment: body.attachment,
     };
-    let done = execute(
-        &state,
-        room_id,
-        RoomPart::Msg,
-        command(&user, action),
-        ids.next_id(),
-    )
-    .await?;
+    let done = run(&state, &user, &mut ids, room_id, RoomPart::Msg, action).await?;
     let recorded = done
         .appended
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("a send appended nothing")))?;
@@ -416,13 +392,6 @@ async fn mark_read(
     let action = RoomCommand::MarkRead {
         up_to_position: up_to,
     };
-    let done = execute(
-        &state,
-        room_id,
-        RoomPart::Read,
-        command(&user, action),
-        ids.next_id(),
-    )
-    .await?;
+    let done = run(&state, &user, &mut ids, room_id, RoomPart::Read, action).await?;
     Ok(Json(json!({ "position": done.position })))
 }
