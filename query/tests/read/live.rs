@@ -530,3 +530,45 @@ async fn a_connection_follows_at_most_a_hundred_rooms() {
         rooms[100].to_string()
     );
 }
+
+#[tokio::test]
+async fn presence_crosses_gateway_instances() {
+    let mut stack = Stack::spawn().await;
+    let a = stack.serve_query().await;
+    let b = stack.second_gateway().await;
+    let (owner, _) = stack.register("owner").await;
+    let (bob, bob_id) = stack.register("bob").await;
+    let room = stack.create_room(&owner, json!({ "name": "r" })).await;
+    let joined = stack
+        .post(&format!("/rooms/{room}/join"), &bob, json!({}))
+        .await
+        .expect(200)["position"]
+        .as_u64()
+        .unwrap();
+    let mut watcher = Ws::connect(a, &owner).await;
+    watcher.subscribe(room, None).await;
+    watcher.until(|f| f["type"] == "subscribed").await;
+
+    let bobs_tab = Ws::connect(b, &bob).await;
+    let online = watcher.until(|f| f["type"] == "presence").await;
+    assert_eq!(
+        online.last().unwrap(),
+        &json!({ "type": "presence", "user_id": bob_id, "status": "online" })
+    );
+    // The members list served by gateway A's instance knows it too.
+    let members = stack
+        .get_at(&format!("/rooms/{room}/members"), &owner, joined)
+        .await;
+    let bob_row = members.expect(200)["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["user_id"] == bob_id.to_string())
+        .cloned()
+        .unwrap();
+    assert_eq!(bob_row["online"], true);
+
+    drop(bobs_tab);
+    let offline = watcher.until(|f| f["type"] == "presence").await;
+    assert_eq!(offline.last().unwrap()["status"], "offline");
+}
