@@ -8,7 +8,6 @@
 //! buffered and applied after it, so none falls between the two.
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -123,8 +122,7 @@ impl RoomEntry {
 pub struct RoomCache {
     store: EventStore,
     entries: Arc<quick_cache::sync::Cache<Uuid, Arc<RoomEntry>>>,
-    last_seen: Arc<AtomicU64>,
-    /// The same position, for waiting on it.
+    /// The position of the last event the live consumer applied (waitable).
     seen: Arc<watch::Sender<u64>>,
     barrier: Arc<HeadBarrier>,
     /// How long a command waits for the live consumer to reach the log's head.
@@ -143,7 +141,6 @@ impl RoomCache {
         RoomCache {
             store,
             entries: Arc::new(quick_cache::sync::Cache::new(capacity)),
-            last_seen: Arc::new(AtomicU64::new(0)),
             seen: Arc::new(watch::Sender::new(0)),
             barrier: Arc::new(HeadBarrier {
                 waiters: Mutex::new(Vec::new()),
@@ -209,7 +206,6 @@ impl RoomCache {
     }
 
     fn saw(&self, position: u64) {
-        self.last_seen.fetch_max(position, Ordering::SeqCst);
         self.seen.send_if_modified(|seen| {
             let moved = position > *seen;
             if moved {
@@ -291,7 +287,7 @@ impl RoomCache {
 
     /// The highest position the live consumer has seen (a lower bound of the stream head).
     pub fn last_seen(&self) -> u64 {
-        self.last_seen.load(Ordering::SeqCst)
+        *self.seen.borrow()
     }
 
     /// The cached room, loaded from the log (its `meta` part, and `read` when asked) if needed.

@@ -17,7 +17,7 @@ use axum::http::StatusCode;
 
 pub use auth::{AuthUser, Claims, JwtKeys, UserRole};
 pub use error::ApiError;
-pub use extract::{ApiJson, ApiPath, ApiQuery, OptionalJson, parse_json};
+pub use extract::{ApiJson, ApiPath, ApiQuery, OptionalJson};
 
 /// Request bodies larger than this are refused with `413` unless configured otherwise.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;

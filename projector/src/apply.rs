@@ -10,15 +10,24 @@ use crate::batch::{Batch, MemberChange};
 /// The channel a batch commit notifies, with the new position as payload.
 pub const NOTIFY_CHANNEL: &str = "natter_projection";
 
-/// Reads the checkpoint of `projection`, locking its row for this transaction.
-pub async fn checkpoint_for_update(
+/// Creates the checkpoint row of `projection` (at 0) if it does not exist yet.
+pub async fn ensure_checkpoint(
     tx: &mut Transaction<'_, Postgres>,
     projection: &str,
-) -> sqlx::Result<u64> {
+) -> sqlx::Result<()> {
     sqlx::query("INSERT INTO projection_checkpoints (projection, position) VALUES ($1, 0) ON CONFLICT DO NOTHING")
         .bind(projection)
         .execute(&mut **tx)
         .await?;
+    Ok(())
+}
+
+/// Reads the checkpoint of `projection` (see [`ensure_checkpoint`]), locking its row for this
+/// transaction.
+pub async fn checkpoint_for_update(
+    tx: &mut Transaction<'_, Postgres>,
+    projection: &str,
+) -> sqlx::Result<u64> {
     let (position,): (i64,) = sqlx::query_as(
         "SELECT position FROM projection_checkpoints WHERE projection = $1 FOR UPDATE",
     )

@@ -108,6 +108,7 @@ impl Projector {
     /// Reads the checkpoint.
     pub async fn checkpoint(&self) -> anyhow::Result<u64> {
         let mut tx = self.pool.begin().await?;
+        apply::ensure_checkpoint(&mut tx, PROJECTION).await?;
         let position = apply::checkpoint_for_update(&mut tx, PROJECTION).await?;
         tx.commit().await?;
         Ok(position)

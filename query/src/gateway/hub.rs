@@ -433,16 +433,6 @@ impl Hub {
         }
     }
 
-    /// Number of local connections.
-    pub fn connections(&self) -> usize {
-        self.users
-            .lock()
-            .expect("users lock")
-            .values()
-            .map(HashMap::len)
-            .sum()
-    }
-
     fn slot(&self, room_id: Uuid) -> Arc<FeedSlot> {
         self.feeds
             .lock()
