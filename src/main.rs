@@ -11,6 +11,11 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, Role};
 
+// The request path allocates many small, short-lived objects across the runtime's threads;
+// mimalloc's thread-local free lists cut the allocator's share of CPU (profiled with perf).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// natter: a real-time chat backend, event-sourced on NATS JetStream with Postgres read models.
 #[derive(Debug, Parser)]
 #[command(name = "natter", version, about)]

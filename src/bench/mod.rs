@@ -7,6 +7,7 @@
 mod catchup;
 mod connections;
 mod fanout;
+mod http1;
 mod latency;
 mod me_rooms;
 mod projector;
