@@ -11,7 +11,7 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, oneshot, watch};
+use tokio::sync::watch;
 
 use futures::TryStreamExt;
 use natter_events::room::{Room, evolve};
@@ -124,16 +124,8 @@ pub struct RoomCache {
     entries: Arc<quick_cache::sync::Cache<Uuid, Arc<RoomEntry>>>,
     /// The position of the last event the live consumer applied (waitable).
     seen: Arc<watch::Sender<u64>>,
-    barrier: Arc<HeadBarrier>,
     /// How long a command waits for the live consumer to reach the log's head.
     barrier_wait: Duration,
-}
-
-/// Coalesced reads of the log's head: every caller gets a head read by a request that started
-/// after the caller arrived, and concurrent callers share one request.
-struct HeadBarrier {
-    waiters: Mutex<Vec<oneshot::Sender<Result<u64, String>>>>,
-    wake: Notify,
 }
 
 impl RoomCache {
@@ -142,10 +134,6 @@ impl RoomCache {
             store,
             entries: Arc::new(quick_cache::sync::Cache::new(capacity)),
             seen: Arc::new(watch::Sender::new(0)),
-            barrier: Arc::new(HeadBarrier {
-                waiters: Mutex::new(Vec::new()),
-                wake: Notify::new(),
-            }),
             barrier_wait,
         }
     }
@@ -155,10 +143,6 @@ impl RoomCache {
     pub async fn start_live(&self) -> anyhow::Result<tokio::task::JoinHandle<()>> {
         let head = self.store.head().await?;
         self.saw(head);
-        let barrier = {
-            let cache = self.clone();
-            tokio::spawn(async move { cache.serve_barrier().await })
-        };
         let cache = self.clone();
         let follow = move |after| {
             let store = cache.store.clone();
@@ -174,7 +158,6 @@ impl RoomCache {
         let mut messages = follow(head).await?;
         let cache = self.clone();
         Ok(tokio::spawn(async move {
-            let _barrier = AbortOnDrop(barrier);
             loop {
                 match messages.try_next().await {
                     Ok(Some(message)) => {
@@ -215,33 +198,13 @@ impl RoomCache {
         });
     }
 
-    /// Answers barrier waiters in rounds: each round's head is read after its waiters came.
-    async fn serve_barrier(&self) {
-        loop {
-            let round = std::mem::take(&mut *self.barrier.waiters.lock().expect("barrier lock"));
-            if round.is_empty() {
-                self.barrier.wake.notified().await;
-                continue;
-            }
-            let head = self.store.head().await.map_err(|e| format!("{e:#}"));
-            for waiter in round {
-                let _ = waiter.send(head.clone());
-            }
-        }
-    }
-
-    /// Returns once the live consumer has applied every event the log held when this was
-    /// called: cached rooms are then at least as current as the log was at that moment.
-    /// Concurrent callers share one head lookup.
+    /// Returns once the live consumer has applied every event acknowledged before this was
+    /// called: cached rooms are then at least as current as the log was at that moment. The
+    /// bound of the log's head comes from a concurrent append's ack when there is one, else
+    /// from a lookup shared by concurrent callers.
     pub async fn barrier(&self) -> anyhow::Result<()> {
         let wait = async {
-            let (tx, rx) = oneshot::channel();
-            self.barrier.waiters.lock().expect("barrier lock").push(tx);
-            self.barrier.wake.notify_one();
-            let head = rx
-                .await
-                .map_err(|_| anyhow::anyhow!("the read barrier stopped"))?
-                .map_err(|e| anyhow::anyhow!("reading the log's head: {e}"))?;
+            let head = self.store.head_bound().await?;
             let mut seen = self.seen.subscribe();
             seen.wait_for(|s| *s >= head)
                 .await
@@ -358,14 +321,5 @@ impl RoomCache {
             }
         }
         Ok(())
-    }
-}
-
-/// Aborts a task when dropped (the barrier server lives as long as the consumer task).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

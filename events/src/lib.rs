@@ -17,6 +17,7 @@ pub mod room;
 pub mod store;
 pub mod subjects;
 pub mod user;
+mod witness;
 
 pub use catalogue::Event;
 pub use envelope::{Decoded, Envelope, RawEnvelope, Recorded};

@@ -4,6 +4,8 @@
 //! Works the same on nats-server 2.9 and 2.12: it sends only 2.9 headers
 //! (`Nats-Msg-Id`, `Nats-Expected-Last-Subject-Sequence`) and uses single-filter consumers.
 
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
@@ -21,6 +23,7 @@ use futures::{Stream as FuturesStream, StreamExt, TryStreamExt};
 
 use crate::envelope::{Decoded, Envelope, Recorded};
 use crate::subjects::Subjects;
+use crate::witness::{Witness, Witnessed};
 
 /// The header naming an event's type, so tools can filter without decoding payloads.
 pub const EVENT_TYPE_HEADER: &str = "Natter-Event-Type";
@@ -29,6 +32,9 @@ pub const EVENT_TYPE_HEADER: &str = "Natter-Event-Type";
 /// which the server deduplicates).
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 const PUBLISH_ATTEMPTS: usize = 3;
+/// How long a head bound waits for an append of this process to cover it while others are in
+/// flight, before the stream is asked.
+const COVER_GRACE: Duration = Duration::from_micros(500);
 
 /// Where the event store lives.
 #[derive(Debug, Clone)]
@@ -101,13 +107,24 @@ pub enum Start {
 /// every request, and the JetStream handles inside carry whole stream configurations.
 #[derive(Clone)]
 pub struct EventStore {
-    inner: std::sync::Arc<Inner>,
+    inner: Arc<Inner>,
 }
 
 struct Inner {
     js: jetstream::Context,
     stream: Stream,
     subjects: Subjects,
+    /// Bounds of the head from this handle's own appends (see [`EventStore::head_bound`]).
+    witness: Arc<Witness>,
+    /// Whether the task answering uncovered [`EventStore::head_bound`] callers was started.
+    lookups: OnceLock<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Lets the lookup task notice that the store is gone.
+        self.witness.wake.notify_one();
+    }
 }
 
 impl EventStore {
@@ -141,10 +158,12 @@ impl EventStore {
             .with_context(|| format!("opening JetStream stream {}", config.stream))?;
         verify_config(&stream.cached_info().config, &wanted)?;
         Ok(EventStore {
-            inner: std::sync::Arc::new(Inner {
+            inner: Arc::new(Inner {
                 js,
                 stream,
                 subjects,
+                witness: Arc::default(),
+                lookups: OnceLock::new(),
             }),
         })
     }
@@ -196,6 +215,7 @@ impl EventStore {
             if let Expect::LastAt(seq) = expect {
                 publish = publish.expected_last_subject_sequence(seq);
             }
+            let witnessed = Witnessed::begin(&self.inner.witness);
             let ack = match self
                 .inner
                 .js
@@ -209,7 +229,13 @@ impl EventStore {
                 }
             };
             match ack {
-                Ok(ack) => return Ok(ack.sequence),
+                Ok(ack) => {
+                    // A duplicate's ack names a position stored earlier: no bound of now.
+                    if !ack.duplicate {
+                        witnessed.stored(ack.sequence);
+                    }
+                    return Ok(ack.sequence);
+                }
                 Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
                     // Newer servers check the expected sequence before the duplicate window:
                     // a retry of an append that was stored (its ack lost) lands here. If the
@@ -305,6 +331,30 @@ impl EventStore {
         Ok(info.state.last_sequence)
     }
 
+    /// A position at or above every event acknowledged (to anyone) before this call: the
+    /// position of an append this handle began after the call, less one, or failing that the
+    /// stream's last position read after the call. Concurrent callers that no append covers
+    /// share one lookup.
+    pub async fn head_bound(&self) -> anyhow::Result<u64> {
+        let answer = self.inner.witness.wait();
+        self.inner.lookups.get_or_init(|| {
+            tokio::spawn(serve_lookups(
+                Arc::downgrade(&self.inner),
+                self.inner.witness.clone(),
+            ));
+        });
+        answer
+            .await
+            .map_err(|_| anyhow!("the head lookup stopped"))?
+            .map_err(|e| anyhow!("reading the log's head: {e}"))
+    }
+
+    /// How many head lookups [`head_bound`](Self::head_bound) has made: the rest were
+    /// answered by this handle's own appends.
+    pub fn head_lookups(&self) -> u64 {
+        self.inner.witness.lookups.load(Ordering::Relaxed)
+    }
+
     /// Every event of `subject` after position `after`, in order, decoded. Events of types this
     /// build does not know are skipped; an event that does not decode is an error.
     pub async fn read_subject(&self, subject: &str, after: u64) -> anyhow::Result<Vec<Recorded>> {
@@ -389,6 +439,38 @@ impl EventStore {
                 })
             }),
         ))
+    }
+}
+
+/// Answers [`EventStore::head_bound`] callers that no append covers, in rounds: each round's
+/// lookup starts after its callers came. Ends when the store is dropped.
+async fn serve_lookups(inner: Weak<Inner>, witness: Arc<Witness>) {
+    loop {
+        if !witness.has_uncovered() {
+            if inner.strong_count() == 0 {
+                return;
+            }
+            witness.wake.notified().await;
+            continue;
+        }
+        if witness.busy() {
+            // Appends are under way, so another is about to begin and cover the waiters;
+            // those it covers are answered by its ack.
+            tokio::time::sleep(COVER_GRACE).await;
+        }
+        let round = witness.uncovered();
+        if round.is_empty() {
+            continue;
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        witness.lookups.fetch_add(1, Ordering::Relaxed);
+        let head = EventStore { inner }
+            .head()
+            .await
+            .map_err(|e| format!("{e:#}"));
+        for waiter in round {
+            let _ = waiter.send(head.clone());
+        }
     }
 }
 

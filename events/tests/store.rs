@@ -242,3 +242,85 @@ async fn the_next_event_of_a_wildcard_subject_is_found_from_any_position() {
         None
     );
 }
+
+/// Another instance: a second handle on the same stream over its own connection.
+async fn other_instance(store: &EventStore) -> EventStore {
+    let client = async_nats::connect(nats_url()).await.unwrap();
+    let prefix = store
+        .subjects()
+        .all_events()
+        .trim_end_matches(".events.>")
+        .to_string();
+    EventStore::open(
+        client,
+        &StoreConfig {
+            stream: store.stream_name().to_string(),
+            prefix,
+            replicas: 1,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+async fn send(store: &EventStore, room: Uuid, msg_id: &str) -> u64 {
+    let event = message(room, "x");
+    store
+        .append(
+            &store.subjects().room(room, RoomPart::Msg),
+            &event,
+            msg_id,
+            Expect::Any,
+        )
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_head_bound_covers_every_event_acknowledged_before_it() {
+    let (store, _cleanup) = store().await;
+    let other = other_instance(&store).await;
+    let room = Uuid::new_v4();
+
+    // Idle: nothing of this handle's own is in flight, so the stream is asked.
+    let acked = send(&other, room, "idle").await;
+    let lookups = store.head_lookups();
+    assert!(store.head_bound().await.unwrap() >= acked);
+    assert_eq!(store.head_lookups(), lookups + 1);
+
+    // Busy: this handle appends all the time, and its acks answer most bounds. Half of its
+    // appends repeat an old message id: a duplicate's ack names the position stored the first
+    // time, which is no bound of now.
+    let first = send(&store, room, "again").await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let appenders: Vec<_> = (0..8)
+        .map(|i| {
+            let (store, stop) = (store.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if i % 2 == 0 {
+                        send(&store, room, &Uuid::new_v4().to_string()).await;
+                    } else {
+                        assert_eq!(send(&store, room, "again").await, first);
+                    }
+                }
+            })
+        })
+        .collect();
+    let lookups = store.head_lookups();
+    let rounds = 300;
+    for i in 0..rounds {
+        let acked = send(&other, room, &format!("busy-{i}")).await;
+        let bound = store.head_bound().await.unwrap();
+        assert!(bound >= acked, "bound {bound} below acknowledged {acked}");
+    }
+    let looked_up = store.head_lookups() - lookups;
+    assert!(
+        looked_up < rounds / 2,
+        "{looked_up} of {rounds} bounds needed a lookup while appends were under way"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for a in appenders {
+        a.await.unwrap();
+    }
+}

@@ -1,0 +1,141 @@
+//! Bounds of the log's head without asking the server each time.
+//!
+//! A reader that must be at least as current as the log was at some moment (the command side's
+//! read barrier) needs a position at or above every event acknowledged before that moment. The
+//! stream's last position, read after the moment, is one such bound. So is the position of any
+//! append that this process *began* after the moment: the server stored it after every event
+//! already acknowledged, so they all lie below it. Under load, appends begin every few
+//! microseconds, and a waiter is answered by the next one's ack, with no request of its own;
+//! only a waiter that no later append covers within a moment (an idle process, or the covering
+//! append failed) gets a real head lookup, shared by everyone waiting at that moment.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+
+use tokio::sync::{Notify, oneshot};
+
+/// Appends begun by this process and callers waiting for a bound.
+#[derive(Default)]
+pub(crate) struct Witness {
+    state: Mutex<State>,
+    /// Wakes the lookup task: there may be waiters no append in flight covers.
+    pub(crate) wake: Notify,
+    /// Head lookups made for uncovered waiters (for metrics and tests).
+    pub(crate) lookups: AtomicU64,
+}
+
+#[derive(Default)]
+struct State {
+    /// Appends begun so far (the index of the latest).
+    begun: u64,
+    /// Indices of appends begun and not yet finished.
+    in_flight: BTreeSet<u64>,
+    /// Each waiter with the value of `begun` when it came: an append with a higher index
+    /// began after it.
+    waiters: Vec<(u64, oneshot::Sender<Result<u64, String>>)>,
+}
+
+impl Witness {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("head witness lock")
+    }
+
+    /// Registers a waiter for a bound of the head as of now.
+    pub(crate) fn wait(&self) -> oneshot::Receiver<Result<u64, String>> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut state = self.state();
+            let begun = state.begun;
+            state.waiters.push((begun, tx));
+        }
+        self.wake.notify_one();
+        rx
+    }
+
+    /// An append is about to be sent; returns its index.
+    pub(crate) fn begin(&self) -> u64 {
+        let mut state = self.state();
+        state.begun += 1;
+        let index = state.begun;
+        state.in_flight.insert(index);
+        index
+    }
+
+    /// The append `index` was stored at `position` (a fresh store, not a duplicate's ack):
+    /// every waiter that came before it began gets `position - 1` as its bound.
+    pub(crate) fn stored(&self, index: u64, position: u64) {
+        let answered = {
+            let mut state = self.state();
+            state.in_flight.remove(&index);
+            let (answered, waiting) = std::mem::take(&mut state.waiters)
+                .into_iter()
+                .partition(|(came, _)| *came < index);
+            state.waiters = waiting;
+            answered
+        };
+        for (_, tx) in answered {
+            let _ = tx.send(Ok(position.saturating_sub(1)));
+        }
+    }
+
+    /// The append `index` did not give a usable position (failed, refused or a duplicate).
+    pub(crate) fn abandoned(&self, index: u64) {
+        self.state().in_flight.remove(&index);
+        // Its waiters may now be uncovered.
+        self.wake.notify_one();
+    }
+
+    /// Whether appends are in flight, so that more are likely to begin any moment.
+    pub(crate) fn busy(&self) -> bool {
+        !self.state().in_flight.is_empty()
+    }
+
+    /// Whether some waiter is not covered by an append in flight.
+    pub(crate) fn has_uncovered(&self) -> bool {
+        let state = self.state();
+        let latest = state.in_flight.last().copied().unwrap_or(0);
+        state.waiters.iter().any(|(came, _)| *came >= latest)
+    }
+
+    /// Takes the waiters that no append in flight covers (they need a lookup).
+    pub(crate) fn uncovered(&self) -> Vec<oneshot::Sender<Result<u64, String>>> {
+        let mut state = self.state();
+        let latest = state.in_flight.last().copied().unwrap_or(0);
+        let (uncovered, covered) = std::mem::take(&mut state.waiters)
+            .into_iter()
+            .partition(|(came, _)| *came >= latest);
+        state.waiters = covered;
+        uncovered.into_iter().map(|(_, tx)| tx).collect()
+    }
+}
+
+/// Marks an append finished without a usable position unless it was [`Witnessed::stored`].
+pub(crate) struct Witnessed<'a> {
+    witness: &'a Witness,
+    index: u64,
+    done: bool,
+}
+
+impl<'a> Witnessed<'a> {
+    pub(crate) fn begin(witness: &'a Witness) -> Self {
+        Witnessed {
+            witness,
+            index: witness.begin(),
+            done: false,
+        }
+    }
+
+    pub(crate) fn stored(mut self, position: u64) {
+        self.done = true;
+        self.witness.stored(self.index, position);
+    }
+}
+
+impl Drop for Witnessed<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.witness.abandoned(self.index);
+        }
+    }
+}
