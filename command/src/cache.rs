@@ -1,6 +1,7 @@
 //! Room state cached in memory and kept fresh from the log, so a command never re-reads a
-//! room's history: one live consumer per process applies every room event to the cached rooms,
-//! and a cache miss or a sequence conflict catches the room up from the log.
+//! room's history: the process's live tail of the log (one consumer, shared with the gateway in
+//! `--role all`) applies every room event to the cached rooms, and a cache miss or a sequence
+//! conflict catches the room up from the log.
 //!
 //! Each cached part (`meta`, `read`) remembers the position of the last event applied to it,
 //! so an event delivered twice (by the live consumer and by a catch-up, or after our own
@@ -13,10 +14,9 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use futures::TryStreamExt;
 use natter_events::room::{Room, evolve};
 use natter_events::store::decode_known;
-use natter_events::{EventStore, Recorded, RoomPart, Start, SubjectKind};
+use natter_events::{EventStore, Recorded, RoomPart, SubjectKind};
 use uuid::Uuid;
 
 /// How many rooms a process keeps folded in memory; the least recently used are dropped.
@@ -138,53 +138,19 @@ impl RoomCache {
         }
     }
 
-    /// Starts the live consumer (from the current head of the stream) and returns the task
-    /// that drives it; it must run for as long as the cache is used.
+    /// Starts following the log from its current head (every event, not only rooms': the
+    /// read barrier compares with the log's head) on the process's shared live tail. Returns
+    /// a task that holds the subscription and ends if the tail stops; aborting it unsubscribes.
     pub async fn start_live(&self) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-        let head = self.store.head().await?;
+        let cache = self.clone();
+        let (head, subscription) = self
+            .store
+            .subscribe_live(move |message| cache.on_message(message))
+            .await?;
         self.saw(head);
-        let cache = self.clone();
-        let follow = move |after| {
-            let store = cache.store.clone();
-            async move {
-                // Every event, not only rooms': the read barrier compares with the log's head.
-                let filter = store.subjects().all_events();
-                store
-                    .follow(&filter, Start::After(after))
-                    .await
-                    .map(Box::pin)
-            }
-        };
-        let mut messages = follow(head).await?;
-        let cache = self.clone();
         Ok(tokio::spawn(async move {
-            loop {
-                match messages.try_next().await {
-                    Ok(Some(message)) => {
-                        cache.on_message(message);
-                        continue;
-                    }
-                    Ok(None) => tracing::warn!("room cache consumer ended; resuming"),
-                    Err(e) => tracing::warn!(
-                        error = format!("{e:#}"),
-                        "room cache consumer failed; resuming"
-                    ),
-                }
-                // Resume exactly after the last event seen, so no event falls in between.
-                loop {
-                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-                    match follow(cache.last_seen()).await {
-                        Ok(m) => {
-                            messages = m;
-                            break;
-                        }
-                        Err(e) => tracing::warn!(
-                            error = format!("{e:#}"),
-                            "cannot resume the room cache consumer"
-                        ),
-                    }
-                }
-            }
+            subscription.closed().await;
+            tracing::error!("the log's live tail stopped; the room cache is no longer current");
         }))
     }
 
@@ -219,13 +185,12 @@ impl RoomCache {
             })?
     }
 
-    fn on_message(&self, message: natter_events::RawMessage) {
-        let position = message.position;
+    fn on_message(&self, message: &natter_events::RawMessage) {
         self.apply(message);
-        self.saw(position);
+        self.saw(message.position);
     }
 
-    fn apply(&self, message: natter_events::RawMessage) {
+    fn apply(&self, message: &natter_events::RawMessage) {
         let Some(SubjectKind::Room(room_id, part)) = self.store.subjects().parse(&message.subject)
         else {
             return;
@@ -236,7 +201,7 @@ impl RoomCache {
         let Some(entry) = self.entries.get(&room_id) else {
             return;
         };
-        match decode_known(message) {
+        match decode_known(message.clone()) {
             Ok(Some(recorded)) => entry.deliver(part, recorded),
             Ok(None) => {}
             Err(e) => {

@@ -16,6 +16,7 @@ pub mod history;
 pub mod room;
 pub mod store;
 pub mod subjects;
+pub mod tail;
 pub mod user;
 mod witness;
 
@@ -23,3 +24,4 @@ pub use catalogue::Event;
 pub use envelope::{Decoded, Envelope, RawEnvelope, Recorded};
 pub use store::{AppendError, EventStore, Expect, RawMessage, Start, StoreConfig};
 pub use subjects::{RoomPart, SubjectKind, Subjects};
+pub use tail::TailSubscription;

@@ -324,3 +324,61 @@ async fn a_head_bound_covers_every_event_acknowledged_before_it() {
         a.await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn subscribers_of_one_handle_share_one_consumer_and_see_every_event_in_order() {
+    let (store, _cleanup) = store().await;
+    let room = Uuid::new_v4();
+    let before = send(&store, room, "before").await;
+    let seen = |name: &'static str| {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let callback = move |m: &natter_events::RawMessage| {
+            let _ = tx.send((name, m.position));
+        };
+        (callback, rx)
+    };
+    let (a, mut a_rx) = seen("a");
+    let (b, mut b_rx) = seen("b");
+    let (a_from, a_sub) = store.subscribe_live(a).await.unwrap();
+    let (b_from, b_sub) = store.clone().subscribe_live(b).await.unwrap();
+    assert_eq!(a_from, before);
+    assert!(b_from >= a_from);
+    let mut sent = Vec::new();
+    for i in 0..50 {
+        sent.push(send(&store, room, &format!("m{i}")).await);
+    }
+    for (rx, from) in [(&mut a_rx, a_from), (&mut b_rx, b_from)] {
+        let expected: Vec<u64> = sent.iter().copied().filter(|p| *p > from).collect();
+        let mut got = Vec::new();
+        while got.len() < expected.len() {
+            let (_, p) = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+                .await
+                .expect("an event within 5 s")
+                .unwrap();
+            got.push(p);
+        }
+        assert_eq!(got, expected);
+    }
+    let info = store
+        .jetstream()
+        .get_stream(store.stream_name())
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone();
+    assert_eq!(info.state.consumer_count, 1, "one consumer for both");
+
+    // Once the last subscriber leaves, the tail stops; a new subscriber starts a new one.
+    drop((a_sub, b_sub));
+    let (c, mut c_rx) = seen("c");
+    let (c_from, _c_sub) = store.subscribe_live(c).await.unwrap();
+    let next = send(&store, room, "after").await;
+    assert!(next > c_from);
+    let (_, p) = tokio::time::timeout(std::time::Duration::from_secs(5), c_rx.recv())
+        .await
+        .expect("an event within 5 s")
+        .unwrap();
+    assert_eq!(p, next);
+}

@@ -271,11 +271,12 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Starts the hub's consumer from the current head of the log.
+    /// Starts following the log from its current head, on the process's shared live tail.
+    /// The returned task holds the subscription and sweeps idle feeds; it ends if the tail
+    /// stops, and aborting it unsubscribes.
     pub async fn start(
         store: EventStore,
     ) -> anyhow::Result<(Arc<Hub>, tokio::task::JoinHandle<()>)> {
-        let head = store.head().await?;
         let hub = Arc::new(Hub {
             epoch: store.epoch(),
             store,
@@ -284,31 +285,23 @@ impl Hub {
             replays: Semaphore::new(CONCURRENT_REPLAYS),
             next_conn: AtomicU64::new(1),
         });
-        let filter = hub.store.subjects().all_rooms();
-        let mut messages = Box::pin(hub.store.follow(&filter, Start::After(head)).await?);
+        let (_, subscription) = {
+            let hub = hub.clone();
+            hub.store
+                .clone()
+                .subscribe_live(move |message| hub.on_message(message))
+                .await?
+        };
         let task = {
             let hub = hub.clone();
             tokio::spawn(async move {
-                let mut last = head;
                 let mut sweep = tokio::time::interval(Duration::from_secs(15));
                 loop {
                     tokio::select! {
-                        next = messages.try_next() => match next {
-                            Ok(Some(message)) => {
-                                last = message.position;
-                                hub.on_message(message);
-                            }
-                            other => {
-                                if let Err(e) = other {
-                                    tracing::warn!(error = format!("{e:#}"), "gateway consumer failed; resuming");
-                                }
-                                tokio::time::sleep(Duration::from_millis(250)).await;
-                                match hub.store.follow(&filter, Start::After(last)).await {
-                                    Ok(m) => messages = Box::pin(m),
-                                    Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot resume the gateway consumer"),
-                                }
-                            }
-                        },
+                        () = subscription.closed() => {
+                            tracing::error!("the log's live tail stopped; the gateway is no longer current");
+                            return;
+                        }
                         _ = sweep.tick() => hub.sweep_idle_feeds(),
                     }
                 }
@@ -321,7 +314,7 @@ impl Hub {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn on_message(&self, message: RawMessage) {
+    fn on_message(&self, message: &RawMessage) {
         let Some(SubjectKind::Room(room_id, part)) = self.store.subjects().parse(&message.subject)
         else {
             return;
@@ -350,7 +343,7 @@ impl Hub {
         } else {
             None
         };
-        let envelope = history::line(&message);
+        let envelope = history::line(message);
         let incoming = Arc::new(Incoming {
             position: message.position,
             part,
