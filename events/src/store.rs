@@ -33,9 +33,9 @@ pub const EVENT_TYPE_HEADER: &str = "Natter-Event-Type";
 /// which the server deduplicates).
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 const PUBLISH_ATTEMPTS: usize = 3;
-/// How long a head bound waits for an append of this process to cover it while others are in
-/// flight, before the stream is asked.
-const COVER_GRACE: Duration = Duration::from_micros(500);
+/// How many times the head lookup lets queued tasks run first, while appends are in flight,
+/// so that one of them may cover its waiters instead.
+const COVER_YIELDS: usize = 4;
 
 /// Where the event store lives.
 #[derive(Debug, Clone)]
@@ -478,10 +478,15 @@ async fn serve_lookups(inner: Weak<Inner>, witness: Arc<Witness>) {
             witness.wake.notified().await;
             continue;
         }
-        if witness.busy() {
-            // Appends are under way, so another is about to begin and cover the waiters;
-            // those it covers are answered by its ack.
-            tokio::time::sleep(COVER_GRACE).await;
+        // While appends are under way, others may be about to begin and cover the waiters
+        // (those it covers are answered by its ack): let the runtime's queued tasks run
+        // first. Under load that queue holds the requests about to append; when nearly
+        // idle it is empty and the lookup goes out at once.
+        for _ in 0..COVER_YIELDS {
+            if !witness.busy() || !witness.has_uncovered() {
+                break;
+            }
+            tokio::task::yield_now().await;
         }
         let round = witness.uncovered();
         if round.is_empty() {
