@@ -124,5 +124,7 @@ async fn metrics(State(state): State<OpsState>) -> String {
     if let Some(h) = head {
         metrics::gauge!("natter_stream_last_position").set(h as f64);
     }
+    // Read barriers answered by a stream lookup rather than by one of this process's appends.
+    metrics::counter!("natter_head_lookups_total").absolute(state.store.head_lookups());
     state.metrics.render()
 }

@@ -75,6 +75,7 @@ pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
     for _ in 0..IN_FLIGHT {
         connections.push(http1::Connection::open(env.addr, fixed.clone()).await?);
     }
+    let lookups_before = head_lookups(env).await?;
     let started = Instant::now();
     let mut workers = Vec::new();
     for (w, mut connection) in connections.into_iter().enumerate() {
@@ -99,6 +100,8 @@ pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
         w.await?;
     }
     let natter_rate = sent.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    let lookups_per_send = (head_lookups(env).await? - lookups_before) as f64
+        / sent.load(Ordering::Relaxed).max(1) as f64;
     anyhow::ensure!(
         failed.load(Ordering::Relaxed) == 0,
         "{} sends failed",
@@ -177,5 +180,22 @@ pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
             "msg/s",
         )
         .against(raw_rate, "send_vs_raw"),
+        Figure::new("send", "stream head lookups per send", lookups_per_send, ""),
     ])
+}
+
+/// natter's count of read barriers answered by a stream lookup (from `/metrics`).
+async fn head_lookups(env: &Env) -> anyhow::Result<u64> {
+    let text = env
+        .http
+        .get(format!("http://{}/metrics", env.addr))
+        .send()
+        .await?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix("natter_head_lookups_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0) as u64)
 }
