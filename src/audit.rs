@@ -65,7 +65,7 @@ fn progress(total: u64) -> ProgressBar {
 pub async fn replay(config: Config, args: ReplayArgs) -> anyhow::Result<()> {
     let store = open(&config).await?;
     let filter = match args.room {
-        Some(room) => format!("{}.events.room.{room}.*", store.subjects().prefix()),
+        Some(room) => store.subjects().room_events(room),
         None => store.subjects().all_events(),
     };
     let range = Range {

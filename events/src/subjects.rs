@@ -72,6 +72,11 @@ impl Subjects {
         format!("{}.events.room.*.*", self.prefix)
     }
 
+    /// Every event of one room (all its parts).
+    pub fn room_events(&self, room_id: Uuid) -> String {
+        format!("{}.events.room.{}.*", self.prefix, room_id)
+    }
+
     pub fn room(&self, room_id: Uuid, part: RoomPart) -> String {
         format!("{}.events.room.{}.{}", self.prefix, room_id, part.token())
     }

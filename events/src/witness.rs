@@ -36,6 +36,14 @@ struct State {
     waiters: Vec<(u64, oneshot::Sender<Result<u64, String>>)>,
 }
 
+impl State {
+    /// The index of the latest append in flight (0: none); it covers every waiter that came
+    /// before it began.
+    fn latest_in_flight(&self) -> u64 {
+        self.in_flight.last().copied().unwrap_or(0)
+    }
+}
+
 impl Witness {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().expect("head witness lock")
@@ -94,14 +102,14 @@ impl Witness {
     /// Whether some waiter is not covered by an append in flight.
     pub(crate) fn has_uncovered(&self) -> bool {
         let state = self.state();
-        let latest = state.in_flight.last().copied().unwrap_or(0);
+        let latest = state.latest_in_flight();
         state.waiters.iter().any(|(came, _)| *came >= latest)
     }
 
     /// Takes the waiters that no append in flight covers (they need a lookup).
     pub(crate) fn uncovered(&self) -> Vec<oneshot::Sender<Result<u64, String>>> {
         let mut state = self.state();
-        let latest = state.in_flight.last().copied().unwrap_or(0);
+        let latest = state.latest_in_flight();
         let (uncovered, covered) = std::mem::take(&mut state.waiters)
             .into_iter()
             .partition(|(came, _)| *came >= latest);

@@ -228,7 +228,7 @@ async fn the_next_event_of_a_wildcard_subject_is_found_from_any_position() {
             mine.push(p);
         }
     }
-    let filter = format!("{}.events.room.{room}.*", store.subjects().prefix());
+    let filter = store.subjects().room_events(room);
     assert_eq!(
         store.next_position(&filter, 1).await.unwrap(),
         Some(mine[0])

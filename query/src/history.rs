@@ -124,10 +124,7 @@ async fn room_events(
         ..Range::default()
     };
     authorize(&state, &user, room_id).await?;
-    let filter = format!(
-        "{}.events.room.{room_id}.*",
-        state.store.subjects().prefix()
-    );
+    let filter = state.store.subjects().room_events(room_id);
     let lines = history::read(&state.store, &filter, &range)
         .await
         .map_err(ApiError::unavailable)?;
@@ -159,7 +156,7 @@ async fn admin_events(
         limit: check_limit(params.limit)?,
     };
     let filter = match params.room {
-        Some(room) => format!("{}.events.room.{room}.*", state.store.subjects().prefix()),
+        Some(room) => state.store.subjects().room_events(room),
         None => state.store.subjects().all_events(),
     };
     let lines = history::read(&state.store, &filter, &range)

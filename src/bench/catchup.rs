@@ -57,7 +57,7 @@ pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
     );
 
     let started = Instant::now();
-    let filter = format!("{}.events.room.{room}.*", subjects.prefix());
+    let filter = subjects.room_events(room);
     // Like natter, start at the room's first event rather than scan from the log's start.
     let first = env.store.next_position(&filter, 1).await?.unwrap_or(1);
     let mut replay = Box::pin(env.store.follow(&filter, Start::After(first - 1)).await?);

@@ -310,6 +310,15 @@ impl Hub {
         Ok((hub, task))
     }
 
+    /// The feed of a room, if this gateway holds one (never creates it).
+    fn held_slot(&self, room_id: Uuid) -> Option<Arc<FeedSlot>> {
+        self.feeds
+            .lock()
+            .expect("feeds lock")
+            .get(&room_id)
+            .cloned()
+    }
+
     pub fn next_conn_id(&self) -> ConnId {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
@@ -319,12 +328,7 @@ impl Hub {
         else {
             return;
         };
-        let slot = self
-            .feeds
-            .lock()
-            .expect("feeds lock")
-            .get(&room_id)
-            .cloned();
+        let slot = self.held_slot(room_id);
         // Messages of rooms nobody here follows cost nothing beyond the subject check.
         if slot.is_none() && part != RoomPart::Meta {
             return;
@@ -563,7 +567,7 @@ impl Hub {
         mut prev: u64,
         until: u64,
     ) -> anyhow::Result<u64> {
-        let filter = format!("{}.events.room.{room_id}.*", self.store.subjects().prefix());
+        let filter = self.store.subjects().room_events(room_id);
         // Start at the room's next event: a filtered consumer from an early position would make
         // the server walk past every other room's events first.
         let start = match self.store.next_position(&filter, after + 1).await? {
@@ -600,7 +604,7 @@ impl Hub {
         if position == 0 {
             return Ok(0);
         }
-        let filter = format!("{}.events.room.{room_id}.*", self.store.subjects().prefix());
+        let filter = self.store.subjects().room_events(room_id);
         let next = |from: u64| {
             let filter = filter.clone();
             async move { self.store.next_position(&filter, from).await }
@@ -629,13 +633,7 @@ impl Hub {
     }
 
     pub fn unsubscribe(&self, conn_id: ConnId, room_id: Uuid) -> bool {
-        let Some(slot) = self
-            .feeds
-            .lock()
-            .expect("feeds lock")
-            .get(&room_id)
-            .cloned()
-        else {
+        let Some(slot) = self.held_slot(room_id) else {
             return false;
         };
         let mut feed = slot.state.lock().expect("feed lock");
@@ -647,12 +645,7 @@ impl Hub {
     }
 
     pub fn is_subscribed(&self, conn_id: ConnId, room_id: Uuid) -> bool {
-        let slot = self
-            .feeds
-            .lock()
-            .expect("feeds lock")
-            .get(&room_id)
-            .cloned();
+        let slot = self.held_slot(room_id);
         slot.is_some_and(|s| {
             s.state
                 .lock()
@@ -664,12 +657,7 @@ impl Hub {
 
     /// The connections subscribed to a room.
     pub fn subscribers(&self, room_id: Uuid) -> Vec<Conn> {
-        let slot = self
-            .feeds
-            .lock()
-            .expect("feeds lock")
-            .get(&room_id)
-            .cloned();
+        let slot = self.held_slot(room_id);
         slot.map(|s| {
             s.state
                 .lock()

@@ -81,7 +81,7 @@ async fn room_and_admin_ndjson_equal_what_a_plain_consumer_reads() {
         .await
         .expect(200);
 
-    let room_filter = format!("{}.events.room.{room}.*", stack.store.subjects().prefix());
+    let room_filter = stack.store.subjects().room_events(room);
     let (status, lines) = stack
         .get_lines(&format!("/rooms/{room}/events"), &owner)
         .await;

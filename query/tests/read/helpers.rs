@@ -435,7 +435,7 @@ impl Ws {
 
 /// Positions of every event of `room` in the log, in order.
 pub async fn room_positions(store: &EventStore, room: Uuid) -> Vec<u64> {
-    let filter = format!("{}.events.room.{room}.*", store.subjects().prefix());
+    let filter = store.subjects().room_events(room);
     let head = store.head().await.unwrap();
     let mut out = Vec::new();
     let mut next = store.next_position(&filter, 1).await.unwrap();
