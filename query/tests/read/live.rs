@@ -10,6 +10,20 @@ use uuid::Uuid;
 
 use crate::helpers::{Stack, Ws, room_positions};
 
+/// `user`'s row in the room's members list, as `token` reads it once `position` is projected.
+async fn member_row(stack: &Stack, room: Uuid, token: &str, position: u64, user: Uuid) -> Value {
+    let members = stack
+        .get_at(&format!("/rooms/{room}/members"), token, position)
+        .await;
+    members.expect(200)["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["user_id"] == user.to_string())
+        .cloned()
+        .unwrap_or_else(|| panic!("{user} is not in the members list"))
+}
+
 fn positions(frames: &[Value]) -> Vec<u64> {
     frames
         .iter()
@@ -415,17 +429,10 @@ async fn typing_reaches_the_other_members_and_presence_follows_connections() {
         online.last().unwrap(),
         &json!({ "type": "presence", "user_id": bob_id, "status": "online" })
     );
-    let members = stack
-        .get_at(&format!("/rooms/{room}/members"), &owner, joined)
-        .await;
-    let bob_row = members.expect(200)["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["user_id"] == bob_id.to_string())
-        .unwrap()
-        .clone();
-    assert_eq!(bob_row["online"], true);
+    assert_eq!(
+        member_row(&stack, room, &owner, joined, bob_id).await["online"],
+        true
+    );
 
     b.subscribe(room, None).await;
     b.until(|f| f["type"] == "subscribed").await;
@@ -556,17 +563,10 @@ async fn presence_crosses_gateway_instances() {
         &json!({ "type": "presence", "user_id": bob_id, "status": "online" })
     );
     // The members list served by gateway A's instance knows it too.
-    let members = stack
-        .get_at(&format!("/rooms/{room}/members"), &owner, joined)
-        .await;
-    let bob_row = members.expect(200)["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["user_id"] == bob_id.to_string())
-        .cloned()
-        .unwrap();
-    assert_eq!(bob_row["online"], true);
+    assert_eq!(
+        member_row(&stack, room, &owner, joined, bob_id).await["online"],
+        true
+    );
 
     drop(bobs_tab);
     let offline = watcher.until(|f| f["type"] == "presence").await;
