@@ -262,14 +262,16 @@ struct SendMessage {
     attachment: Option<Attachment>,
 }
 
-fn check_message(body: &SendMessage) -> Result<MessageKind, ApiError> {
+/// The message's kind and its content as stored (see [`natter_edge::text::body_text`]).
+fn check_message(body: &SendMessage) -> Result<(MessageKind, String), ApiError> {
     let kind = body.kind.unwrap_or(MessageKind::Text);
+    let content = natter_edge::text::body_text("content", &body.content)?;
     if kind == MessageKind::System {
         return Err(ApiError::validation(
             "kind must be text, image, video or file",
         ));
     }
-    let chars = body.content.chars().count();
+    let chars = content.chars().count();
     if chars > MAX_CONTENT_CHARS {
         return Err(ApiError::validation(format!(
             "content must be at most {MAX_CONTENT_CHARS} characters"
@@ -301,6 +303,8 @@ fn check_message(body: &SendMessage) -> Result<MessageKind, ApiError> {
                     "attachment.name must be 1-255 characters",
                 ));
             }
+            natter_edge::text::check_name("attachment.name", &a.name)?;
+            natter_edge::text::check_name("attachment.mime", &a.mime)?;
             let mime_ok = a.mime.len() <= 255
                 && a.mime
                     .split_once('/')
@@ -312,7 +316,7 @@ fn check_message(body: &SendMessage) -> Result<MessageKind, ApiError> {
             }
         }
     }
-    Ok(kind)
+    Ok((kind, content))
 }
 
 async fn send_message(
@@ -322,7 +326,7 @@ async fn send_message(
     ApiPath(room_id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<SendMessage>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let kind = check_message(&body)?;
+    let (kind, content) = check_message(&body)?;
     if let Some(limiter) = &state.limiter {
         limiter
             .check(user.id, room_id)
@@ -332,7 +336,7 @@ async fn send_message(
     let action = RoomCommand::SendMessage {
         message_id,
         kind,
-        content: body.content,
+        content,
         attachment: body.attachment,
     };
     let done = run(&state, &user, &mut ids, room_id, RoomPart::Msg, action).await?;

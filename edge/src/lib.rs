@@ -4,11 +4,13 @@
 //! - [`error`]: `ApiError`, the contract's JSON error body with the status mapping.
 //! - [`extract`]: `ApiJson`, `ApiPath`, `ApiQuery` with JSON rejections.
 //! - [`auth`]: JWT issue/verify and the `AuthUser` extractor.
+//! - [`text`]: the contract's rules for names and message bodies (control characters).
 //! - [`views`]: the JSON shapes of users, rooms, invites and messages.
 
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod text;
 pub mod views;
 
 use axum::Router;

@@ -6,6 +6,7 @@
 //! - [`apply`]: writes a batch with set-based statements plus the checkpoint.
 //! - [`runner`]: the loop, leader election, status (position, lag, halt).
 //! - [`rebuild`]: replays the whole log into fresh tables and swaps them in.
+//! - [`storable`]: what Postgres cannot store (NUL) made storable in the read models only.
 //! - [`db`]: database creation and the embedded migrations (`migrations/`).
 
 pub mod apply;
@@ -13,5 +14,6 @@ pub mod batch;
 pub mod db;
 pub mod rebuild;
 pub mod runner;
+pub mod storable;
 
 pub use runner::{Halt, PROJECTION, ProjectionStatus, Projector, ProjectorConfig};

@@ -23,6 +23,11 @@ const LEADER_LOCK: i64 = 0x6e61_7474_6572_0001;
 /// How long a batch keeps gathering live events once it holds [`LIVE_GATHER_FROM`] of them.
 const LIVE_GATHER: Duration = Duration::from_millis(5);
 const LIVE_GATHER_FROM: usize = 8;
+/// How many times in a row one event may be refused by Postgres before the projection is
+/// shown as halted.
+const HALT_AFTER: u32 = 3;
+/// How often a halted projection tries the refused event again.
+const HALTED_RETRY: Duration = Duration::from_secs(5);
 /// Held by each batch transaction, so a rebuild can swap tables between two batches.
 pub(crate) const APPLY_LOCK: i64 = 0x6e61_7474_6572_0002;
 
@@ -35,8 +40,11 @@ pub struct ProjectionStatus {
     pub lag: AtomicU64,
     /// Whether this instance is the active projector (not a standby).
     pub active: AtomicBool,
-    /// Set when an event could not be decoded: the projection stops there.
+    /// Set when an event could not be decoded (the projection stops there), or Postgres
+    /// keeps refusing one (retried until it is stored).
     pub halted: Mutex<Option<Halt>>,
+    /// Batches hold one event each up to this position (to pin a refused batch on its event).
+    pub narrow_through: AtomicU64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -73,13 +81,56 @@ pub struct Projector {
 
 impl Projector {
     /// Runs forever: stand by until this instance holds the leader lock, then project.
+    ///
+    /// A batch that Postgres refuses for its data (not for a lost connection) is retried one
+    /// event at a time, which pins the failure on one event; when that event fails
+    /// [`HALT_AFTER`] times in a row the projection is marked halted (`/readyz` 503 with the
+    /// position and the error, `natter_projection_halted` 1, an error log line) and retried
+    /// every [`HALTED_RETRY`], so that it resumes by itself once the cause is gone (a fixed
+    /// schema, a new build).
     pub async fn run(self) {
+        let mut failing: Option<(u64, u32)> = None;
         loop {
-            if let Err(e) = self.lead().await {
-                tracing::error!(error = format!("{e:#}"), "projector failed; retrying");
-            }
+            let error = match self.lead().await {
+                Ok(()) => continue,
+                Err(e) => e,
+            };
             self.status.active.store(false, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            let Some(refused) = error.downcast_ref::<BatchRefused>() else {
+                tracing::error!(error = format!("{error:#}"), "projector failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            };
+            let (first, last, single) = (refused.first, refused.last, refused.single);
+            let count = match failing {
+                Some((at, n)) if at == first && single => n + 1,
+                _ if single => 1,
+                _ => 0,
+            };
+            failing = Some((first, count));
+            // Narrow down to the one event: single-event batches through the failed one.
+            self.status.narrow_through.fetch_max(last, Ordering::SeqCst);
+            if count >= HALT_AFTER {
+                let halt = Halt {
+                    position: first,
+                    error: format!("{error:#}"),
+                };
+                tracing::error!(
+                    position = first,
+                    error = %halt.error,
+                    "projection halted: Postgres refuses the event at this position; the read \
+                     models stay at the position before it until the cause is fixed (retrying)"
+                );
+                *self.status.halted.lock().expect("status lock") = Some(halt);
+                tokio::time::sleep(HALTED_RETRY).await;
+            } else {
+                tracing::warn!(
+                    position = first,
+                    error = format!("{error:#}"),
+                    "Postgres refused a batch; retrying it one event at a time"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
         }
     }
 
@@ -138,7 +189,12 @@ impl Projector {
             // event is applied at once.
             let mut items = vec![first];
             let gather_until = tokio::time::Instant::now() + LIVE_GATHER;
-            while items.len() < self.config.batch_size {
+            let limit = if after < self.status.narrow_through.load(Ordering::SeqCst) {
+                1
+            } else {
+                self.config.batch_size
+            };
+            while items.len() < limit {
                 let wait = if items.last().is_some_and(|i| i.pending > 0) {
                     Duration::from_millis(20)
                 } else if items.len() >= LIVE_GATHER_FROM {
@@ -156,9 +212,21 @@ impl Projector {
             }
             let ((batch, lag), halt) = fold(items, after)?;
             if !batch.is_empty() || batch.last > after {
-                match self.commit(&batch, after, exclusive).await? {
+                let committed = self.commit(&batch, after, exclusive).await.map_err(|e| {
+                    match refused_for_its_data(&e) {
+                        true => anyhow::Error::new(BatchRefused {
+                            first: after + 1,
+                            last: batch.last,
+                            single: batch.events <= 1,
+                            cause: format!("{e:#}"),
+                        }),
+                        false => e,
+                    }
+                })?;
+                match committed {
                     Committed::Applied => {
                         after = batch.last;
+                        self.clear_halt();
                         self.status.position.store(after, Ordering::SeqCst);
                         self.status.lag.store(lag, Ordering::SeqCst);
                     }
@@ -180,6 +248,17 @@ impl Projector {
                 // Nothing after the bad event can be applied in order; wait for an operator.
                 std::future::pending::<()>().await;
             }
+        }
+    }
+
+    /// A commit went through: a halt for a refused event is over.
+    fn clear_halt(&self) {
+        let mut halted = self.status.halted.lock().expect("status lock");
+        if let Some(halt) = halted.take() {
+            tracing::info!(
+                position = halt.position,
+                "the projection resumed past the event it was halted at"
+            );
         }
     }
 
@@ -209,6 +288,33 @@ impl Projector {
     }
 }
 
+/// Postgres refused a batch for what it holds (not for a lost connection): the events from
+/// `first` on could not be stored.
+#[derive(Debug, thiserror::Error)]
+#[error("Postgres refused the events from position {first}: {cause}")]
+struct BatchRefused {
+    first: u64,
+    last: u64,
+    /// The batch held one event, so the failure is that event's.
+    single: bool,
+    cause: String,
+}
+
+/// Whether a failed commit failed because of the data (an error a retry of the same events
+/// would meet again), as opposed to a lost or overloaded connection.
+fn refused_for_its_data(error: &anyhow::Error) -> bool {
+    let Some(sqlx::Error::Database(db)) = error.chain().find_map(|e| e.downcast_ref()) else {
+        return false;
+    };
+    // 08 connection, 40 transaction rollback (deadlock, serialization), 53 insufficient
+    // resources, 57 operator intervention (shutdown), 58 system error: worth a plain retry.
+    !db.code().is_some_and(|c| {
+        ["08", "40", "53", "57", "58"]
+            .iter()
+            .any(|k| c.starts_with(k))
+    })
+}
+
 /// One event as read and decoded ahead of the batch loop.
 pub(crate) struct Item {
     pub position: u64,
@@ -219,8 +325,15 @@ pub(crate) struct Item {
 }
 
 impl Item {
-    pub(crate) fn decode(message: RawMessage) -> Item {
+    pub(crate) fn decode(mut message: RawMessage) -> Item {
         let (position, pending) = (message.position, message.pending);
+        if let std::borrow::Cow::Owned(payload) = crate::storable::storable(&message.payload) {
+            tracing::info!(
+                position,
+                "an event holds NUL characters; the read models store them as U+FFFD"
+            );
+            message.payload = payload.into();
+        }
         Item {
             position,
             pending,

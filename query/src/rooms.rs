@@ -132,8 +132,11 @@ async fn list_rooms(
         .as_deref()
         .filter(|q| !q.is_empty())
         .map(contains_pattern);
-    if params.q.as_ref().is_some_and(|q| q.chars().count() > 100) {
-        return Err(ApiError::validation("q must be at most 100 characters"));
+    if let Some(q) = &params.q {
+        if q.chars().count() > 100 {
+            return Err(ApiError::validation("q must be at most 100 characters"));
+        }
+        natter_edge::text::check_name("q", q)?;
     }
     let scope_filter = match params.scope.unwrap_or(Scope::Public) {
         Scope::Public => "r.visibility = 'public'",

@@ -101,6 +101,11 @@ pub fn db_error(e: sqlx::Error) -> ApiError {
         sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
             ApiError::unavailable(anyhow::Error::new(e).context("querying the read models"))
         }
+        // Class 22 is "data exception": a parameter Postgres cannot take as given (the edge
+        // refuses such input first; this keeps a missed case a 400 rather than a 500).
+        sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22")) => {
+            ApiError::bad_request(format!("a parameter cannot be used: {}", db.message()))
+        }
         e => ApiError::internal(anyhow::Error::new(e).context("querying the read models")),
     }
 }

@@ -504,3 +504,69 @@ async fn a_read_marker_never_moves_backwards() {
         .count();
     assert_eq!(reads, 1);
 }
+
+#[tokio::test]
+async fn text_with_nul_or_control_characters_is_refused_in_every_field_and_nothing_is_appended() {
+    let app = TestApp::spawn().await;
+    let (token, _) = app.register("alice").await;
+    let t = Some(token.as_str());
+    let room = app.create_room(&token, json!({ "name": "r" })).await;
+    let before = app.stream_messages().await.len();
+    let messages = format!("/rooms/{room}/messages");
+    for content in [
+        "a\u{0}b",
+        "bell\u{7}",
+        "escape\u{1b}[31m",
+        "lone\rreturn",
+        "\u{0}",
+    ] {
+        app.post(&messages, t, json!({ "content": content }))
+            .await
+            .expect_error(422, "validation_failed");
+    }
+    let attachment = |name: &str, mime: &str| {
+        json!({ "content": "", "kind": "file",
+                "attachment": { "url": "https://x.test/f", "name": name, "mime": mime, "size": 1 } })
+    };
+    app.post(&messages, t, attachment("f\u{0}.txt", "text/plain"))
+        .await
+        .expect_error(422, "validation_failed");
+    app.post(&messages, t, attachment("f.txt", "text/pl\u{0}ain"))
+        .await
+        .expect_error(422, "validation_failed");
+    app.post("/rooms", t, json!({ "name": "ro\u{0}om" }))
+        .await
+        .expect_error(422, "validation_failed");
+    app.post(
+        "/auth/register",
+        None,
+        json!({ "username": "bob", "password": "password123", "display_name": "B\u{0}b" }),
+    )
+    .await
+    .expect_error(422, "validation_failed");
+    app.post(
+        "/auth/register",
+        None,
+        json!({ "username": "b\u{0}b", "password": "password123" }),
+    )
+    .await
+    .expect_error(422, "validation_failed");
+    assert_eq!(
+        app.stream_messages().await.len(),
+        before,
+        "a refused command appends nothing"
+    );
+
+    // Newlines and tabs are text; a Windows line end is stored as a newline.
+    let sent = app
+        .post(
+            &messages,
+            t,
+            json!({ "content": "line one\r\n\tline two\n" }),
+        )
+        .await;
+    assert_eq!(
+        sent.expect(201)["message"]["content"],
+        "line one\n\tline two\n"
+    );
+}

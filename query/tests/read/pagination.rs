@@ -169,3 +169,16 @@ async fn room_listings_page_with_a_cursor() {
     created.reverse();
     assert_eq!(seen, created, "newest first, each once");
 }
+
+#[tokio::test]
+async fn a_room_search_with_a_control_character_is_refused_not_a_server_error() {
+    let stack = Stack::spawn().await;
+    let (token, _) = stack.register("alice").await;
+    for q in ["%00", "a%00b", "%0A", "%1B"] {
+        stack
+            .get(&format!("/rooms?q={q}"), Some(&token))
+            .await
+            .expect_error(422, "validation_failed");
+    }
+    stack.get("/rooms?q=ok", Some(&token)).await.expect(200);
+}

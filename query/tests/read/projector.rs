@@ -331,3 +331,108 @@ async fn an_undecodable_event_halts_the_projection_there_and_unknown_types_are_s
     assert_eq!(contents, vec![json!("before"), json!("after unknown")]);
     assert!(after_unknown > good);
 }
+
+/// Appends a `message.sent` by `sender` straight to the room's stream, as an older build or
+/// another writer could have, bypassing the edge's rules.
+async fn append_raw_message(
+    stack: &Stack,
+    room: Uuid,
+    sender: Uuid,
+    id: Uuid,
+    content: &str,
+) -> u64 {
+    let envelope = Envelope::new(
+        Uuid::now_v7(),
+        Utc::now(),
+        Some(sender),
+        Some(room),
+        Event::MessageSent(MessageSent {
+            message_id: id,
+            kind: MessageKind::Text,
+            content: content.into(),
+            attachment: None,
+        }),
+    );
+    let subject = stack.store.subjects().room(room, RoomPart::Msg);
+    stack
+        .store
+        .append(&subject, &envelope, &envelope.id.to_string(), Expect::Any)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_nul_already_in_the_log_is_projected_as_a_replacement_character_and_history_keeps_it() {
+    let stack = Stack::spawn().await;
+    let (token, owner) = stack.register("owner").await;
+    let room = stack.create_room(&token, json!({ "name": "r" })).await;
+    let nul = append_raw_message(&stack, room, owner, Uuid::new_v4(), "a\u{0}b").await;
+    let after = stack.send(&token, room, "after").await;
+
+    // Reads are not stopped: the projector went past the event, and later writes are read.
+    let page = stack
+        .get_at(&format!("/rooms/{room}/messages"), &token, after)
+        .await;
+    let contents: Vec<_> = page.expect(200)["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["position"].as_u64().unwrap(), m["content"].clone()))
+        .collect();
+    assert_eq!(
+        contents,
+        vec![(nul, json!("a\u{fffd}b")), (after, json!("after"))]
+    );
+    // The log, which the history endpoint reads, keeps the original.
+    let (status, lines) = stack
+        .get_lines(&format!("/rooms/{room}/events"), &token)
+        .await;
+    assert_eq!(status, 200);
+    let stored = lines
+        .iter()
+        .find(|l| l["position"] == nul)
+        .expect("the event is in the history");
+    assert_eq!(stored["data"]["content"], "a\u{0}b");
+}
+
+#[tokio::test]
+async fn an_event_postgres_keeps_refusing_halts_the_projection_visibly_at_that_position() {
+    let mut stack = Stack::without_projector(Duration::from_secs(5)).await;
+    let (_, status) = stack.start_projector();
+    let (token, owner) = stack.register("owner").await;
+    let room = stack.create_room(&token, json!({ "name": "r" })).await;
+    let first_id = Uuid::new_v4();
+    let first = append_raw_message(&stack, room, owner, first_id, "first").await;
+    stack
+        .get_at(&format!("/rooms/{room}/messages"), &token, first)
+        .await
+        .expect(200);
+    // A second message with the same id: the read model's unique id refuses it, every time.
+    let ok_before = stack.send(&token, room, "fine").await;
+    let dup = append_raw_message(&stack, room, owner, first_id, "duplicate id").await;
+    stack.send(&token, room, "after").await;
+
+    let mut halted = None;
+    for _ in 0..200 {
+        halted = status.halted.lock().unwrap().clone();
+        if halted.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let halted = halted.expect("the projection shows itself halted");
+    assert_eq!(
+        halted.position, dup,
+        "the halt names the refused event, not its batch"
+    );
+    assert!(halted.error.contains("duplicate key"), "{}", halted.error);
+    assert_eq!(
+        status.position.load(Ordering::SeqCst),
+        dup - 1,
+        "everything before the refused event is applied"
+    );
+    stack
+        .get_at(&format!("/rooms/{room}/messages"), &token, ok_before)
+        .await
+        .expect(200);
+}
