@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::QueryState;
+use crate::position::POSITION_HEADER;
 
 pub fn router() -> Router<QueryState> {
     Router::new()
@@ -84,6 +85,19 @@ async fn authorize(state: &QueryState, user: &AuthUser, room_id: Uuid) -> Result
     }
 }
 
+/// The log's head as the request begins: the `X-Natter-Position` of a history answer (it
+/// reads the log itself, so the head is what it is as current as).
+async fn head(state: &QueryState) -> Result<u64, ApiError> {
+    state.store.head().await.map_err(ApiError::unavailable)
+}
+
+fn with_position(mut response: Response, head: u64) -> Response {
+    response
+        .headers_mut()
+        .insert(POSITION_HEADER, HeaderValue::from(head));
+    response
+}
+
 fn ndjson(
     lines: impl futures::Stream<Item = anyhow::Result<natter_events::RawMessage>> + Send + 'static,
 ) -> Response {
@@ -123,12 +137,13 @@ async fn room_events(
         limit: check_limit(params.limit)?,
         ..Range::default()
     };
+    let head = head(&state).await?;
     authorize(&state, &user, room_id).await?;
     let filter = state.store.subjects().room_events(room_id);
     let lines = history::read(&state.store, &filter, &range)
         .await
         .map_err(ApiError::unavailable)?;
-    Ok(ndjson(lines))
+    Ok(with_position(ndjson(lines), head))
 }
 
 #[derive(Deserialize)]
@@ -159,10 +174,11 @@ async fn admin_events(
         Some(room) => state.store.subjects().room_events(room),
         None => state.store.subjects().all_events(),
     };
+    let head = head(&state).await?;
     let lines = history::read(&state.store, &filter, &range)
         .await
         .map_err(ApiError::unavailable)?;
-    Ok(ndjson(lines))
+    Ok(with_position(ndjson(lines), head))
 }
 
 #[derive(Deserialize)]
@@ -175,8 +191,9 @@ async fn room_state(
     user: AuthUser,
     ApiPath(room_id): ApiPath<Uuid>,
     ApiQuery(params): ApiQuery<At>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let at = bound(params.at.as_deref(), "at")?;
+    let head = head(&state).await?;
     authorize(&state, &user, room_id).await?;
     let (room, position) = fold_room(&state, room_id, at).await?;
     let room = room.ok_or_else(|| ApiError::not_found("the room did not exist at that point"))?;
@@ -186,10 +203,11 @@ async fn room_state(
         .into_iter()
         .map(|(id, m)| json!({ "user_id": id, "role": m.role, "joined_at": m.joined_at }))
         .collect();
-    Ok(Json(json!({
+    let body = Json(json!({
         "room": RoomView::from(&room),
         "deleted": room.deleted,
         "members": members,
         "position": position,
-    })))
+    }));
+    Ok(with_position(body.into_response(), head))
 }

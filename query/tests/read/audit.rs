@@ -303,3 +303,29 @@ async fn history_is_for_members_and_admins_only() {
         400
     );
 }
+
+#[tokio::test]
+async fn history_answers_carry_the_logs_head_as_x_natter_position() {
+    let stack = Stack::spawn().await;
+    let (token, _) = stack.register("root").await;
+    let room = stack.create_room(&token, json!({ "name": "r" })).await;
+    stack.send(&token, room, "one").await;
+    // Another room's event moves the head past this room's last event.
+    let other = stack.create_room(&token, json!({ "name": "other" })).await;
+    let head = stack.send(&token, other, "elsewhere").await;
+    for path in [
+        format!("/rooms/{room}/events"),
+        format!("/rooms/{room}/state"),
+        "/admin/events".to_string(),
+    ] {
+        let (status, headers, _) =
+            natter_testkit::http::get_text(&stack.query, &path, Some(&token)).await;
+        assert_eq!(status, 200, "{path}");
+        let position: u64 = headers["x-natter-position"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(position, head, "{path}");
+    }
+}
