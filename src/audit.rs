@@ -2,7 +2,6 @@
 
 use std::io::Write;
 
-use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -41,9 +40,7 @@ pub struct ReplayArgs {
 }
 
 async fn open(config: &Config) -> anyhow::Result<EventStore> {
-    let nats = async_nats::connect(&config.nats_url)
-        .await
-        .with_context(|| format!("connecting to NATS at {}", config.nats_url))?;
+    let nats = natter_events::connection::connect_once(&config.nats_url, "natter-audit").await?;
     EventStore::open(nats, &config.store()).await
 }
 

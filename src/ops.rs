@@ -17,6 +17,33 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the live tail may take to reach the head `/readyz` read before it counts as
+/// behind (an event is normally delivered within milliseconds of its ack).
+const TAIL_WAIT: Duration = Duration::from_secs(1);
+
+/// Whether the live tail has delivered up to `head`, waiting up to [`TAIL_WAIT`].
+async fn tail_check(store: &EventStore, head: u64) -> (bool, Value) {
+    let deadline = tokio::time::Instant::now() + TAIL_WAIT;
+    loop {
+        match store.live_position().await {
+            None => {
+                return (
+                    false,
+                    json!({ "ok": false, "error": "the live tail stopped" }),
+                );
+            }
+            Some(p) if p >= head => return (true, json!({ "ok": true, "position": p })),
+            Some(p) if tokio::time::Instant::now() >= deadline => {
+                return (
+                    false,
+                    json!({ "ok": false, "position": p,
+                            "error": format!("the live tail is behind the log (at {p}, the log at {head})") }),
+                );
+            }
+            Some(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct OpsState {
@@ -29,6 +56,9 @@ pub struct OpsState {
     /// Present where this process serves queries.
     pub applied: Option<ProjectionWatch>,
     pub metrics: PrometheusHandle,
+    /// Whether this process follows the log live (command and gateway roles): it can serve
+    /// only while that tail keeps up.
+    pub live_tail: bool,
 }
 
 pub fn routes(state: OpsState) -> Router {
@@ -89,9 +119,17 @@ async fn readyz(State(state): State<OpsState>) -> (StatusCode, Json<Value>) {
             }
         }
     };
+    let (tail_ok, tail) = match (state.live_tail, head) {
+        (false, _) => (true, json!({ "ok": true, "required": false })),
+        (true, Some(head)) => tail_check(&state.store, head).await,
+        (true, None) => (
+            false,
+            json!({ "ok": false, "error": "the log's head cannot be read" }),
+        ),
+    };
     let projection = projection(&state, head);
     let halted = projection.as_ref().is_some_and(|p| !p["halted"].is_null());
-    let ready = nats && stream_ok && pg_ok && !halted;
+    let ready = nats && stream_ok && pg_ok && tail_ok && !halted;
     let status = if ready {
         StatusCode::OK
     } else {
@@ -101,7 +139,7 @@ async fn readyz(State(state): State<OpsState>) -> (StatusCode, Json<Value>) {
         status,
         Json(json!({
             "status": if ready { "ready" } else { "unready" },
-            "checks": { "nats": { "ok": nats }, "stream": stream, "postgres": pg },
+            "checks": { "nats": { "ok": nats }, "stream": stream, "postgres": pg, "live_tail": tail },
             "projection": projection,
         })),
     )

@@ -2,16 +2,13 @@
 
 use std::time::Duration;
 
-use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use natter_events::EventStore;
 
 use crate::config::Config;
 
 pub async fn rebuild(config: Config) -> anyhow::Result<()> {
-    let nats = async_nats::connect(&config.nats_url)
-        .await
-        .with_context(|| format!("connecting to NATS at {}", config.nats_url))?;
+    let nats = natter_events::connection::connect_once(&config.nats_url, "natter-rebuild").await?;
     let store = EventStore::open(nats, &config.store()).await?;
     let pool = natter_projector::db::prepare(&config.database_url).await?;
     // Hidden automatically when stderr is not a terminal.

@@ -47,11 +47,11 @@ pub async fn run(
         &config.jwt_secret()?,
         Duration::from_secs(config.token_ttl_secs),
     ));
-    let nats = async_nats::ConnectOptions::new()
-        .name(format!("natter-{role:?}").to_lowercase())
-        .connect(&config.nats_url)
-        .await
-        .with_context(|| format!("connecting to NATS at {}", config.nats_url))?;
+    let nats = natter_events::connection::connect(
+        &config.nats_url,
+        &format!("natter-{role:?}").to_lowercase(),
+    )
+    .await?;
     let store = EventStore::open(nats.clone(), &config.store()).await?;
     let pool = if role.needs_postgres() {
         Some(natter_projector::db::prepare(&config.database_url).await?)
@@ -103,6 +103,7 @@ pub async fn run(
         projector: projector_status,
         applied: query.as_ref().map(|q| q.state.watch.clone()),
         metrics,
+        live_tail: role.runs_command() || role.runs_query(),
     }));
     let app = natter_edge::finish(router, config.body_limit).layer(TraceLayer::new_for_http());
 

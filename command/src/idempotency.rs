@@ -1,13 +1,17 @@
 //! `Idempotency-Key`: a command retried with the same key by the same caller within 24 hours
 //! appends nothing new and gets the original response; the same key with a different request
-//! gets `409 conflict`.
+//! gets `409 conflict`; while the first request still runs, `409 in_progress` with
+//! `Retry-After`.
 //!
 //! Responses are kept for 24 h in a JetStream key-value bucket (`{stream}_idem`, shared by all
 //! command instances), far beyond NATS's 2-minute duplicate window. The key is first claimed
 //! with a `pending` record (an atomic create), so two concurrent requests with one key cannot
-//! both run; a claim left `pending` by a crashed instance can be taken over after
-//! [`PENDING_TIMEOUT`]. Event ids inside an idempotent command are derived from the key, so a
-//! command re-run after such a crash appends with the same `Nats-Msg-Id` and is deduplicated.
+//! both run. A claim is a lease of [`CLAIM_LEASE`], renewed every [`RENEW_EVERY`] while its
+//! request runs: a claim left by a request that died (its process crashed, or releasing it
+//! failed) expires within seconds and the next retry takes it over. Event ids inside an
+//! idempotent command are derived from the key, so a command re-run after such a crash
+//! appends with the same `Nats-Msg-Id` and is deduplicated. Leases compare the instances'
+//! clocks: keep them in sync (NTP), as any cluster needs.
 
 use std::time::Duration;
 
@@ -32,8 +36,12 @@ pub const HEADER: &str = "idempotency-key";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 const MAX_KEY_LEN: usize = 128;
 const RETENTION: Duration = Duration::from_secs(24 * 3600);
-/// A claim older than this, still pending, belongs to a request that died.
-pub const PENDING_TIMEOUT: Duration = Duration::from_secs(30);
+/// A pending claim not renewed for this long belongs to a request that died.
+pub const CLAIM_LEASE: Duration = Duration::from_secs(5);
+/// How often a running request renews its claim.
+const RENEW_EVERY: Duration = Duration::from_millis(1500);
+/// The `Retry-After` of `409 in_progress`, in seconds.
+const RETRY_IN_PROGRESS_SECS: u64 = 1;
 
 /// The key-value bucket of stored responses (shared: cloning a `kv::Store` copies its
 /// stream's whole configuration).
@@ -193,11 +201,13 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, ApiE
     };
 
     parts.extensions.insert(IdSeed(seed));
+    let lease = Lease::renew(store.clone(), kv_key.clone(), fingerprint.clone(), revision);
     let response = next.run(Request::from_parts(parts, Body::from(body))).await;
     let (head, body) = response.into_parts();
     let bytes = to_bytes(body, usize::MAX)
         .await
         .map_err(|e| ApiError::internal(anyhow::anyhow!("buffering a response: {e}")))?;
+    let revision = lease.end().await;
 
     if keep(head.status) {
         let (stored_body, reissue_token) = strip_token(&bytes);
@@ -231,14 +241,7 @@ async fn claim(
     fingerprint: &str,
     state: &AppState,
 ) -> Result<Claim, ApiError> {
-    let pending = || {
-        serde_json::to_vec(&Record {
-            fingerprint: fingerprint.to_string(),
-            claimed_at: Utc::now(),
-            response: None,
-        })
-        .expect("records serialize")
-    };
+    let pending = || pending_record(fingerprint);
     for _ in 0..5 {
         let existing = store
             .entry(kv_key)
@@ -270,10 +273,8 @@ async fn claim(
             return Ok(Claim::Replay(replay(stored, state)?));
         }
         let age = Utc::now().signed_duration_since(record.claimed_at);
-        if age.to_std().unwrap_or_default() < PENDING_TIMEOUT {
-            return Err(ApiError::conflict(
-                "a request with this Idempotency-Key is still in progress",
-            ));
+        if age.to_std().unwrap_or_default() < CLAIM_LEASE {
+            return Err(in_progress());
         }
         match store.update(kv_key, pending().into(), entry.revision).await {
             Ok(revision) => return Ok(Claim::Claimed(revision)),
@@ -285,9 +286,85 @@ async fn claim(
             }
         }
     }
-    Err(ApiError::conflict(
-        "a request with this Idempotency-Key is still in progress",
-    ))
+    Err(in_progress())
+}
+
+fn in_progress() -> ApiError {
+    let mut e = ApiError::new(
+        StatusCode::CONFLICT,
+        "in_progress",
+        "the first request with this Idempotency-Key is still running; retry shortly",
+    );
+    e.retry_after = Some(RETRY_IN_PROGRESS_SECS);
+    e
+}
+
+fn pending_record(fingerprint: &str) -> Vec<u8> {
+    serde_json::to_vec(&Record {
+        fingerprint: fingerprint.to_string(),
+        claimed_at: Utc::now(),
+        response: None,
+    })
+    .expect("records serialize")
+}
+
+/// A claim being renewed while its request runs. Dropped without [`Lease::end`] (the
+/// request's future was dropped: its client went away, or the server is stopping), it stops
+/// renewing, so the claim lapses within [`CLAIM_LEASE`].
+struct Lease {
+    stop: std::sync::Arc<tokio::sync::Notify>,
+    task: Option<tokio::task::JoinHandle<u64>>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Lease {
+    fn renew(
+        store: std::sync::Arc<kv::Store>,
+        key: String,
+        fingerprint: String,
+        revision: u64,
+    ) -> Lease {
+        let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+        let stopped = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut revision = revision;
+            loop {
+                tokio::select! {
+                    () = stopped.notified() => return revision,
+                    () = tokio::time::sleep(RENEW_EVERY) => {}
+                }
+                match store
+                    .update(&key, pending_record(&fingerprint).into(), revision)
+                    .await
+                {
+                    Ok(r) => revision = r,
+                    // Not fatal: the claim may lapse and a retry run alongside, which the
+                    // derived event ids make harmless (the append is deduplicated).
+                    Err(e) => tracing::warn!(error = %e, "could not renew an idempotency claim"),
+                }
+            }
+        });
+        Lease {
+            stop,
+            task: Some(task),
+        }
+    }
+
+    /// Stops renewing (never in the middle of an update); returns the claim's revision.
+    async fn end(mut self) -> u64 {
+        self.stop.notify_one();
+        match self.task.take() {
+            Some(task) => task.await.unwrap_or(0),
+            None => 0,
+        }
+    }
 }
 
 /// Removes a top-level `token` (a login token is a secret and is not stored).

@@ -5,12 +5,14 @@
 //! - [`envelope`]: the envelope, decoding with upcasting, redaction.
 //! - [`subjects`]: subject names under the configured prefix.
 //! - [`room`], [`user`]: the aggregates as `decide`/`evolve` functions, with no IO.
+//! - [`connection`]: the NATS connection (server list, first-connect retries, reconnects).
 //! - [`store`]: the JetStream adapter (bootstrap, append with expectations, reads).
 //! - [`audit`]: the checks `natter verify` runs over a whole log.
 //! - [`history`]: ranges of the log as auditors see them, streamed.
 
 pub mod audit;
 pub mod catalogue;
+pub mod connection;
 pub mod envelope;
 pub mod history;
 pub mod room;

@@ -33,6 +33,8 @@ pub const EVENT_TYPE_HEADER: &str = "Natter-Event-Type";
 /// which the server deduplicates).
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 const PUBLISH_ATTEMPTS: usize = 3;
+/// How long an append waits for a reconnection under way before it answers unavailable.
+const RECONNECT_GRACE: Duration = Duration::from_millis(500);
 /// How many times the head lookup lets queued tasks run first, while appends are in flight,
 /// so that one of them may cover its waiters instead.
 const COVER_YIELDS: usize = 4;
@@ -210,6 +212,13 @@ impl EventStore {
         let payload = Bytes::from(envelope.encode());
         let mut last_error = None;
         for _ in 0..PUBLISH_ATTEMPTS {
+            // Disconnected, the client would buffer the publish and its ack would time out:
+            // answer at once instead (a retry with the same id is safe either way).
+            if !self.connected_within(RECONNECT_GRACE).await {
+                return Err(AppendError::Unavailable(
+                    last_error.unwrap_or_else(|| anyhow!("not connected to NATS")),
+                ));
+            }
             let mut headers = HeaderMap::new();
             headers.insert(EVENT_TYPE_HEADER, envelope.event.type_name());
             let mut publish = PublishMessage::build()
@@ -264,6 +273,22 @@ impl EventStore {
         Err(AppendError::Unavailable(
             last_error.unwrap_or_else(|| anyhow!("publish failed")),
         ))
+    }
+
+    /// Whether the client is connected, waiting up to `grace` for a reconnection under way.
+    pub async fn connected_within(&self, grace: Duration) -> bool {
+        use async_nats::connection::State;
+        let client = self.inner.js.client();
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            if client.connection_state() == State::Connected {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// The position of the first message on `subject` after `after`, if it carries `msg_id`.
@@ -374,6 +399,13 @@ impl EventStore {
         Ok(subscribed)
     }
 
+    /// The position the process's live tail has delivered up to, while one runs (`None`:
+    /// no tail, or it stopped).
+    pub async fn live_position(&self) -> Option<u64> {
+        let shared = self.inner.tail.lock().await.upgrade()?;
+        shared.position()
+    }
+
     /// How many head lookups [`head_bound`](Self::head_bound) has made: the rest were
     /// answered by this handle's own appends.
     pub fn head_lookups(&self) -> u64 {
@@ -414,7 +446,54 @@ impl EventStore {
 
     /// [`follow`](Self::follow), also telling how many matching events the log held from
     /// `start` on when the read began (so a bounded read knows where to stop).
+    ///
+    /// The follow heals itself: when the client reconnects (a server restart, a failover to
+    /// another cluster node) or the consumer goes quiet while the log holds a matching event
+    /// after the last one delivered (its server died under it), it recreates its consumer
+    /// after that event, at once, instead of waiting out the consumer's missed heartbeats
+    /// (two of 15 s each). A recreation that fails is an error item; the next poll tries
+    /// again.
     pub async fn follow_counted(
+        &self,
+        filter: &str,
+        start: Start,
+    ) -> anyhow::Result<(
+        u64,
+        impl FuturesStream<Item = anyhow::Result<RawMessage>> + Send + use<>,
+    )> {
+        let connects = self.connects();
+        let (pending, messages) = self.ordered(filter, start).await?;
+        let mut watch = tokio::time::interval(FOLLOW_CHECK);
+        watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let following = Following {
+            store: self.clone(),
+            filter: filter.to_string(),
+            start,
+            messages: Some(Box::pin(messages)),
+            last: None,
+            connects,
+            watch,
+            heard: tokio::time::Instant::now(),
+        };
+        Ok((
+            pending,
+            Box::pin(futures::stream::unfold(following, Following::next)),
+        ))
+    }
+
+    /// How many times the NATS client has connected (a change means it reconnected).
+    fn connects(&self) -> u64 {
+        self.inner
+            .js
+            .client()
+            .statistics()
+            .connects
+            .load(Ordering::Relaxed)
+    }
+
+    /// One ordered consumer on `filter` from `start` (it recreates itself after a gap, but
+    /// learns of a lost server only from missed heartbeats).
+    async fn ordered(
         &self,
         filter: &str,
         start: Start,
@@ -464,6 +543,116 @@ impl EventStore {
                 })
             }),
         ))
+    }
+}
+
+/// Whether a follow's consumer is to be replaced: the client reconnected since it was
+/// created (`connects`), or it has been quiet since `heard` while the log holds an event for
+/// it after `last`.
+async fn lost(
+    store: &EventStore,
+    filter: &str,
+    connects: u64,
+    heard: tokio::time::Instant,
+    last: Option<u64>,
+) -> bool {
+    if store.connects() != connects {
+        tracing::info!(filter, "NATS reconnected; recreating a consumer");
+        return true;
+    }
+    let Some(last) = last.filter(|_| heard.elapsed() >= FOLLOW_QUIET) else {
+        return false;
+    };
+    match store.next_position(filter, last + 1).await {
+        Ok(Some(next)) => {
+            tracing::info!(
+                filter,
+                last,
+                next,
+                "a consumer went quiet behind the log; recreating it"
+            );
+            true
+        }
+        // Nothing to deliver (or the server cannot say): quiet is right, for now.
+        _ => false,
+    }
+}
+
+/// How often a follow checks that its consumer still delivers.
+const FOLLOW_CHECK: Duration = Duration::from_millis(250);
+/// How long a follow may hear nothing while the log holds an event for it before it
+/// recreates its consumer.
+const FOLLOW_QUIET: Duration = Duration::from_millis(750);
+
+type Messages = std::pin::Pin<Box<dyn FuturesStream<Item = anyhow::Result<RawMessage>> + Send>>;
+
+/// The state of a self-healing follow (see [`EventStore::follow_counted`]).
+struct Following {
+    store: EventStore,
+    filter: String,
+    start: Start,
+    /// `None` after a failed recreation.
+    messages: Option<Messages>,
+    /// The position of the last message delivered.
+    last: Option<u64>,
+    /// The client's connect count when the consumer was created.
+    connects: u64,
+    watch: tokio::time::Interval,
+    /// When the consumer last delivered (or was created).
+    heard: tokio::time::Instant,
+}
+
+impl Following {
+    async fn next(mut self) -> Option<(anyhow::Result<RawMessage>, Self)> {
+        loop {
+            let Some(messages) = self.messages.as_mut() else {
+                tokio::time::sleep(FOLLOW_CHECK).await;
+                if let Err(e) = self.recreate().await {
+                    return Some((Err(e), self));
+                }
+                continue;
+            };
+            tokio::select! {
+                biased;
+                item = messages.next() => {
+                    match &item {
+                        Some(Ok(m)) => {
+                            self.last = Some(m.position);
+                            self.heard = tokio::time::Instant::now();
+                        }
+                        Some(Err(_)) => {}
+                        None => return None,
+                    }
+                    return item.map(|item| (item, self));
+                }
+                _ = self.watch.tick() => {
+                    let resume_after = self.last.or(match self.start {
+                        Start::After(p) => Some(p),
+                        _ => None,
+                    });
+                    if lost(&self.store, &self.filter, self.connects, self.heard, resume_after).await
+                        && let Err(e) = self.recreate().await
+                    {
+                        return Some((Err(e), self));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Replaces the consumer by one that starts after the last message delivered.
+    async fn recreate(&mut self) -> anyhow::Result<()> {
+        self.messages = None;
+        let start = match self.last {
+            Some(p) => Start::After(p),
+            None => self.start,
+        };
+        let connects = self.store.connects();
+        let (_, messages) = self.store.ordered(&self.filter, start).await?;
+        self.messages = Some(Box::pin(messages));
+        self.connects = connects;
+        self.heard = tokio::time::Instant::now();
+        Ok(())
     }
 }
 

@@ -85,6 +85,12 @@ impl Shared {
         ))
     }
 
+    /// The position delivered up to, unless the tail has ended.
+    pub(crate) fn position(&self) -> Option<u64> {
+        let state = self.lock();
+        (!state.ended).then_some(state.last)
+    }
+
     /// Delivers one event; false when no one is left (the tail then ends).
     fn deliver(&self, message: &RawMessage) -> bool {
         let mut state = self.lock();

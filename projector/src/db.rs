@@ -26,11 +26,17 @@ pub async fn prepare(url: &str) -> anyhow::Result<PgPool> {
     Ok(pool)
 }
 
+/// How long a query waits for a connection before it answers `503 unavailable`. Queries take
+/// milliseconds, so a full pool frees a connection well within it; while Postgres is
+/// unreachable, every request fails after this long instead of queueing, and the pool
+/// connects again as soon as Postgres is back.
+pub const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A pool on an existing database.
 pub async fn connect(url: &str) -> anyhow::Result<PgPool> {
     PgPoolOptions::new()
         .max_connections(16)
-        .acquire_timeout(std::time::Duration::from_secs(5))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect(url)
         .await
         .context("connecting to the read-model database")

@@ -164,7 +164,8 @@ impl Env {
             .await
             .context("natter did not report its address")?
             .context("natter exited before listening")?;
-        let nats = async_nats::connect(&config.nats_url).await?;
+        let nats =
+            natter_events::connection::connect_once(&config.nats_url, "natter-bench").await?;
         let store = EventStore::open(nats.clone(), &config.store()).await?;
         let pool = natter_projector::db::connect(&config.database_url).await?;
         Ok(Env {

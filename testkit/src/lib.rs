@@ -3,6 +3,8 @@
 //! defaulting to the local ones), and leaves nothing behind when it ends, even by panicking.
 
 pub mod http;
+pub mod nats;
+pub mod proxy;
 
 use std::sync::Once;
 

@@ -81,7 +81,10 @@ async fn concurrent_retries_with_one_key_append_once() {
     // Each either ran it, replayed it, or was told it is still in progress; never a second room.
     assert!(!created.is_empty());
     assert!(
-        results.iter().all(|r| r.status == 201 || r.status == 409),
+        results
+            .iter()
+            .all(|r| r.status == 201
+                || (r.status == 409 && r.body["error"]["code"] == "in_progress")),
         "{results:?}"
     );
     let ids: std::collections::HashSet<_> = created
@@ -153,4 +156,93 @@ async fn a_failed_request_does_not_pin_its_key() {
     )
     .await
     .expect_error(400, "bad_request");
+}
+
+/// The pending claims in the test's idempotency bucket.
+async fn pending_claims(app: &TestApp) -> usize {
+    let client = async_nats::connect(natter_testkit::nats_url())
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(client);
+    let kv = js
+        .get_key_value(format!("{}_idem", app.isolation.stream))
+        .await
+        .unwrap();
+    let mut pending = 0;
+    let mut keys = kv.keys().await.unwrap();
+    while let Some(key) = futures::StreamExt::next(&mut keys).await {
+        let Some(value) = kv.get(key.unwrap()).await.unwrap() else {
+            continue;
+        };
+        let record: Value = serde_json::from_slice(&value).unwrap();
+        if record["response"].is_null() {
+            pending += 1;
+        }
+    }
+    pending
+}
+
+#[tokio::test]
+async fn a_request_that_died_blocks_its_key_for_a_few_seconds_with_in_progress_then_the_retry_runs()
+{
+    let app = TestApp::spawn().await;
+    let body = json!({ "username": "crashy", "password": "password123" });
+    // Start a registration (slow: it hashes a password) and drop it mid-way, as a crash or a
+    // client going away would, once its claim is taken.
+    let mut died = false;
+    for _ in 0..20 {
+        let request = {
+            let app = app.app.clone();
+            let body = body.to_string().into_bytes();
+            tokio::spawn(async move {
+                natter_testkit::http::call(
+                    &app,
+                    Method::POST,
+                    "/auth/register",
+                    None,
+                    body,
+                    &[("idempotency-key", "dies")],
+                )
+                .await
+            })
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while pending_claims(&app).await == 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        request.abort();
+        if request.await.is_err_and(|e| e.is_cancelled()) && pending_claims(&app).await == 1 {
+            died = true;
+            break;
+        }
+    }
+    assert!(died, "a request was dropped while its claim was pending");
+
+    let started = std::time::Instant::now();
+    let first = post_with_key(&app, "/auth/register", None, body.clone(), "dies").await;
+    first.expect_error(409, "in_progress");
+    assert_eq!(first.headers["retry-after"], "1");
+    let done = loop {
+        let r = post_with_key(&app, "/auth/register", None, body.clone(), "dies").await;
+        if r.status != 409 {
+            break r;
+        }
+        r.expect_error(409, "in_progress");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(8),
+            "the dead request's key is still blocked"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    assert_eq!(done.expect(201)["user"]["username"], "crashy");
+    // A different request with the key is a conflict, not in progress.
+    post_with_key(
+        &app,
+        "/auth/register",
+        None,
+        json!({ "username": "other", "password": "password123" }),
+        "dies",
+    )
+    .await
+    .expect_error(409, "conflict");
 }
