@@ -118,9 +118,21 @@ pub struct Config {
     )]
     pub query_wait_ms: u64,
 
-    /// Largest request body accepted, in bytes (larger ones get 413).
+    /// Largest request body accepted, in bytes (larger ones get 413, as soon as the declared
+    /// `Content-Length` says so).
     #[arg(long, env = "NATTER_BODY_LIMIT", default_value_t = 64 * 1024, global = true)]
     pub body_limit: usize,
+
+    /// How long a client may take to send a request, in seconds: the headers (a connection
+    /// that sends none for this long, idle keep-alive included, is closed; one whose headers
+    /// are incomplete by then gets 408 first), and then the body (408 `timeout`).
+    #[arg(
+        long,
+        env = "NATTER_READ_TIMEOUT_SECS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub read_timeout_secs: u64,
 }
 
 /// Which parts of natter a process runs.
@@ -182,6 +194,14 @@ impl Config {
                 );
                 Ok(DEV_SECRET.as_bytes().to_vec())
             }
+        }
+    }
+
+    /// The limits on what a client sends.
+    pub fn request_limits(&self) -> natter_edge::RequestLimits {
+        natter_edge::RequestLimits {
+            body: self.body_limit,
+            read_timeout: Duration::from_secs(self.read_timeout_secs.max(1)),
         }
     }
 

@@ -3,6 +3,7 @@
 mod audit;
 mod bench;
 mod config;
+mod http;
 mod ops;
 mod rebuild;
 mod serve;

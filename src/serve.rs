@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use axum::Router;
-use axum::serve::ListenerExt;
 use futures::future::select_all;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use natter_command::CommandService;
@@ -105,18 +104,20 @@ pub async fn run(
         metrics,
         live_tail: role.runs_command() || role.runs_query(),
     }));
-    let app = natter_edge::finish(router, config.body_limit).layer(TraceLayer::new_for_http());
+    let app =
+        natter_edge::finish(router, config.request_limits()).layer(TraceLayer::new_for_http());
 
     let listener = TcpListener::bind(config.http_addr)
         .await
         .with_context(|| format!("binding {}", config.http_addr))?;
     let addr = listener.local_addr()?;
     tracing::info!(role = ?role, "natter listening on http://{addr}");
-    // Small frames (websocket events, acks) must not wait for Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    let server = crate::http::serve(
+        listener,
+        app,
+        config.request_limits().read_timeout,
+        shutdown,
+    );
 
     if tasks.is_empty() {
         server.await.context("serving HTTP")?;

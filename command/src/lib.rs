@@ -161,7 +161,13 @@ impl CommandService {
 
     /// The command routes alone as a complete app (JSON 404/405, body limit).
     pub fn app(&self) -> Router {
-        natter_edge::finish(self.routes(), self.state.config.body_limit)
+        natter_edge::finish(
+            self.routes(),
+            natter_edge::RequestLimits {
+                body: self.state.config.body_limit,
+                ..natter_edge::RequestLimits::default()
+            },
+        )
     }
 }
 

@@ -4,12 +4,14 @@
 //! - [`error`]: `ApiError`, the contract's JSON error body with the status mapping.
 //! - [`extract`]: `ApiJson`, `ApiPath`, `ApiQuery` with JSON rejections.
 //! - [`auth`]: JWT issue/verify and the `AuthUser` extractor.
+//! - [`limits`]: request bodies: early `413`, `408` for a body that does not arrive.
 //! - [`text`]: the contract's rules for names and message bodies (control characters).
 //! - [`views`]: the JSON shapes of users, rooms, invites and messages.
 
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod text;
 pub mod views;
 
@@ -20,12 +22,16 @@ use axum::http::StatusCode;
 pub use auth::{AuthUser, Claims, JwtKeys, UserRole};
 pub use error::ApiError;
 pub use extract::{ApiJson, ApiPath, ApiQuery, OptionalJson};
+pub use limits::RequestLimits;
 
 /// Request bodies larger than this are refused with `413` unless configured otherwise.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 
-/// Finishes a router: JSON 404 and 405 answers and the body limit.
-pub fn finish<S: Clone + Send + Sync + 'static>(router: Router<S>, body_limit: usize) -> Router<S> {
+/// Finishes a router: JSON 404 and 405 answers, the body limit and the body deadline.
+pub fn finish<S: Clone + Send + Sync + 'static>(
+    router: Router<S>,
+    limits: RequestLimits,
+) -> Router<S> {
     router
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
@@ -35,5 +41,8 @@ pub fn finish<S: Clone + Send + Sync + 'static>(router: Router<S>, body_limit: u
                 "method not allowed on this endpoint",
             )
         })
-        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(DefaultBodyLimit::max(limits.body))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            limits::read_body(limits, req, next)
+        }))
 }

@@ -115,7 +115,7 @@ impl QueryService {
     }
 
     pub fn app(&self) -> Router {
-        natter_edge::finish(self.routes(), natter_edge::DEFAULT_BODY_LIMIT)
+        natter_edge::finish(self.routes(), natter_edge::RequestLimits::default())
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod http;
 pub mod nats;
+pub mod process;
 pub mod proxy;
 
 use std::sync::Once;

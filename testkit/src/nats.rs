@@ -48,6 +48,8 @@ pub fn port_open(port: u16) -> bool {
 pub struct NatsServer {
     binary: PathBuf,
     pub port: u16,
+    /// The monitoring port (`/connz`, `/jsz`), where one was configured.
+    pub monitor_port: Option<u16>,
     dir: PathBuf,
     config: PathBuf,
     child: Option<Child>,
@@ -57,6 +59,11 @@ impl NatsServer {
     /// A single server with `binary` on a free port.
     pub fn start(binary: &Path) -> NatsServer {
         Self::with_config(binary, free_port(), "", "")
+    }
+
+    /// A single server with `binary` on `port`.
+    pub fn start_on(binary: &Path, port: u16) -> NatsServer {
+        Self::with_config(binary, port, "", "")
     }
 
     /// A server on `port` whose configuration gets `jetstream` inside its `jetstream` block
@@ -74,6 +81,10 @@ impl NatsServer {
         let mut server = NatsServer {
             binary: binary.to_path_buf(),
             port,
+            monitor_port: extra
+                .lines()
+                .find_map(|l| l.strip_prefix("http: 127.0.0.1:"))
+                .and_then(|p| p.trim().parse().ok()),
             dir,
             config,
             child: None,
@@ -168,7 +179,8 @@ impl NatsCluster {
         let nodes = (0..n)
             .map(|i| {
                 let extra = format!(
-                    "server_name: n{i}\ncluster {{\n  name: {name}\n  listen: 127.0.0.1:{}\n  routes: [{}]\n}}\n",
+                    "server_name: n{i}\nhttp: 127.0.0.1:{}\ncluster {{\n  name: {name}\n  listen: 127.0.0.1:{}\n  routes: [{}]\n}}\n",
+                    free_port(),
                     route_ports[i],
                     routes.join(", ")
                 );

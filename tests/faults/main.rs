@@ -1,0 +1,377 @@
+//! The fault suite: natter as operators run it (child processes), under a steady load, while
+//! its parts fail: nats-server killed and restarted (Debian's 2.9 and the current release),
+//! a 3-node cluster losing nodes, Postgres unreachable, natter and the projector killed.
+//! Every scenario ends with the workload's outside checks (every acknowledged message once
+//! and in order in the read model, the history and the websocket; every failure a clean
+//! error of the contract) and writes its recovery times to the report
+//! (`target/tmp/fault-report.txt`, printed by `.ci/run`).
+//!
+//! The tests start their own nats-server processes and proxies; they never touch the
+//! machine's shared servers but for their own stream, prefix and database.
+
+mod edge;
+mod workload;
+
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use natter_testkit::nats::{NatsCluster, NatsServer, current_binary, default_binary};
+use natter_testkit::process::NatterProcess;
+use natter_testkit::proxy::TcpProxy;
+use natter_testkit::{Cleanup, Isolation, nats_url, postgres_server_url};
+use serde_json::Value;
+
+use workload::{Workload, client, user_and_room};
+
+const NATTER: &str = env!("CARGO_BIN_EXE_natter");
+/// Sends must succeed within this long of a fault clearing (the goal is 1 s).
+const RECOVERY_BOUND: f64 = 5.0;
+
+/// Appends a line to the fault report and prints it.
+fn report(line: &str) {
+    println!("RECOVERY {line}");
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("fault-report.txt");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
+/// A test's own stream and database, and the NATS servers natter uses. (Streams on a
+/// private server go with its store; [`Cleanup`] removes the database, and the streams on
+/// the shared server.)
+struct Setup {
+    isolation: Isolation,
+    nats: String,
+    _cleanup: Cleanup,
+}
+
+impl Setup {
+    fn new(nats: String) -> Setup {
+        let isolation = Isolation::new();
+        Setup {
+            _cleanup: Cleanup {
+                isolation: isolation.clone(),
+            },
+            isolation,
+            nats,
+        }
+    }
+}
+
+fn natter_all(isolation: &Isolation, nats: &str) -> NatterProcess {
+    NatterProcess::start(
+        NATTER,
+        "all",
+        NatterProcess::env_for(isolation, nats, &isolation.database_url),
+    )
+}
+
+async fn nats_restart(binary: std::path::PathBuf, label: &str) {
+    let mut nats = NatsServer::start(&binary);
+    let setup = Setup::new(nats.url());
+    let natter = natter_all(&setup.isolation, &nats.url());
+    let (token, room) = user_and_room(&natter.base(), "loader").await;
+    let load = Workload::start(vec![natter.base()], natter.base(), token, room);
+    load.wait_acked(20, Duration::from_secs(20)).await;
+
+    nats.kill();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    nats.restart();
+    let cleared = Instant::now();
+    load.wait_acked(20, Duration::from_secs(30)).await;
+    let recovery = load
+        .recovery_after(cleared)
+        .expect("a send after the restart");
+    report(&format!(
+        "nats-server {label} killed for 3 s and restarted: sends succeed {recovery:.2} s after it is reachable again"
+    ));
+    assert!(
+        recovery < RECOVERY_BOUND,
+        "sends took {recovery:.2} s to recover"
+    );
+    let done = load.finish_and_verify(&natter.base()).await;
+    report(&format!("  nats-server {label}: {}", done.summary()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_nats_server_restart_debian() {
+    nats_restart(default_binary(), "(the default)").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_nats_server_restart_current_release() {
+    let binary =
+        current_binary().expect("a current nats-server (.ci/run installs one; see testkit::nats)");
+    nats_restart(binary, "(current release)").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_natter_killed_and_restarted_under_load() {
+    let setup = Setup::new(nats_url());
+    let mut natter = natter_all(&setup.isolation, &setup.nats);
+    let (token, room) = user_and_room(&natter.base(), "loader").await;
+    let load = Workload::start(vec![natter.base()], natter.base(), token, room);
+    load.wait_acked(20, Duration::from_secs(20)).await;
+    for round in 0..2 {
+        natter.kill();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        natter.restart();
+        let cleared = Instant::now();
+        load.wait_acked(15, Duration::from_secs(30)).await;
+        let recovery = load
+            .recovery_after(cleared)
+            .expect("a send after the restart");
+        report(&format!(
+            "natter (role all) killed -9 and restarted (round {round}): sends succeed {recovery:.2} s after it listens"
+        ));
+        assert!(recovery < RECOVERY_BOUND);
+    }
+    load.finish_and_verify(&natter.base()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_postgres_unreachable_for_a_while() {
+    let setup = Setup::new(nats_url());
+    // natter reaches its database through a proxy the test can cut.
+    let upstream = postgres_server_url()
+        .rsplit('@')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    let proxy = TcpProxy::start(&upstream);
+    let user = postgres_server_url()
+        .split("://")
+        .nth(1)
+        .and_then(|r| r.split('@').next())
+        .unwrap_or("postgres")
+        .to_string();
+    let database_url = format!(
+        "postgres://{user}@127.0.0.1:{}/{}",
+        proxy.port, setup.isolation.database
+    );
+    let natter = NatterProcess::start(
+        NATTER,
+        "all",
+        NatterProcess::env_for(&setup.isolation, &setup.nats, &database_url),
+    );
+    let base = natter.base();
+    let (token, room) = user_and_room(&base, "loader").await;
+    let load = Workload::start(
+        vec![base.clone()],
+        base.clone(),
+        token.clone(),
+        room.clone(),
+    );
+    load.wait_acked(20, Duration::from_secs(20)).await;
+    let client = client();
+    let messages = format!("{base}/api/v1/rooms/{room}/messages?limit=1");
+
+    proxy.set_cut(true);
+    let cut = Instant::now();
+    // Commands need only NATS: sends go on while Postgres is away.
+    load.wait_acked(20, Duration::from_secs(10)).await;
+    // Queries fail fast and cleanly.
+    let started = Instant::now();
+    let r = client
+        .get(&messages)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let took = started.elapsed().as_secs_f64();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unavailable");
+    let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "readyz says Postgres is down");
+    assert!(
+        took < 2.5,
+        "a query waited {took:.2} s for a Postgres that is down"
+    );
+    tokio::time::sleep(Duration::from_secs(3).saturating_sub(cut.elapsed())).await;
+
+    proxy.set_cut(false);
+    let cleared = Instant::now();
+    let back = loop {
+        let r = client
+            .get(&messages)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            break cleared.elapsed().as_secs_f64();
+        }
+        assert!(
+            cleared.elapsed() < Duration::from_secs(10),
+            "queries did not recover"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    report(&format!(
+        "Postgres unreachable for 3 s: sends kept succeeding; a query answered 503 in {took:.2} s; queries answer again {back:.2} s after it is back"
+    ));
+    assert!(back < RECOVERY_BOUND);
+    load.finish_and_verify(&base).await;
+}
+
+/// Which of `processes` (projector role) is the active projector, by its `/readyz`.
+async fn active_projector(processes: &[NatterProcess]) -> Option<usize> {
+    for (i, p) in processes.iter().enumerate() {
+        if let Ok(r) = client().get(format!("{}/readyz", p.base())).send().await
+            && let Ok(body) = r.json::<Value>().await
+            && body["projection"]["active"] == true
+        {
+            return Some(i);
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_projector_killed_repeatedly_with_a_standby() {
+    let setup = Setup::new(nats_url());
+    let env = NatterProcess::env_for(&setup.isolation, &setup.nats, &setup.isolation.database_url);
+    let command = NatterProcess::start(NATTER, "command", env.clone());
+    let query = NatterProcess::start(NATTER, "query", env.clone());
+    let mut projectors = vec![
+        NatterProcess::start(NATTER, "projector", env.clone()),
+        NatterProcess::start(NATTER, "projector", env.clone()),
+    ];
+    let (token, room) = user_and_room(&command.base(), "loader").await;
+    // Sends go to the command instance; the reader follows the query instance.
+    let load = Workload::start(vec![command.base()], query.base(), token, room);
+    for round in 0..3 {
+        load.wait_acked(15, Duration::from_secs(20)).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let active = loop {
+            if let Some(i) = active_projector(&projectors).await {
+                break i;
+            }
+            assert!(Instant::now() < deadline, "no projector is active");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        projectors[active].kill();
+        let killed = Instant::now();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if active_projector(&projectors).await.is_some() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the standby did not take over");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        report(&format!(
+            "active projector killed -9 (round {round}): the standby took over in {:.2} s",
+            killed.elapsed().as_secs_f64()
+        ));
+        projectors[active].restart();
+    }
+    load.finish_and_verify(&query.base()).await;
+}
+
+/// Which node of `cluster` natter's connection (named `natter-all`) is on, by the nodes'
+/// monitoring endpoints.
+async fn connected_node(cluster: &NatsCluster) -> Option<usize> {
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let Some(port) = node.monitor_port else {
+            continue;
+        };
+        if !node.is_running() {
+            continue;
+        }
+        let Ok(r) = client()
+            .get(format!("http://127.0.0.1:{port}/connz"))
+            .send()
+            .await
+        else {
+            continue;
+        };
+        if r.text().await.is_ok_and(|t| t.contains("natter-all")) {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// The node leading the stream, by the stream's cluster info.
+async fn stream_leader(cluster: &NatsCluster, stream: &str) -> Option<usize> {
+    let client = async_nats::connect(cluster.urls()).await.ok()?;
+    let js = async_nats::jetstream::new(client);
+    let mut s = js.get_stream(stream).await.ok()?;
+    let info = s.info().await.ok()?;
+    let leader = info.cluster.as_ref()?.leader.clone()?;
+    leader.trim_start_matches('n').parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_a_three_node_cluster_loses_nodes() {
+    let binary =
+        current_binary().expect("a current nats-server (.ci/run installs one; see testkit::nats)");
+    let mut cluster = NatsCluster::start(&binary, 3);
+    let setup = Setup::new(cluster.urls());
+    let mut env = NatterProcess::env_for(
+        &setup.isolation,
+        &cluster.urls(),
+        &setup.isolation.database_url,
+    );
+    env.push(("NATTER_STREAM_REPLICAS".into(), "3".into()));
+    let natter = NatterProcess::start(NATTER, "all", env);
+    let (token, room) = user_and_room(&natter.base(), "loader").await;
+    let load = Workload::start(vec![natter.base()], natter.base(), token, room);
+    load.wait_acked(20, Duration::from_secs(30)).await;
+
+    let stream = setup.isolation.stream.clone();
+    type Pick = fn(&[usize]) -> usize;
+    let steps: [(&str, Pick); 3] = [
+        ("the stream leader", |c| c[0]),
+        ("a follower", |c| c[1]),
+        ("the node natter is connected to", |c| c[2]),
+    ];
+    for (what, pick) in steps {
+        let leader = stream_leader(&cluster, &stream)
+            .await
+            .expect("a stream leader");
+        let follower = (0..3).find(|i| *i != leader).unwrap();
+        let connected = connected_node(&cluster).await.expect("natter's node");
+        let victim = pick(&[leader, follower, connected]);
+        let before = load.acked();
+        let lost = Instant::now();
+        cluster.nodes[victim].kill();
+        load.wait_acked(20, Duration::from_secs(30)).await;
+        let recovery = load.recovery_after(lost).unwrap_or(0.0);
+        report(&format!(
+            "3-node cluster (current release, R3) lost {what} (n{victim}): sends succeed {recovery:.2} s after the loss ({} acknowledged meanwhile)",
+            load.acked() - before
+        ));
+        assert!(recovery < RECOVERY_BOUND, "{what}: {recovery:.2} s");
+        cluster.nodes[victim].restart();
+        // Let it catch up and rejoin before the next loss.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+
+    // Two nodes at once: no quorum. Sends fail cleanly (never hang), and resume after.
+    let lost = Instant::now();
+    cluster.nodes[1].kill();
+    cluster.nodes[2].kill();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    cluster.nodes[1].restart();
+    cluster.nodes[2].restart();
+    let cleared = Instant::now();
+    load.wait_acked(20, Duration::from_secs(60)).await;
+    let recovery = load.recovery_after(cleared).unwrap_or(0.0);
+    report(&format!(
+        "3-node cluster lost two nodes for 4 s (sends failed cleanly for {:.1} s): sends succeed {recovery:.2} s after both are back",
+        lost.elapsed().as_secs_f64().min(load.failing_window())
+    ));
+    assert!(
+        recovery < RECOVERY_BOUND * 2.0,
+        "{recovery:.2} s after two nodes came back"
+    );
+    load.finish_and_verify(&natter.base()).await;
+}

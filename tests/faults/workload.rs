@@ -1,0 +1,475 @@
+//! The steady load every fault scenario runs, and the checks it ends with, all from the
+//! outside: one user sends numbered messages through REST (each with an `Idempotency-Key`,
+//! retried with the same key until acknowledged), and a websocket reader follows the room,
+//! resuming with `since` after every disconnect.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Codes a failed request may carry while a fault lasts (with their statuses).
+const FAULT_CODES: &[(u16, &str)] = &[(503, "unavailable"), (504, "stale"), (409, "in_progress")];
+
+/// One send attempt as the client saw it.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub n: usize,
+    pub started: Instant,
+    pub finished: Instant,
+    /// `Ok(position)`, or the status and error code (status 0: no answer at all).
+    pub outcome: Result<u64, (u16, String)>,
+}
+
+/// A room under load.
+pub struct Workload {
+    bases: Arc<Mutex<Vec<String>>>,
+    pub token: String,
+    pub room: String,
+    stop: Arc<AtomicBool>,
+    attempts: Arc<Mutex<Vec<Attempt>>>,
+    frames: Arc<Mutex<Vec<Value>>>,
+    reconnects: Arc<Mutex<usize>>,
+    sender: Option<tokio::task::JoinHandle<()>>,
+    reader: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// Registers a user and creates a room through `base`, retrying while natter is not ready.
+pub async fn user_and_room(base: &str, name: &str) -> (String, String) {
+    let client = client();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let token = loop {
+        let r = client
+            .post(format!("{base}/api/v1/auth/register"))
+            .json(&json!({ "username": name, "password": "password123" }))
+            .header("idempotency-key", format!("register-{name}"))
+            .send()
+            .await;
+        if let Ok(r) = r
+            && r.status() == 201
+        {
+            let body: Value = r.json().await.unwrap();
+            break body["token"].as_str().unwrap().to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "natter never accepted a registration"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let r = client
+        .post(format!("{base}/api/v1/rooms"))
+        .bearer_auth(&token)
+        .json(&json!({ "name": "under load" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let body: Value = r.json().await.unwrap();
+    (token, body["room"]["id"].as_str().unwrap().to_string())
+}
+
+impl Workload {
+    /// Starts sending into `room` through `bases` (round robin) and reading it over a
+    /// websocket from `reader`.
+    pub fn start(bases: Vec<String>, reader: String, token: String, room: String) -> Workload {
+        let mut w = Workload {
+            bases: Arc::new(Mutex::new(bases)),
+            token,
+            room,
+            stop: Arc::default(),
+            attempts: Arc::default(),
+            frames: Arc::default(),
+            reconnects: Arc::default(),
+            sender: None,
+            reader: None,
+        };
+        w.sender = Some(tokio::spawn(send_loop(
+            w.bases.clone(),
+            w.token.clone(),
+            w.room.clone(),
+            w.stop.clone(),
+            w.attempts.clone(),
+        )));
+        w.reader = Some(tokio::spawn(read_loop(
+            reader,
+            w.token.clone(),
+            w.room.clone(),
+            w.stop.clone(),
+            w.frames.clone(),
+            w.reconnects.clone(),
+        )));
+        w
+    }
+
+    /// How many messages have been acknowledged so far.
+    pub fn acked(&self) -> usize {
+        self.attempts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|a| a.outcome.is_ok())
+            .count()
+    }
+
+    /// Waits until `more` further messages are acknowledged (bounded).
+    pub async fn wait_acked(&self, more: usize, within: Duration) {
+        let target = self.acked() + more;
+        let deadline = Instant::now() + within;
+        while self.acked() < target {
+            assert!(
+                Instant::now() < deadline,
+                "sends did not resume: {:?}",
+                self.last_failure()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn last_failure(&self) -> Option<Attempt> {
+        self.attempts
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|a| a.outcome.is_err())
+            .cloned()
+    }
+
+    /// Seconds from `cleared` (the fault's end) until a send that began after it succeeded.
+    pub fn recovery_after(&self, cleared: Instant) -> Option<f64> {
+        self.attempts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|a| a.started >= cleared && a.outcome.is_ok())
+            .map(|a| a.finished.duration_since(cleared).as_secs_f64())
+            .reduce(f64::min)
+    }
+
+    /// Seconds during which sends failed: from the first failure to the first success after it.
+    pub fn failing_window(&self) -> f64 {
+        let attempts = self.attempts.lock().unwrap();
+        let Some(first_fail) = attempts.iter().find(|a| a.outcome.is_err()) else {
+            return 0.0;
+        };
+        let last_fail = attempts.iter().rev().find(|a| a.outcome.is_err()).unwrap();
+        last_fail
+            .finished
+            .duration_since(first_fail.started)
+            .as_secs_f64()
+    }
+
+    /// Stops the load (the message in flight is finished) and checks, from the outside, that
+    /// every acknowledged message is in the read model, the history and the websocket
+    /// frames exactly once and in order, and every failure was a clean error of the contract.
+    pub async fn finish_and_verify(mut self, query_base: &str) -> Report {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(s) = self.sender.take() {
+            tokio::time::timeout(Duration::from_secs(60), s)
+                .await
+                .expect("the last send finishes")
+                .unwrap();
+        }
+        let attempts = self.attempts.lock().unwrap().clone();
+        let mut acked: Vec<(usize, u64)> = attempts
+            .iter()
+            .filter_map(|a| a.outcome.as_ref().ok().map(|p| (a.n, *p)))
+            .collect();
+        acked.sort();
+        let count = acked.len();
+        assert!(count > 0, "nothing was sent");
+        for (i, (n, _)) in acked.iter().enumerate() {
+            assert_eq!(*n, i, "message {i} was acknowledged once, in turn");
+        }
+        let positions: Vec<u64> = acked.iter().map(|(_, p)| *p).collect();
+        assert!(
+            positions.windows(2).all(|w| w[0] < w[1]),
+            "acknowledged positions increase: {positions:?}"
+        );
+        let last = *positions.last().unwrap();
+        let expected: Vec<String> = (0..count).map(|n| format!("m{n}")).collect();
+
+        for a in &attempts {
+            if let Err((status, code)) = &a.outcome {
+                assert!(
+                    FAULT_CODES.contains(&(*status, code.as_str())),
+                    "send {} failed with {status} {code:?}, not a clean error of the contract",
+                    a.n
+                );
+            }
+        }
+
+        // The read model, paged forward, once it has applied the last acknowledged send.
+        let client = client();
+        let mut from_reads = Vec::new();
+        let mut after = 0;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let r = client
+                .get(format!(
+                    "{query_base}/api/v1/rooms/{}/messages?after={after}&limit=100&min_position={last}",
+                    self.room
+                ))
+                .bearer_auth(&self.token)
+                .send()
+                .await;
+            let Ok(r) = r else {
+                assert!(Instant::now() < deadline, "the read model never answered");
+                continue;
+            };
+            if r.status() != 200 {
+                assert!(
+                    Instant::now() < deadline,
+                    "the read model did not catch up: {}",
+                    r.status()
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            let page: Value = r.json().await.unwrap();
+            let messages = page["messages"].as_array().unwrap();
+            for m in messages {
+                from_reads.push((
+                    m["position"].as_u64().unwrap(),
+                    m["content"].as_str().unwrap().to_string(),
+                ));
+            }
+            match messages.last() {
+                Some(m) if page["has_more"] == true => after = m["position"].as_u64().unwrap(),
+                _ => break,
+            }
+        }
+        let read_contents: Vec<String> = from_reads.iter().map(|(_, c)| c.clone()).collect();
+        assert_eq!(
+            read_contents, expected,
+            "the read model holds every message once, in order"
+        );
+        let read_positions: Vec<u64> = from_reads.iter().map(|(p, _)| *p).collect();
+        assert_eq!(
+            read_positions, positions,
+            "at the positions the sends were answered with"
+        );
+
+        // The history, from the log.
+        let text = client
+            .get(format!("{query_base}/api/v1/rooms/{}/events", self.room))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let history: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|e| e["type"] == "message.sent")
+            .map(|e| e["data"]["content"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            history, expected,
+            "the log holds every message once, in order"
+        );
+
+        // The websocket: every frame chained to the one before it, every message once.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let seen = self
+                .frames
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|f| f["event"]["type"] == "message.sent")
+                .count();
+            if seen >= count {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the websocket reader got {seen} of {count} messages"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(r) = self.reader.take() {
+            r.abort();
+        }
+        let frames = self.frames.lock().unwrap().clone();
+        let mut previous = 0;
+        for f in &frames {
+            assert_eq!(
+                f["prev_position"].as_u64(),
+                Some(previous),
+                "frame at {} follows the one before it without a gap",
+                f["position"]
+            );
+            previous = f["position"].as_u64().unwrap();
+        }
+        let socket: Vec<String> = frames
+            .iter()
+            .filter(|f| f["event"]["type"] == "message.sent")
+            .map(|f| f["event"]["data"]["content"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            socket, expected,
+            "the websocket delivered every message once, in order"
+        );
+        let failures = attempts.iter().filter(|a| a.outcome.is_err()).count();
+        Report {
+            acked: count,
+            failures,
+            ws_reconnects: *self.reconnects.lock().unwrap(),
+        }
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for task in [self.sender.take(), self.reader.take()]
+            .into_iter()
+            .flatten()
+        {
+            task.abort();
+        }
+    }
+}
+
+impl Report {
+    pub fn summary(&self) -> String {
+        format!(
+            "{} messages acknowledged, {} attempts refused cleanly, {} websocket resumes",
+            self.acked, self.failures, self.ws_reconnects
+        )
+    }
+}
+
+/// What a verified run saw.
+#[derive(Debug)]
+pub struct Report {
+    pub acked: usize,
+    pub failures: usize,
+    pub ws_reconnects: usize,
+}
+
+async fn send_loop(
+    bases: Arc<Mutex<Vec<String>>>,
+    token: String,
+    room: String,
+    stop: Arc<AtomicBool>,
+    attempts: Arc<Mutex<Vec<Attempt>>>,
+) {
+    let client = client();
+    let mut turn = 0usize;
+    for n in 0.. {
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        // Each message is retried with its key until acknowledged, so that none is lost.
+        loop {
+            let base = {
+                let bases = bases.lock().unwrap();
+                turn += 1;
+                bases[turn % bases.len()].clone()
+            };
+            let started = Instant::now();
+            let r = client
+                .post(format!("{base}/api/v1/rooms/{room}/messages"))
+                .bearer_auth(&token)
+                .header("idempotency-key", format!("m{n}"))
+                .json(&json!({ "content": format!("m{n}") }))
+                .send()
+                .await;
+            let outcome = match r {
+                Ok(r) if r.status() == 201 => {
+                    let body: Value = r.json().await.unwrap_or(Value::Null);
+                    Ok(body["position"].as_u64().expect("a position"))
+                }
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    let body: Value = r.json().await.unwrap_or(Value::Null);
+                    Err((
+                        status,
+                        body["error"]["code"].as_str().unwrap_or("").to_string(),
+                    ))
+                }
+                // Refused or reset while natter itself is down: not an answer, retried.
+                Err(e) if e.is_connect() || e.is_request() && !e.is_timeout() => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                Err(_) => Err((0, "no answer".to_string())),
+            };
+            let ok = outcome.is_ok();
+            attempts.lock().unwrap().push(Attempt {
+                n,
+                started,
+                finished: Instant::now(),
+                outcome,
+            });
+            if ok {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+}
+
+async fn read_loop(
+    base: String,
+    token: String,
+    room: String,
+    stop: Arc<AtomicBool>,
+    frames: Arc<Mutex<Vec<Value>>>,
+    reconnects: Arc<Mutex<usize>>,
+) {
+    let mut since = 0u64;
+    let mut seen_positions: HashMap<u64, ()> = HashMap::new();
+    while !stop.load(Ordering::SeqCst) {
+        let base = base.replace("http://", "ws://");
+        let Ok((mut ws, _)) =
+            tokio_tungstenite::connect_async(format!("{base}/api/v1/ws?token={token}")).await
+        else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let subscribe = json!({ "op": "subscribe", "room_id": room, "since": since });
+        if ws
+            .send(Message::Text(subscribe.to_string().into()))
+            .await
+            .is_err()
+        {
+            continue;
+        }
+        while let Some(Ok(message)) = ws.next().await {
+            let Message::Text(text) = message else {
+                continue;
+            };
+            let frame: Value = serde_json::from_str(&text).unwrap();
+            if frame["type"] == "event" && frame["room_id"] == room.as_str() {
+                let position = frame["position"].as_u64().unwrap();
+                assert!(
+                    seen_positions.insert(position, ()).is_none(),
+                    "the websocket delivered position {position} twice"
+                );
+                since = position;
+                frames.lock().unwrap().push(frame);
+            }
+        }
+        *reconnects.lock().unwrap() += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
