@@ -51,7 +51,7 @@ pub async fn run(
         &format!("natter-{role:?}").to_lowercase(),
     )
     .await?;
-    let store = EventStore::open(nats.clone(), &config.store()).await?;
+    let store = open_store(nats.clone(), &config).await?;
     let pool = if role.needs_postgres() {
         Some(natter_projector::db::prepare(&config.database_url).await?)
     } else {
@@ -132,6 +132,33 @@ pub async fn run(
     drop((command, query));
     tracing::info!("natter stopped");
     Ok(())
+}
+
+/// Opens the event stream, retrying while JetStream cannot answer yet (a cluster still
+/// electing its leaders, a server starting); a stream that is not an event log fails at once.
+async fn open_store(nats: async_nats::Client, config: &Config) -> anyhow::Result<EventStore> {
+    let mut attempt = 1u32;
+    loop {
+        match EventStore::open(nats.clone(), &config.store()).await {
+            Ok(store) => return Ok(store),
+            Err(e)
+                if e.downcast_ref::<natter_events::store::NotAnEventLog>()
+                    .is_some() =>
+            {
+                return Err(e);
+            }
+            Err(e) if attempt < 120 => {
+                tracing::warn!(
+                    attempt,
+                    error = format!("{e:#}"),
+                    "JetStream cannot open the event stream yet; retrying"
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM; in-flight requests then finish before the server stops.

@@ -88,6 +88,9 @@ impl IdempotencyStore {
 struct Record {
     fingerprint: String,
     claimed_at: DateTime<Utc>,
+    /// The claim's own id while pending (absent in records of older builds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    claim: Option<Uuid>,
     response: Option<StoredResponse>,
 }
 
@@ -214,6 +217,7 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, ApiE
         let record = Record {
             fingerprint,
             claimed_at: Utc::now(),
+            claim: None,
             response: Some(StoredResponse {
                 status: head.status.as_u16(),
                 body: stored_body,
@@ -241,20 +245,29 @@ async fn claim(
     fingerprint: &str,
     state: &AppState,
 ) -> Result<Claim, ApiError> {
-    let pending = || pending_record(fingerprint);
+    // Names this claim, so that a create whose answer was lost with the connection, retried,
+    // recognises its own record instead of seeing someone else's request in progress.
+    let claim_id = Uuid::new_v4();
+    let pending = || pending_record(fingerprint, Some(claim_id));
+    let events = &state.store;
     for _ in 0..5 {
-        let existing = store
-            .entry(kv_key)
-            .await
+        let Some(existing) = events.unless_disconnected(store.entry(kv_key)).await else {
+            continue;
+        };
+        let existing = existing
             .map_err(|e| {
                 ApiError::unavailable(anyhow::Error::new(e).context("reading an idempotency key"))
             })?
             .filter(|e| e.operation == kv::Operation::Put);
         let Some(entry) = existing else {
-            match store.create(kv_key, pending().into()).await {
-                Ok(revision) => return Ok(Claim::Claimed(revision)),
-                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => continue,
-                Err(e) => {
+            match events
+                .unless_disconnected(store.create(kv_key, pending().into()))
+                .await
+            {
+                Some(Ok(revision)) => return Ok(Claim::Claimed(revision)),
+                None => continue,
+                Some(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => continue,
+                Some(Err(e)) => {
                     return Err(ApiError::unavailable(
                         anyhow::Error::new(e).context("claiming an idempotency key"),
                     ));
@@ -272,21 +285,30 @@ async fn claim(
         if let Some(stored) = record.response {
             return Ok(Claim::Replay(replay(stored, state)?));
         }
+        if record.claim == Some(claim_id) {
+            return Ok(Claim::Claimed(entry.revision));
+        }
         let age = Utc::now().signed_duration_since(record.claimed_at);
         if age.to_std().unwrap_or_default() < CLAIM_LEASE {
             return Err(in_progress());
         }
-        match store.update(kv_key, pending().into(), entry.revision).await {
-            Ok(revision) => return Ok(Claim::Claimed(revision)),
-            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
-            Err(e) => {
+        match events
+            .unless_disconnected(store.update(kv_key, pending().into(), entry.revision))
+            .await
+        {
+            Some(Ok(revision)) => return Ok(Claim::Claimed(revision)),
+            None => continue,
+            Some(Err(e)) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+            Some(Err(e)) => {
                 return Err(ApiError::unavailable(
                     anyhow::Error::new(e).context("taking over an idempotency key"),
                 ));
             }
         }
     }
-    Err(in_progress())
+    Err(ApiError::unavailable(anyhow::anyhow!(
+        "the idempotency bucket did not answer"
+    )))
 }
 
 fn in_progress() -> ApiError {
@@ -299,10 +321,11 @@ fn in_progress() -> ApiError {
     e
 }
 
-fn pending_record(fingerprint: &str) -> Vec<u8> {
+fn pending_record(fingerprint: &str, claim: Option<Uuid>) -> Vec<u8> {
     serde_json::to_vec(&Record {
         fingerprint: fingerprint.to_string(),
         claimed_at: Utc::now(),
+        claim,
         response: None,
     })
     .expect("records serialize")
@@ -341,7 +364,7 @@ impl Lease {
                     () = tokio::time::sleep(RENEW_EVERY) => {}
                 }
                 match store
-                    .update(&key, pending_record(&fingerprint).into(), revision)
+                    .update(&key, pending_record(&fingerprint, None).into(), revision)
                     .await
                 {
                     Ok(r) => revision = r,

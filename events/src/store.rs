@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{Context as _, anyhow};
 use async_nats::HeaderMap;
 use async_nats::jetstream::{
     self,
@@ -29,9 +29,12 @@ use crate::witness::{Witness, Witnessed};
 /// The header naming an event's type, so tools can filter without decoding payloads.
 pub const EVENT_TYPE_HEADER: &str = "Natter-Event-Type";
 
-/// How long a publish may wait for its ack before it is retried (with the same message id,
-/// which the server deduplicates).
-const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a publish may wait for its ack (and any JetStream request for its answer) before
+/// it is retried (a publish with the same message id, which the server deduplicates). An
+/// answer normally takes milliseconds; one that takes seconds was sent to a server that is
+/// gone or to a stream whose cluster is electing a new leader, and a retry then reaches the
+/// new one.
+const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 const PUBLISH_ATTEMPTS: usize = 3;
 /// How long an append waits for a reconnection under way before it answers unavailable.
 const RECONNECT_GRACE: Duration = Duration::from_millis(500);
@@ -229,13 +232,23 @@ impl EventStore {
                 publish = publish.expected_last_subject_sequence(seq);
             }
             let witnessed = Witnessed::begin(&self.inner.witness);
+            let connects = self.connects();
             let ack = match self
                 .inner
                 .js
                 .send_publish(subject.to_string(), publish)
                 .await
             {
-                Ok(future) => future.await,
+                // An ack does not survive a lost connection: stop waiting for it as soon as
+                // the connection drops, and publish again once reconnected (the message id
+                // makes that safe) instead of waiting out the ack timeout.
+                Ok(future) => tokio::select! {
+                    ack = future => ack,
+                    () = self.connection_lost(connects) => {
+                        last_error = Some(anyhow!("the connection to NATS was lost while awaiting an ack"));
+                        continue;
+                    }
+                },
                 Err(e) => {
                     last_error = Some(anyhow::Error::new(e).context("publishing an event"));
                     continue;
@@ -273,6 +286,34 @@ impl EventStore {
         Err(AppendError::Unavailable(
             last_error.unwrap_or_else(|| anyhow!("publish failed")),
         ))
+    }
+
+    /// Runs a request to NATS (a key-value read or write, say) unless the connection drops
+    /// while it waits: its answer would be lost with the connection, so `None` then tells the
+    /// caller to retry at once (after a reconnection under way) rather than wait out the
+    /// request's timeout. `None` also when not connected within a moment.
+    pub async fn unless_disconnected<F: Future>(&self, request: F) -> Option<F::Output> {
+        if !self.connected_within(RECONNECT_GRACE).await {
+            return None;
+        }
+        let connects = self.connects();
+        tokio::select! {
+            out = request => Some(out),
+            () = self.connection_lost(connects) => None,
+        }
+    }
+
+    /// Resolves once the client is no longer connected as it was when its connect count was
+    /// `connects` (it dropped, or reconnected in between).
+    async fn connection_lost(&self, connects: u64) {
+        use async_nats::connection::State;
+        let client = self.inner.js.client();
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if client.connection_state() != State::Connected || self.connects() != connects {
+                return;
+            }
+        }
     }
 
     /// Whether the client is connected, waiting up to `grace` for a reconnection under way.
@@ -713,6 +754,12 @@ pub fn decode_known(message: RawMessage) -> anyhow::Result<Option<Recorded>> {
     }
 }
 
+/// The stream exists but is not configured as natter's event log: an operator's error that
+/// no retry cures.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NotAnEventLog(String);
+
 /// Refuses to run on a stream that could lose events or does not hold natter's subjects.
 fn verify_config(actual: &stream::Config, wanted: &stream::Config) -> anyhow::Result<()> {
     let mut problems = Vec::new();
@@ -736,11 +783,12 @@ fn verify_config(actual: &stream::Config, wanted: &stream::Config) -> anyhow::Re
         problems.push("it has message, byte or age limits, so it would discard events".to_string());
     }
     if !problems.is_empty() {
-        bail!(
+        return Err(NotAnEventLog(format!(
             "stream {} exists but is not a natter event log: {}",
             actual.name,
             problems.join("; ")
-        );
+        ))
+        .into());
     }
     if !actual.deny_delete || !actual.deny_purge {
         tracing::warn!(stream = %actual.name, "the event stream allows deleting or purging events");

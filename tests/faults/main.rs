@@ -301,12 +301,39 @@ async fn connected_node(cluster: &NatsCluster) -> Option<usize> {
 
 /// The node leading the stream, by the stream's cluster info.
 async fn stream_leader(cluster: &NatsCluster, stream: &str) -> Option<usize> {
-    let client = async_nats::connect(cluster.urls()).await.ok()?;
+    let servers = natter_events::connection::server_list(&cluster.urls()).ok()?;
+    let client = async_nats::connect(servers).await.ok()?;
     let js = async_nats::jetstream::new(client);
     let mut s = js.get_stream(stream).await.ok()?;
     let info = s.info().await.ok()?;
     let leader = info.cluster.as_ref()?.leader.clone()?;
     leader.trim_start_matches('n').parse().ok()
+}
+
+/// Seconds from `lost` until natter's streams (the event log and the idempotency bucket,
+/// whose leaders a send needs) answer `STREAM.INFO` with a leader through `urls`.
+async fn raw_stream_recovery(urls: String, stream: String, lost: Instant) -> f64 {
+    let servers = natter_events::connection::server_list(&urls).unwrap();
+    let client = async_nats::connect(servers).await.unwrap();
+    let js = async_nats::jetstream::ContextBuilder::new()
+        .timeout(Duration::from_millis(250))
+        .build(client);
+    for name in [stream.clone(), format!("KV_{stream}_idem")] {
+        loop {
+            if let Ok(mut s) = js.get_stream(&name).await
+                && let Ok(info) = s.info().await
+                && info.cluster.as_ref().is_some_and(|c| c.leader.is_some())
+            {
+                break;
+            }
+            assert!(
+                lost.elapsed() < Duration::from_secs(30),
+                "{name} never answered again"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    lost.elapsed().as_secs_f64()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -340,38 +367,62 @@ async fn fault_a_three_node_cluster_loses_nodes() {
         let follower = (0..3).find(|i| *i != leader).unwrap();
         let connected = connected_node(&cluster).await.expect("natter's node");
         let victim = pick(&[leader, follower, connected]);
+        let survivors: Vec<String> = (0..3)
+            .filter(|i| *i != victim)
+            .map(|i| cluster.nodes[i].url())
+            .collect();
         let before = load.acked();
         let lost = Instant::now();
         cluster.nodes[victim].kill();
+        // What JetStream itself needs: how long until the stream answers again from the
+        // surviving nodes (a new leader, when the leader was lost).
+        let raw = raw_stream_recovery(survivors.join(","), stream.clone(), lost).await;
         load.wait_acked(20, Duration::from_secs(30)).await;
         let recovery = load.recovery_after(lost).unwrap_or(0.0);
         report(&format!(
-            "3-node cluster (current release, R3) lost {what} (n{victim}): sends succeed {recovery:.2} s after the loss ({} acknowledged meanwhile)",
+            "3-node cluster (current release, R3) lost {what} (n{victim}{}): sends succeed {recovery:.2} s after the loss; its streams answered again after {raw:.2} s ({} acknowledged meanwhile)",
+            if victim == connected {
+                ", natter's node"
+            } else {
+                ""
+            },
             load.acked() - before
         ));
-        assert!(recovery < RECOVERY_BOUND, "{what}: {recovery:.2} s");
+        // natter adds at most about a second to what the cluster itself needs.
+        assert!(
+            recovery < raw + 2.0 && recovery < 12.0,
+            "{what}: {recovery:.2} s (its streams: {raw:.2} s); natter's log: {}",
+            natter
+                .log_lines()
+                .iter()
+                .filter(|l| !l.contains(" INFO tower_http"))
+                .rev()
+                .take(30)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
         cluster.nodes[victim].restart();
         // Let it catch up and rejoin before the next loss.
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 
     // Two nodes at once: no quorum. Sends fail cleanly (never hang), and resume after.
-    let lost = Instant::now();
     cluster.nodes[1].kill();
     cluster.nodes[2].kill();
     tokio::time::sleep(Duration::from_secs(4)).await;
     cluster.nodes[1].restart();
     cluster.nodes[2].restart();
     let cleared = Instant::now();
+    let raw = raw_stream_recovery(cluster.urls(), stream.clone(), cleared).await;
     load.wait_acked(20, Duration::from_secs(60)).await;
     let recovery = load.recovery_after(cleared).unwrap_or(0.0);
     report(&format!(
-        "3-node cluster lost two nodes for 4 s (sends failed cleanly for {:.1} s): sends succeed {recovery:.2} s after both are back",
-        lost.elapsed().as_secs_f64().min(load.failing_window())
+        "3-node cluster lost two nodes for 4 s (sends failed cleanly meanwhile): sends succeed {recovery:.2} s after both are back; its streams answered again after {raw:.2} s"
     ));
     assert!(
-        recovery < RECOVERY_BOUND * 2.0,
-        "{recovery:.2} s after two nodes came back"
+        recovery < raw + 2.0,
+        "{recovery:.2} s after two nodes came back (its streams: {raw:.2} s)"
     );
     load.finish_and_verify(&natter.base()).await;
 }
