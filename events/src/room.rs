@@ -229,7 +229,7 @@ pub fn decide(room: Option<&Room>, command: &Command) -> Result<Option<Event>, D
         if room.member_count() >= room.max_members {
             return Err(DomainError::RoomFull);
         }
-        return Ok(Some(joined(actor, Some(invite.id))));
+        return Ok(Some(joined(room, actor, Some(invite.id))));
     }
 
     let room = room
@@ -253,7 +253,7 @@ pub fn decide(room: Option<&Room>, command: &Command) -> Result<Option<Event>, D
             }
             // A personal invite is used when there is one, public room or not.
             let invite = room.invite_for(actor, now).map(|i| i.id);
-            Ok(Some(joined(actor, invite)))
+            Ok(Some(joined(room, actor, invite)))
         }
         RoomCommand::Leave => {
             let member = room.members.get(&actor).ok_or(DomainError::NotJoined)?;
@@ -338,10 +338,17 @@ pub fn decide(room: Option<&Room>, command: &Command) -> Result<Option<Event>, D
     }
 }
 
-fn joined(user_id: Uuid, invite: Option<Uuid>) -> Event {
+/// `user_id` joins `room`. The first to join a room everyone has left becomes its owner, so
+/// that a room with members always has one.
+fn joined(room: &Room, user_id: Uuid, invite: Option<Uuid>) -> Event {
+    let role = if room.members.is_empty() {
+        Role::Owner
+    } else {
+        Role::Member
+    };
     Event::MemberJoined(MemberJoined {
         user_id,
-        role: Role::Member,
+        role,
         invite,
     })
 }

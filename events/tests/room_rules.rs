@@ -500,3 +500,49 @@ fn leaving_forgets_the_read_marker_so_a_rejoin_starts_fresh() {
         Ok(Some(Event::RoomRead(_)))
     ));
 }
+
+#[test]
+fn the_first_to_join_a_room_everyone_left_becomes_its_owner() {
+    let room = given(&[
+        created(Visibility::Public, 10),
+        (
+            OWNER,
+            Event::MemberLeft(MemberLeft {
+                user_id: OWNER,
+                new_owner_id: None,
+            }),
+        ),
+    ]);
+    assert_eq!(
+        when(&room, ALICE, RoomCommand::Join),
+        Ok(Some(Event::MemberJoined(MemberJoined {
+            user_id: ALICE,
+            role: Role::Owner,
+            invite: None,
+        })))
+    );
+    let room = given(&[
+        created(Visibility::Public, 10),
+        (
+            OWNER,
+            Event::MemberLeft(MemberLeft {
+                user_id: OWNER,
+                new_owner_id: None,
+            }),
+        ),
+        (
+            ALICE,
+            Event::MemberJoined(MemberJoined {
+                user_id: ALICE,
+                role: Role::Owner,
+                invite: None,
+            }),
+        ),
+    ]);
+    assert_eq!(room.as_ref().unwrap().owner_id, ALICE);
+    assert_eq!(
+        when(&room, BOB, RoomCommand::Join),
+        Ok(Some(joined(BOB, None).1)),
+        "later joiners are members"
+    );
+}

@@ -147,6 +147,17 @@ impl Batch {
         self.last = self.last.max(position);
     }
 
+    /// `owner` now owns `room`.
+    fn owner(&mut self, room: Uuid, owner: Uuid, position: i64) {
+        match self.rooms.get_mut(&room) {
+            Some(row) => {
+                row.owner_id = owner;
+                row.position = position;
+            }
+            None => self.patch(room, position).owner_id = Some(owner),
+        }
+    }
+
     pub fn add(&mut self, recorded: &Recorded) {
         self.events += 1;
         self.last = self.last.max(recorded.position);
@@ -231,6 +242,10 @@ impl Batch {
             Event::RoomDeleted(_) => self.patch(room, position).deleted = true,
             Event::MemberJoined(j) => {
                 self.join(room, j.user_id, j.role.as_str(), at, position);
+                // The first to join a room everyone had left owns it.
+                if j.role == Role::Owner {
+                    self.owner(room, j.user_id, position);
+                }
                 if let Some(invite) = j.invite {
                     match self.invites.get_mut(&invite) {
                         Some(row) => {
@@ -249,13 +264,7 @@ impl Batch {
                 self.gone(room, l.user_id);
                 if let Some(owner) = l.new_owner_id {
                     self.role(room, owner, Role::Owner.as_str());
-                    match self.rooms.get_mut(&room) {
-                        Some(row) => {
-                            row.owner_id = owner;
-                            row.position = position;
-                        }
-                        None => self.patch(room, position).owner_id = Some(owner),
-                    }
+                    self.owner(room, owner, position);
                 }
             }
             Event::MemberRemoved(r) => self.gone(room, r.user_id),
