@@ -26,7 +26,8 @@ use workload::{Workload, client, user_and_room};
 /// The natter under test: this build, or `NATTER_FAULT_BINARY` (to measure another build,
 /// such as an older release, under the same faults).
 static NATTER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    std::env::var("NATTER_FAULT_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_natter").to_string())
+    std::env::var("NATTER_FAULT_BINARY")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_natter").to_string())
 });
 /// Sends must succeed within this long of a fault clearing (the goal is 1 s).
 const RECOVERY_BOUND: f64 = 5.0;
@@ -477,4 +478,131 @@ async fn fault_scaled_out_over_a_cluster_one_of_each_role_killed() {
     projectors[active].restart();
     load.wait_acked(20, Duration::from_secs(30)).await;
     load.finish_and_verify(&queries[0].base()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_a_slow_websocket_reader_under_a_burst_is_cut_with_4008_and_resumes_gap_free() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let setup = Setup::new(nats_url());
+    let natter = natter_all(&setup.isolation, &setup.nats);
+    let base = natter.base();
+    let (token, room) = user_and_room(&base, "bursty").await;
+    // A reader with a small receive buffer that stops reading after subscribing.
+    let tcp = {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(16 * 1024).unwrap();
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{}", natter.port).parse().unwrap();
+        socket.connect(&addr.into()).unwrap();
+        socket.set_nonblocking(true).unwrap();
+        tokio::net::TcpStream::from_std(socket.into()).unwrap()
+    };
+    let url = format!(
+        "{}/api/v1/ws?token={token}",
+        base.replace("http://", "ws://")
+    );
+    let (mut slow, _) = tokio_tungstenite::client_async(url.as_str(), tcp)
+        .await
+        .unwrap();
+    let subscribe = serde_json::json!({ "op": "subscribe", "room_id": room, "since": 0 });
+    slow.send(Message::Text(subscribe.to_string().into()))
+        .await
+        .unwrap();
+
+    // The burst: big messages from 16 senders at once.
+    let client = client();
+    let content = "x".repeat(3900);
+    let sends = futures::stream::iter(0..1200)
+        .map(|i| {
+            let (client, token, room, base, content) = (
+                client.clone(),
+                token.clone(),
+                room.clone(),
+                base.clone(),
+                content.clone(),
+            );
+            async move {
+                let r = client
+                    .post(format!("{base}/api/v1/rooms/{room}/messages"))
+                    .bearer_auth(&token)
+                    .json(&serde_json::json!({ "content": format!("{i} {content}") }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 201);
+                r.json::<Value>().await.unwrap()["position"]
+                    .as_u64()
+                    .unwrap()
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<u64>>()
+        .await;
+    let last = *sends.iter().max().unwrap();
+
+    // Reading now, the slow reader finds it was cut off with 4008, having read some frames.
+    let mut since = 0;
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(30), slow.next())
+            .await
+            .expect("a frame or the close")
+        {
+            Some(Ok(Message::Text(t))) => {
+                let f: Value = serde_json::from_str(&t).unwrap();
+                if f["type"] == "event" {
+                    since = f["position"].as_u64().unwrap();
+                }
+            }
+            Some(Ok(Message::Close(c))) => break c.map(|c| u16::from(c.code)),
+            Some(Ok(_)) => {}
+            other => panic!("the slow reader was dropped without a close frame: {other:?}"),
+        }
+    };
+    assert_eq!(code, Some(4008), "too slow: told to resume");
+    report(&format!(
+        "a websocket reader that stopped reading under a burst of 1,200 4 KB messages: closed with 4008 after {since} of {last} positions; it resumes gap-free"
+    ));
+
+    // It resumes from its last position and gets the rest, chained, each once.
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    let subscribe = serde_json::json!({ "op": "subscribe", "room_id": room, "since": since });
+    ws.send(Message::Text(subscribe.to_string().into()))
+        .await
+        .unwrap();
+    let mut previous = since;
+    let mut messages = 0;
+    while previous < last {
+        let t = match tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("the rest arrives")
+        {
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(Message::Close(c))) => panic!("closed while resuming at {previous}: {c:?}"),
+            Some(Ok(_)) => continue,
+            other => panic!("the resumed socket ended at {previous}: {other:?}"),
+        };
+        let f: Value = serde_json::from_str(&t).unwrap();
+        if f["type"] != "event" {
+            continue;
+        }
+        assert_eq!(
+            f["prev_position"].as_u64(),
+            Some(previous),
+            "no gap after resuming"
+        );
+        previous = f["position"].as_u64().unwrap();
+        if f["event"]["type"] == "message.sent" {
+            messages += 1;
+        }
+    }
+    let read_before = sends.iter().filter(|p| **p <= since).count();
+    assert_eq!(
+        read_before + messages,
+        sends.len(),
+        "every message once across the cut"
+    );
 }

@@ -146,6 +146,11 @@ impl Conn {
         }
     }
 
+    /// Whether `bytes` more bytes fit in the queue now.
+    fn fits(&self, bytes: usize) -> bool {
+        self.queued.bytes.load(Ordering::SeqCst) + bytes <= SEND_BUFFER_BYTES
+    }
+
     /// Whether `frames` more frames (of a window) fit in the queue.
     fn room_for(&self, frames: usize) -> bool {
         self.tx.capacity() >= frames
@@ -508,23 +513,61 @@ impl Hub {
             // Under the lock: if the window reaches back to the cursor, send the rest from it
             // and go live in the same step.
             if conn.room_for(WINDOW + 1) {
-                let mut feed = slot.state.lock().expect("feed lock");
-                let covered = cursor >= feed.last_position
-                    || feed.window.front().is_some_and(|f| f.prev <= cursor);
-                if covered {
-                    feed.admits(conn.user)?;
-                    for frame in feed.window.iter().filter(|f| f.position > cursor) {
-                        conn.offer(frame.text.clone());
+                // Under the lock: the window covers the cursor and the rest of it fits the
+                // queue: send it and go live in one step. If it covers the cursor but its
+                // bytes do not fit (big events), take part of it to send at the client's
+                // pace, outside the lock, and look again.
+                let chunk = {
+                    let mut feed = slot.state.lock().expect("feed lock");
+                    let covered = cursor >= feed.last_position
+                        || feed.window.front().is_some_and(|f| f.prev <= cursor);
+                    let rest: usize = feed
+                        .window
+                        .iter()
+                        .filter(|f| f.position > cursor)
+                        .map(|f| f.text.len())
+                        .sum();
+                    if covered && conn.fits(rest + 256) {
+                        feed.admits(conn.user)?;
+                        for frame in feed.window.iter().filter(|f| f.position > cursor) {
+                            conn.offer(frame.text.clone());
+                        }
+                        let position = feed.last_position.max(cursor);
+                        conn.offer(Utf8Bytes::from(protocol::subscribed(
+                            room_id,
+                            position,
+                            &self.epoch,
+                        )));
+                        feed.subscribers.insert(conn.id, conn.clone());
+                        feed.idle_since = None;
+                        return Ok(());
                     }
-                    let position = feed.last_position.max(cursor);
-                    conn.offer(Utf8Bytes::from(protocol::subscribed(
-                        room_id,
-                        position,
-                        &self.epoch,
-                    )));
-                    feed.subscribers.insert(conn.id, conn.clone());
-                    feed.idle_since = None;
-                    return Ok(());
+                    if covered {
+                        feed.admits(conn.user)?;
+                        let mut budget = SEND_BUFFER_BYTES / 2;
+                        let mut chunk: Vec<(u64, Utf8Bytes)> = Vec::new();
+                        for f in feed.window.iter().filter(|f| f.position > cursor) {
+                            // The first frame goes even if it alone is over the budget.
+                            if !chunk.is_empty() && f.text.len() > budget {
+                                break;
+                            }
+                            budget = budget.saturating_sub(f.text.len());
+                            chunk.push((f.position, f.text.clone()));
+                        }
+                        Some(chunk)
+                    } else {
+                        None
+                    }
+                };
+                if let Some(chunk) = chunk {
+                    for (position, text) in chunk {
+                        if !conn.send(text).await {
+                            return Err(FrameError::new("too_slow", "the connection fell behind"));
+                        }
+                        cursor = position;
+                        prev = Some(position);
+                    }
+                    continue;
                 }
             }
             if conn.kill.is_killed() {
