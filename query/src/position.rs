@@ -20,6 +20,8 @@ use tokio::task::JoinHandle;
 
 pub const POSITION_HEADER: &str = "x-natter-position";
 const POLL_EVERY: Duration = Duration::from_secs(1);
+/// How long a query may run (after its `min_position` wait) before it answers `503`.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The applied position, shared by the handlers of one instance.
 #[derive(Clone)]
@@ -125,7 +127,18 @@ pub async fn middleware(
     let (mut response, position) = match waited {
         Ok(position) => {
             let position = watch.current().max(position);
-            (next.run(req).await, position)
+            // Reads take milliseconds. One that takes seconds is stuck on a connection to a
+            // Postgres that stopped answering (a partition, a frozen host): answer 503 rather
+            // than hang. (Reaching for a connection is bounded by the pool's acquire timeout.)
+            let response = match tokio::time::timeout(QUERY_TIMEOUT, next.run(req)).await {
+                Ok(r) => r,
+                Err(_) => ApiError::unavailable(anyhow::anyhow!(
+                    "a read did not answer within {} ms",
+                    QUERY_TIMEOUT.as_millis()
+                ))
+                .into_response(),
+            };
+            (response, position)
         }
         Err(e) => (e.into_response(), watch.current()),
     };

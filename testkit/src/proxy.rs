@@ -6,12 +6,24 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-/// Forwards `127.0.0.1:{port}` to an upstream address until dropped. While cut, every
-/// connection through it is closed and new ones are closed as soon as they are accepted,
-/// as if the server were down.
+/// How the way through is broken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// Open: bytes flow.
+    Open,
+    /// As if the server were down: every connection is closed, new ones as soon as they are
+    /// accepted.
+    Refuse,
+    /// As if the network dropped every packet: connections stay open and nothing arrives
+    /// either way; new ones are accepted and never answered.
+    Blackhole,
+}
+
+/// Forwards `127.0.0.1:{port}` to an upstream address until dropped; a test cuts it with
+/// [`TcpProxy::set`].
 pub struct TcpProxy {
     pub port: u16,
-    cut: Arc<watch::Sender<bool>>,
+    cut: Arc<watch::Sender<Cut>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -22,7 +34,7 @@ impl TcpProxy {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a proxy port");
         listener.set_nonblocking(true).expect("nonblocking");
         let port = listener.local_addr().expect("an address").port();
-        let cut = Arc::new(watch::Sender::new(false));
+        let cut = Arc::new(watch::Sender::new(Cut::Open));
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let cut_rx = cut.subscribe();
         // A runtime of its own, so the proxy outlives whatever runtime the test uses.
@@ -47,8 +59,8 @@ impl TcpProxy {
         }
     }
 
-    /// Cuts (`true`) or restores (`false`) the way through.
-    pub fn set_cut(&self, cut: bool) {
+    /// Cuts the way through, or restores it ([`Cut::Open`]).
+    pub fn set(&self, cut: Cut) {
         self.cut.send_replace(cut);
     }
 }
@@ -64,25 +76,48 @@ impl Drop for TcpProxy {
     }
 }
 
-async fn accept(listener: TcpListener, upstream: String, cut: watch::Receiver<bool>) {
+async fn accept(listener: TcpListener, upstream: String, cut: watch::Receiver<Cut>) {
     loop {
         let Ok((client, _)) = listener.accept().await else {
             continue;
         };
-        if *cut.borrow() {
-            drop(client);
-            continue;
-        }
-        let upstream = upstream.clone();
         let mut cut = cut.clone();
+        let upstream = upstream.clone();
         tokio::spawn(async move {
-            let Ok(mut server) = TcpStream::connect(&upstream).await else {
+            let now = *cut.borrow();
+            match now {
+                Cut::Refuse => return,
+                // Held, silent, until the way opens again (then closed: the peer has long
+                // given up on it).
+                Cut::Blackhole => {
+                    let _held = client;
+                    let _ = cut.wait_for(|c| *c != Cut::Blackhole).await.map(|c| *c);
+                    return;
+                }
+                Cut::Open => {}
+            }
+            let Ok(server) = TcpStream::connect(&upstream).await else {
                 return;
             };
-            let mut client = client;
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = server.into_split();
+            // Forward until cut; a blackhole stops forwarding but keeps both sockets open.
+            let forward = async {
+                tokio::select! {
+                    _ = tokio::io::copy(&mut client_read, &mut server_write) => {}
+                    _ = tokio::io::copy(&mut server_read, &mut client_write) => {}
+                }
+            };
+            let broken = async {
+                let _ = cut.wait_for(|c| *c != Cut::Open).await.map(|c| *c);
+            };
             tokio::select! {
-                _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                _ = cut.wait_for(|c| *c) => {}
+                () = forward => return,
+                () = broken => {}
+            }
+            let blackhole = *cut.borrow() == Cut::Blackhole;
+            if blackhole {
+                let _ = cut.wait_for(|c| *c != Cut::Blackhole).await.map(|c| *c);
             }
         });
     }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use natter_testkit::nats::{NatsCluster, NatsServer, current_binary, default_binary};
 use natter_testkit::process::NatterProcess;
-use natter_testkit::proxy::TcpProxy;
+use natter_testkit::proxy::{Cut, TcpProxy};
 use natter_testkit::{Cleanup, Isolation, nats_url, postgres_server_url};
 use serde_json::Value;
 
@@ -176,31 +176,40 @@ async fn fault_postgres_unreachable_for_a_while() {
     let client = client();
     let messages = format!("{base}/api/v1/rooms/{room}/messages?limit=1");
 
-    proxy.set_cut(true);
+    proxy.set(Cut::Blackhole);
     let cut = Instant::now();
     // Commands need only NATS: sends go on while Postgres is away.
     load.wait_acked(20, Duration::from_secs(10)).await;
-    // Queries fail fast and cleanly.
-    let started = Instant::now();
-    let r = client
-        .get(&messages)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    let took = started.elapsed().as_secs_f64();
-    assert_eq!(r.status(), 503);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "unavailable");
+    // Queries fail fast and cleanly (the first may meet a pooled connection that the
+    // partition froze, the next ones a pool that cannot connect).
+    let mut took: f64 = 0.0;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let r = client.get(&messages).bearer_auth(&token).send().await;
+        let elapsed = started.elapsed().as_secs_f64();
+        took = took.max(elapsed);
+        let Ok(r) = r else {
+            report(&format!(
+                "Postgres partitioned: a query got no answer within {elapsed:.1} s"
+            ));
+            panic!("a query hung while Postgres was unreachable");
+        };
+        assert_eq!(r.status(), 503);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unavailable");
+    }
+    report(&format!(
+        "Postgres partitioned (packets dropped): queries answered 503 within {took:.2} s"
+    ));
     let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 503, "readyz says Postgres is down");
     assert!(
         took < 2.5,
         "a query waited {took:.2} s for a Postgres that is down"
     );
-    tokio::time::sleep(Duration::from_secs(3).saturating_sub(cut.elapsed())).await;
+    tokio::time::sleep(Duration::from_secs(5).saturating_sub(cut.elapsed())).await;
 
-    proxy.set_cut(false);
+    proxy.set(Cut::Open);
     let cleared = Instant::now();
     let back = loop {
         let r = client
@@ -219,7 +228,7 @@ async fn fault_postgres_unreachable_for_a_while() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     report(&format!(
-        "Postgres unreachable for 3 s: sends kept succeeding; a query answered 503 in {took:.2} s; queries answer again {back:.2} s after it is back"
+        "Postgres partitioned for 5 s: sends kept succeeding; queries answer again {back:.2} s after it is reachable"
     ));
     assert!(back < RECOVERY_BOUND);
     load.finish_and_verify(&base).await;
