@@ -168,7 +168,7 @@ impl Workload {
         let Some(first) = failed.next() else {
             return 0.0;
         };
-        let last = failed.last().unwrap_or(first);
+        let last = failed.next_back().unwrap_or(first);
         last.finished.duration_since(first.started).as_secs_f64()
     }
 
