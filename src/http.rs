@@ -138,12 +138,12 @@ impl AsyncRead for Connection {
     ) -> Poll<io::Result<()>> {
         loop {
             std::task::ready!(self.tcp.poll_read_ready(cx))?;
-            match self.tcp.try_read(buf.initialize_unfilled()) {
+            // Into the buffer's unfilled part as it is (no zeroing first).
+            match self.tcp.try_read_buf(buf) {
                 Ok(n) => {
                     if n > 0 {
                         self.partial.store(true, Ordering::Relaxed);
                     }
-                    buf.advance(n);
                     return Poll::Ready(Ok(()));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,

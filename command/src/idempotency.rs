@@ -184,9 +184,13 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, ApiE
         .and_then(|t| state.keys.verify(t).ok())
         .map(|c| c.sub.to_string())
         .unwrap_or_else(|| "anonymous".into());
-    let body = to_bytes(body, state.config.body_limit)
-        .await
-        .map_err(|_| ApiError::payload_too_large("the request body is over the limit"))?;
+    let body = to_bytes(body, state.config.body_limit).await.map_err(|e| {
+        if natter_edge::limits::is_body_timeout(&e) {
+            natter_edge::limits::timeout()
+        } else {
+            ApiError::payload_too_large("the request body is over the limit")
+        }
+    })?;
     let fingerprint = hex(&sha256(&[
         parts.method.as_str().as_bytes(),
         parts.uri.path().as_bytes(),

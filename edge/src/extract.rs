@@ -59,6 +59,9 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 fn body_rejection(rejection: BytesRejection) -> ApiError {
+    if crate::limits::is_body_timeout(&rejection) {
+        return crate::limits::timeout();
+    }
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::payload_too_large("the request body is over the limit")
     } else {

@@ -42,7 +42,5 @@ pub fn finish<S: Clone + Send + Sync + 'static>(
             )
         })
         .layer(DefaultBodyLimit::max(limits.body))
-        .layer(axum::middleware::from_fn(move |req, next| {
-            limits::read_body(limits, req, next)
-        }))
+        .layer(limits::RequestLimitsLayer(limits))
 }

@@ -46,15 +46,8 @@ impl NatterProcess {
         role: &str,
         env: Vec<(String, String)>,
     ) -> NatterProcess {
-        let mut process = NatterProcess {
-            binary: binary.into(),
-            role: role.to_string(),
-            env,
-            port: crate::nats::free_port(),
-            child: None,
-            log: Arc::default(),
-        };
-        process.restart();
+        let mut process = Self::start_in_background(binary, role, env);
+        process.wait_listening(Duration::from_secs(60));
         process
     }
 

@@ -45,6 +45,21 @@ fn report(line: &str) {
     }
 }
 
+/// Waits for sends to go on after a fault `cleared`, reports how long the first one begun
+/// after it took to succeed (`what {seconds} s after`), and holds it to [`RECOVERY_BOUND`].
+async fn recovered(load: &Workload, cleared: Instant, what: &str, after: &str) -> f64 {
+    load.wait_acked(20, Duration::from_secs(30)).await;
+    let recovery = load
+        .recovery_after(cleared)
+        .expect("a send after the fault cleared");
+    report(&format!("{what} {recovery:.2} s {after}"));
+    assert!(
+        recovery < RECOVERY_BOUND,
+        "{what} only {recovery:.2} s {after}"
+    );
+    recovery
+}
+
 /// A test's own stream and database, and the NATS servers natter uses. (Streams on a
 /// private server go with its store; [`Cleanup`] removes the database, and the streams on
 /// the shared server.)
@@ -86,18 +101,13 @@ async fn nats_restart(binary: std::path::PathBuf, label: &str) {
     nats.kill();
     tokio::time::sleep(Duration::from_secs(3)).await;
     nats.restart();
-    let cleared = Instant::now();
-    load.wait_acked(20, Duration::from_secs(30)).await;
-    let recovery = load
-        .recovery_after(cleared)
-        .expect("a send after the restart");
-    report(&format!(
-        "nats-server {label} killed for 3 s and restarted: sends succeed {recovery:.2} s after it is reachable again"
-    ));
-    assert!(
-        recovery < RECOVERY_BOUND,
-        "sends took {recovery:.2} s to recover"
-    );
+    recovered(
+        &load,
+        Instant::now(),
+        &format!("nats-server {label} killed for 3 s and restarted: sends succeed"),
+        "after it is reachable again",
+    )
+    .await;
     let done = load.finish_and_verify(&natter.base()).await;
     report(&format!("  nats-server {label}: {}", done.summary()));
 }
@@ -125,15 +135,13 @@ async fn fault_natter_killed_and_restarted_under_load() {
         natter.kill();
         tokio::time::sleep(Duration::from_millis(500)).await;
         natter.restart();
-        let cleared = Instant::now();
-        load.wait_acked(15, Duration::from_secs(30)).await;
-        let recovery = load
-            .recovery_after(cleared)
-            .expect("a send after the restart");
-        report(&format!(
-            "natter (role all) killed -9 and restarted (round {round}): sends succeed {recovery:.2} s after it listens"
-        ));
-        assert!(recovery < RECOVERY_BOUND);
+        recovered(
+            &load,
+            Instant::now(),
+            &format!("natter (role all) killed -9 and restarted (round {round}): sends succeed"),
+            "after it listens",
+        )
+        .await;
     }
     load.finish_and_verify(&natter.base()).await;
 }
