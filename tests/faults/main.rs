@@ -31,6 +31,9 @@ static NATTER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 });
 /// Sends must succeed within this long of a fault clearing (the goal is 1 s).
 const RECOVERY_BOUND: f64 = 5.0;
+/// What natter may add to the time a cluster itself needs to serve again: a request sent
+/// while the cluster had no leader waits out its 2 s timeout before it is retried.
+const REQUEST_SLACK: f64 = 3.0;
 
 /// Appends a line to the fault report and prints it.
 fn report(line: &str) {
@@ -410,9 +413,9 @@ async fn fault_a_three_node_cluster_loses_nodes() {
             },
             load.acked() - before
         ));
-        // natter adds at most about a second to what the cluster itself needs.
+        // natter adds at most one request timeout to what the cluster itself needs.
         assert!(
-            recovery < raw + 2.0 && recovery < 12.0,
+            recovery < raw + REQUEST_SLACK && recovery < 12.0,
             "{what}: {recovery:.2} s (its streams: {raw:.2} s); natter's log: {}",
             natter
                 .log_lines()
@@ -445,7 +448,7 @@ async fn fault_a_three_node_cluster_loses_nodes() {
         load.failing_window(lost)
     ));
     assert!(
-        recovery < raw + 2.0,
+        recovery < raw + REQUEST_SLACK,
         "{recovery:.2} s after two nodes came back (its streams: {raw:.2} s)"
     );
     load.finish_and_verify(&natter.base()).await;
