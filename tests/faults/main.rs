@@ -335,30 +335,67 @@ async fn stream_leader(cluster: &NatsCluster, stream: &str) -> Option<usize> {
     leader.trim_start_matches('n').parse().ok()
 }
 
-/// Seconds from `lost` until natter's streams (the event log and the idempotency bucket,
-/// whose leaders a send needs) answer `STREAM.INFO` with a leader through `urls`.
-async fn raw_stream_recovery(urls: String, stream: String, lost: Instant) -> f64 {
+/// Seconds from `lost` until a raw JetStream client could do through `urls` what a send
+/// needs: a put into the idempotency bucket (a key no request uses) is acknowledged; a
+/// publish to the event stream that expects an impossible subject sequence is refused by the
+/// stream's leader (which proves a leader is writing, and stores nothing); and a consumer of
+/// the log can be created (as a client whose connection moved must, to follow the log again;
+/// creating one needs the cluster's meta leader).
+async fn raw_stream_recovery(urls: String, prefix: String, stream: String, lost: Instant) -> f64 {
+    use async_nats::jetstream::context::{Publish, PublishErrorKind};
     let servers = natter_events::connection::server_list(&urls).unwrap();
     let client = async_nats::connect(servers).await.unwrap();
     let js = async_nats::jetstream::ContextBuilder::new()
         .timeout(Duration::from_millis(250))
         .build(client);
-    for name in [stream.clone(), format!("KV_{stream}_idem")] {
-        loop {
-            if let Ok(mut s) = js.get_stream(&name).await
-                && let Ok(info) = s.info().await
-                && info.cluster.as_ref().is_some_and(|c| c.leader.is_some())
-            {
-                break;
+    let probe = |subject: String, publish: Publish| {
+        let js = js.clone();
+        async move {
+            match js.send_publish(subject, publish).await {
+                Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.kind()),
+                Err(e) => Err(if e.kind() == PublishErrorKind::TimedOut {
+                    PublishErrorKind::TimedOut
+                } else {
+                    PublishErrorKind::Other
+                }),
             }
-            assert!(
-                lost.elapsed() < Duration::from_secs(30),
-                "{name} never answered again"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    };
+    loop {
+        let bucket = probe(
+            format!("$KV.{stream}_idem.fault-probe"),
+            Publish::build().payload("probe".into()),
+        )
+        .await;
+        let log = probe(
+            format!("{prefix}.events.fault-probe"),
+            Publish::build()
+                .payload("never stored".into())
+                .expected_last_subject_sequence(u64::MAX),
+        )
+        .await;
+        if bucket.is_ok() && log == Err(PublishErrorKind::WrongLastSequence) {
+            let follow = async {
+                let stream = js.get_stream(&stream).await.ok()?;
+                stream
+                    .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+                        filter_subject: format!("{prefix}.events.>"),
+                        deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::New,
+                        ..Default::default()
+                    })
+                    .await
+                    .ok()
+            };
+            if follow.await.is_some() {
+                return lost.elapsed().as_secs_f64();
+            }
+        }
+        assert!(
+            lost.elapsed() < Duration::from_secs(30),
+            "the cluster never accepted writes again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    lost.elapsed().as_secs_f64()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -399,13 +436,19 @@ async fn fault_a_three_node_cluster_loses_nodes() {
         let before = load.acked();
         let lost = Instant::now();
         cluster.nodes[victim].kill();
-        // What JetStream itself needs: how long until the stream answers again from the
-        // surviving nodes (a new leader, when the leader was lost).
-        let raw = raw_stream_recovery(survivors.join(","), stream.clone(), lost).await;
+        // What JetStream itself needs: how long until the streams accept writes again
+        // through the surviving nodes (a new leader, when a leader was lost).
+        let raw = raw_stream_recovery(
+            survivors.join(","),
+            setup.isolation.prefix.clone(),
+            stream.clone(),
+            lost,
+        )
+        .await;
         load.wait_acked(20, Duration::from_secs(30)).await;
         let recovery = load.recovery_after(lost).unwrap_or(0.0);
         report(&format!(
-            "3-node cluster (current release, R3) lost {what} (n{victim}{}): sends succeed {recovery:.2} s after the loss; its streams answered again after {raw:.2} s ({} acknowledged meanwhile)",
+            "3-node cluster (current release, R3) lost {what} (n{victim}{}): sends succeed {recovery:.2} s after the loss; a raw client could write and follow again after {raw:.2} s ({} acknowledged meanwhile)",
             if victim == connected {
                 ", natter's node"
             } else {
@@ -440,11 +483,17 @@ async fn fault_a_three_node_cluster_loses_nodes() {
     cluster.nodes[1].restart();
     cluster.nodes[2].restart();
     let cleared = Instant::now();
-    let raw = raw_stream_recovery(cluster.urls(), stream.clone(), cleared).await;
+    let raw = raw_stream_recovery(
+        cluster.urls(),
+        setup.isolation.prefix.clone(),
+        stream.clone(),
+        cleared,
+    )
+    .await;
     load.wait_acked(20, Duration::from_secs(60)).await;
     let recovery = load.recovery_after(cleared).unwrap_or(0.0);
     report(&format!(
-        "3-node cluster lost two nodes for 4 s (sends failed cleanly, over {:.1} s): sends succeed {recovery:.2} s after both are back; its streams answered again after {raw:.2} s",
+        "3-node cluster lost two nodes for 4 s (sends failed cleanly, over {:.1} s): sends succeed {recovery:.2} s after both are back; a raw client could write and follow again after {raw:.2} s",
         load.failing_window(lost)
     ));
     assert!(
