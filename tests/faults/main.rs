@@ -342,7 +342,8 @@ async fn stream_leader(cluster: &NatsCluster, stream: &str) -> Option<usize> {
 /// the log can be created (as a client whose connection moved must, to follow the log again;
 /// creating one needs the cluster's meta leader).
 async fn raw_stream_recovery(urls: String, prefix: String, stream: String, lost: Instant) -> f64 {
-    use async_nats::jetstream::context::{Publish, PublishErrorKind};
+    use async_nats::jetstream::context::PublishErrorKind;
+    use async_nats::jetstream::message::PublishMessage as Publish;
     let servers = natter_events::connection::server_list(&urls).unwrap();
     let client = async_nats::connect(servers).await.unwrap();
     let js = async_nats::jetstream::ContextBuilder::new()
