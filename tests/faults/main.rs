@@ -128,6 +128,34 @@ async fn fault_nats_server_restart_current_release() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_nats_server_frozen_and_thawed() {
+    // SIGSTOP: the server's sockets stay open and nothing answers, as on a hung host.
+    let nats = NatsServer::start(&default_binary());
+    let setup = Setup::new(nats.url());
+    let natter = natter_all(&setup.isolation, &nats.url());
+    let (token, room) = user_and_room(&natter.base(), "loader").await;
+    let load = Workload::start(vec![natter.base()], natter.base(), token, room);
+    load.wait_acked(20, Duration::from_secs(20)).await;
+
+    let frozen = Instant::now();
+    nats.freeze(true);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    nats.freeze(false);
+    recovered(
+        &load,
+        Instant::now(),
+        "nats-server frozen (SIGSTOP) for 4 s, then thawed: sends succeed",
+        "after it thawed",
+    )
+    .await;
+    report(&format!(
+        "  while frozen, sends failed cleanly over {:.1} s (none hung past the request timeouts)",
+        load.failing_window(frozen)
+    ));
+    load.finish_and_verify(&natter.base()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_natter_killed_and_restarted_under_load() {
     let setup = Setup::new(nats_url());
     let mut natter = natter_all(&setup.isolation, &setup.nats);
