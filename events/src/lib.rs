@@ -7,6 +7,7 @@
 //! - [`room`], [`user`]: the aggregates as `decide`/`evolve` functions, with no IO.
 //! - [`connection`]: the NATS connection (server list, first-connect retries, reconnects).
 //! - [`store`]: the JetStream adapter (bootstrap, append with expectations, reads).
+//! - `follow` (private): the self-healing follow behind [`EventStore::follow`].
 //! - [`audit`]: the checks `natter verify` runs over a whole log.
 //! - [`history`]: ranges of the log as auditors see them, streamed.
 
@@ -14,6 +15,7 @@ pub mod audit;
 pub mod catalogue;
 pub mod connection;
 pub mod envelope;
+mod follow;
 pub mod history;
 pub mod room;
 pub mod store;

@@ -215,13 +215,6 @@ impl EventStore {
         let payload = Bytes::from(envelope.encode());
         let mut last_error = None;
         for _ in 0..PUBLISH_ATTEMPTS {
-            // Disconnected, the client would buffer the publish and its ack would time out:
-            // answer at once instead (a retry with the same id is safe either way).
-            if !self.connected_within(RECONNECT_GRACE).await {
-                return Err(AppendError::Unavailable(
-                    last_error.unwrap_or_else(|| anyhow!("not connected to NATS")),
-                ));
-            }
             let mut headers = HeaderMap::new();
             headers.insert(EVENT_TYPE_HEADER, envelope.event.type_name());
             let mut publish = PublishMessage::build()
@@ -232,24 +225,28 @@ impl EventStore {
                 publish = publish.expected_last_subject_sequence(seq);
             }
             let witnessed = Witnessed::begin(&self.inner.witness);
-            let connects = self.connects();
-            let ack = match self
-                .inner
-                .js
-                .send_publish(subject.to_string(), publish)
-                .await
-            {
-                // An ack does not survive a lost connection: stop waiting for it as soon as
-                // the connection drops, and publish again once reconnected (the message id
-                // makes that safe) instead of waiting out the ack timeout.
-                Ok(future) => tokio::select! {
-                    ack = future => ack,
-                    () = self.connection_lost(connects) => {
-                        last_error = Some(anyhow!("the connection to NATS was lost while awaiting an ack"));
-                        continue;
-                    }
-                },
-                Err(e) => {
+            // Disconnected, the client would buffer the publish and its ack would time out;
+            // and an ack does not survive a lost connection: give up on this attempt as soon
+            // as the connection is not there (the next one, with the same message id, is
+            // safe), instead of waiting out the ack timeout.
+            let sent = self.unless_disconnected(async {
+                match self
+                    .inner
+                    .js
+                    .send_publish(subject.to_string(), publish)
+                    .await
+                {
+                    Ok(future) => Ok(future.await),
+                    Err(e) => Err(e),
+                }
+            });
+            let ack = match sent.await {
+                None => {
+                    last_error = Some(anyhow!("not connected to NATS"));
+                    continue;
+                }
+                Some(Ok(ack)) => ack,
+                Some(Err(e)) => {
                     last_error = Some(anyhow::Error::new(e).context("publishing an event"));
                     continue;
                 }
@@ -502,28 +499,12 @@ impl EventStore {
         u64,
         impl FuturesStream<Item = anyhow::Result<RawMessage>> + Send + use<>,
     )> {
-        let connects = self.connects();
-        let (pending, messages) = self.ordered(filter, start).await?;
-        let mut watch = tokio::time::interval(FOLLOW_CHECK);
-        watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let following = Following {
-            store: self.clone(),
-            filter: filter.to_string(),
-            start,
-            messages: Some(Box::pin(messages)),
-            last: None,
-            connects,
-            watch,
-            heard: tokio::time::Instant::now(),
-        };
-        Ok((
-            pending,
-            Box::pin(futures::stream::unfold(following, Following::next)),
-        ))
+        let (pending, messages) = crate::follow::heal(self.clone(), filter, start).await?;
+        Ok((pending, messages))
     }
 
     /// How many times the NATS client has connected (a change means it reconnected).
-    fn connects(&self) -> u64 {
+    pub(crate) fn connects(&self) -> u64 {
         self.inner
             .js
             .client()
@@ -534,7 +515,7 @@ impl EventStore {
 
     /// One ordered consumer on `filter` from `start` (it recreates itself after a gap, but
     /// learns of a lost server only from missed heartbeats).
-    async fn ordered(
+    pub(crate) async fn ordered(
         &self,
         filter: &str,
         start: Start,
@@ -584,116 +565,6 @@ impl EventStore {
                 })
             }),
         ))
-    }
-}
-
-/// Whether a follow's consumer is to be replaced: the client reconnected since it was
-/// created (`connects`), or it has been quiet since `heard` while the log holds an event for
-/// it after `last`.
-async fn lost(
-    store: &EventStore,
-    filter: &str,
-    connects: u64,
-    heard: tokio::time::Instant,
-    last: Option<u64>,
-) -> bool {
-    if store.connects() != connects {
-        tracing::info!(filter, "NATS reconnected; recreating a consumer");
-        return true;
-    }
-    let Some(last) = last.filter(|_| heard.elapsed() >= FOLLOW_QUIET) else {
-        return false;
-    };
-    match store.next_position(filter, last + 1).await {
-        Ok(Some(next)) => {
-            tracing::info!(
-                filter,
-                last,
-                next,
-                "a consumer went quiet behind the log; recreating it"
-            );
-            true
-        }
-        // Nothing to deliver (or the server cannot say): quiet is right, for now.
-        _ => false,
-    }
-}
-
-/// How often a follow checks that its consumer still delivers.
-const FOLLOW_CHECK: Duration = Duration::from_millis(250);
-/// How long a follow may hear nothing while the log holds an event for it before it
-/// recreates its consumer.
-const FOLLOW_QUIET: Duration = Duration::from_millis(750);
-
-type Messages = std::pin::Pin<Box<dyn FuturesStream<Item = anyhow::Result<RawMessage>> + Send>>;
-
-/// The state of a self-healing follow (see [`EventStore::follow_counted`]).
-struct Following {
-    store: EventStore,
-    filter: String,
-    start: Start,
-    /// `None` after a failed recreation.
-    messages: Option<Messages>,
-    /// The position of the last message delivered.
-    last: Option<u64>,
-    /// The client's connect count when the consumer was created.
-    connects: u64,
-    watch: tokio::time::Interval,
-    /// When the consumer last delivered (or was created).
-    heard: tokio::time::Instant,
-}
-
-impl Following {
-    async fn next(mut self) -> Option<(anyhow::Result<RawMessage>, Self)> {
-        loop {
-            let Some(messages) = self.messages.as_mut() else {
-                tokio::time::sleep(FOLLOW_CHECK).await;
-                if let Err(e) = self.recreate().await {
-                    return Some((Err(e), self));
-                }
-                continue;
-            };
-            tokio::select! {
-                biased;
-                item = messages.next() => {
-                    match &item {
-                        Some(Ok(m)) => {
-                            self.last = Some(m.position);
-                            self.heard = tokio::time::Instant::now();
-                        }
-                        Some(Err(_)) => {}
-                        None => return None,
-                    }
-                    return item.map(|item| (item, self));
-                }
-                _ = self.watch.tick() => {
-                    let resume_after = self.last.or(match self.start {
-                        Start::After(p) => Some(p),
-                        _ => None,
-                    });
-                    if lost(&self.store, &self.filter, self.connects, self.heard, resume_after).await
-                        && let Err(e) = self.recreate().await
-                    {
-                        return Some((Err(e), self));
-                    }
-                }
-            }
-        }
-    }
-
-    /// Replaces the consumer by one that starts after the last message delivered.
-    async fn recreate(&mut self) -> anyhow::Result<()> {
-        self.messages = None;
-        let start = match self.last {
-            Some(p) => Start::After(p),
-            None => self.start,
-        };
-        let connects = self.store.connects();
-        let (_, messages) = self.store.ordered(&self.filter, start).await?;
-        self.messages = Some(Box::pin(messages));
-        self.connects = connects;
-        self.heard = tokio::time::Instant::now();
-        Ok(())
     }
 }
 

@@ -503,7 +503,7 @@ fn leaving_forgets_the_read_marker_so_a_rejoin_starts_fresh() {
 
 #[test]
 fn the_first_to_join_a_room_everyone_left_becomes_its_owner() {
-    let room = given(&[
+    let everyone_left = [
         created(Visibility::Public, 10),
         (
             OWNER,
@@ -512,33 +512,19 @@ fn the_first_to_join_a_room_everyone_left_becomes_its_owner() {
                 new_owner_id: None,
             }),
         ),
-    ]);
+    ];
+    let rejoined = MemberJoined {
+        user_id: ALICE,
+        role: Role::Owner,
+        invite: None,
+    };
     assert_eq!(
-        when(&room, ALICE, RoomCommand::Join),
-        Ok(Some(Event::MemberJoined(MemberJoined {
-            user_id: ALICE,
-            role: Role::Owner,
-            invite: None,
-        })))
+        when(&given(&everyone_left), ALICE, RoomCommand::Join),
+        Ok(Some(Event::MemberJoined(rejoined.clone())))
     );
-    let room = given(&[
-        created(Visibility::Public, 10),
-        (
-            OWNER,
-            Event::MemberLeft(MemberLeft {
-                user_id: OWNER,
-                new_owner_id: None,
-            }),
-        ),
-        (
-            ALICE,
-            Event::MemberJoined(MemberJoined {
-                user_id: ALICE,
-                role: Role::Owner,
-                invite: None,
-            }),
-        ),
-    ]);
+    let mut history = everyone_left.to_vec();
+    history.push((ALICE, Event::MemberJoined(rejoined)));
+    let room = given(&history);
     assert_eq!(room.as_ref().unwrap().owner_id, ALICE);
     assert_eq!(
         when(&room, BOB, RoomCommand::Join),

@@ -93,20 +93,80 @@ fn natter_all(isolation: &Isolation, nats: &str) -> NatterProcess {
     )
 }
 
+/// Polls `/readyz` every 50 ms for `during`; each time it says ready, sends a message into
+/// `room` at once. Returns how many sends followed a ready answer and those that failed:
+/// a load balancer trusting `/readyz` must not be sent to an instance whose sends fail.
+async fn sends_when_ready(
+    base: &str,
+    token: &str,
+    room: &str,
+    during: Duration,
+) -> (usize, Vec<u16>) {
+    let client = client();
+    let until = Instant::now() + during;
+    let (mut tried, mut failed) = (0, Vec::new());
+    while Instant::now() < until {
+        let ready = client.get(format!("{base}/readyz")).send().await;
+        if ready.is_ok_and(|r| r.status() == 200) {
+            tried += 1;
+            let sent = client
+                .post(format!("{base}/api/v1/rooms/{room}/messages"))
+                .bearer_auth(token)
+                .json(&serde_json::json!({ "content": "probe" }))
+                .send()
+                .await;
+            let status = sent.map(|r| r.status().as_u16()).unwrap_or(0);
+            if status != 201 {
+                failed.push(status);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (tried, failed)
+}
+
 async fn nats_restart(binary: std::path::PathBuf, label: &str) {
     let mut nats = NatsServer::start(&binary);
     let setup = Setup::new(nats.url());
     let natter = natter_all(&setup.isolation, &nats.url());
     let (token, room) = user_and_room(&natter.base(), "loader").await;
+    let probe_room = {
+        let r = client()
+            .post(format!("{}/api/v1/rooms", natter.base()))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "name": "probe" }))
+            .send()
+            .await
+            .unwrap();
+        r.json::<Value>().await.unwrap()["room"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
     let load = Workload::start(vec![natter.base()], natter.base(), token, room);
     load.wait_acked(20, Duration::from_secs(20)).await;
 
     nats.kill();
     tokio::time::sleep(Duration::from_secs(3)).await;
     nats.restart();
+    let cleared = Instant::now();
+    // From the restart on, whenever /readyz says ready, a send works.
+    let (tried, failed) = sends_when_ready(
+        &natter.base(),
+        &load.token,
+        &probe_room,
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(tried > 0, "/readyz never said ready again");
+    assert!(
+        failed.is_empty(),
+        "/readyz said ready, yet {} of {tried} sends right after failed ({failed:?})",
+        failed.len()
+    );
     recovered(
         &load,
-        Instant::now(),
+        cleared,
         &format!("nats-server {label} killed for 3 s and restarted: sends succeed"),
         "after it is reachable again",
     )

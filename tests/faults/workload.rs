@@ -27,7 +27,7 @@ pub struct Attempt {
 
 /// A room under load.
 pub struct Workload {
-    bases: Arc<Mutex<Vec<String>>>,
+    bases: Arc<[String]>,
     pub token: String,
     pub room: String,
     stop: Arc<AtomicBool>,
@@ -85,7 +85,7 @@ impl Workload {
     /// websocket from `reader`.
     pub fn start(bases: Vec<String>, reader: String, token: String, room: String) -> Workload {
         let mut w = Workload {
-            bases: Arc::new(Mutex::new(bases)),
+            bases: bases.into(),
             token,
             room,
             stop: Arc::default(),
@@ -366,7 +366,7 @@ pub struct Report {
 }
 
 async fn send_loop(
-    bases: Arc<Mutex<Vec<String>>>,
+    bases: Arc<[String]>,
     token: String,
     room: String,
     stop: Arc<AtomicBool>,
@@ -381,7 +381,6 @@ async fn send_loop(
         // Each message is retried with its key until acknowledged, so that none is lost.
         loop {
             let base = {
-                let bases = bases.lock().unwrap();
                 turn += 1;
                 bases[turn % bases.len()].clone()
             };
