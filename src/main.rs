@@ -77,7 +77,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Commands::Serve { role } => serve::serve(cli.config, role).await,
             Commands::Migrate => {
-                natter_projector::db::prepare(&cli.config.database_url).await?;
+                natter_readmodel::db::prepare(&cli.config.database_url).await?;
                 tracing::info!("database ready and migrated");
                 Ok(())
             }

@@ -10,7 +10,7 @@ use crate::config::Config;
 pub async fn rebuild(config: Config) -> anyhow::Result<()> {
     let nats = natter_events::connection::connect_once(&config.nats_url, "natter-rebuild").await?;
     let store = EventStore::open(nats, &config.store()).await?;
-    let pool = natter_projector::db::prepare(&config.database_url).await?;
+    let pool = natter_readmodel::db::prepare(&config.database_url).await?;
     // Hidden automatically when stderr is not a terminal.
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template(

@@ -53,7 +53,7 @@ pub async fn run(
     .await?;
     let store = open_store(nats.clone(), &config).await?;
     let pool = if role.needs_postgres() {
-        Some(natter_projector::db::prepare(&config.database_url).await?)
+        Some(natter_readmodel::db::prepare(&config.database_url).await?)
     } else {
         None
     };

@@ -2,47 +2,14 @@
 //! projection's new checkpoint. Table names are unqualified: the connection's `search_path`
 //! decides which set of tables is written (the live ones, or a rebuild's).
 
+use natter_readmodel::checkpoint;
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::batch::{Batch, MemberChange};
 
-/// The channel a batch commit notifies, with the new position as payload.
-pub const NOTIFY_CHANNEL: &str = "natter_projection";
-
-/// Creates the checkpoint row of `projection` (at 0) if it does not exist yet.
-pub async fn ensure_checkpoint(
-    tx: &mut Transaction<'_, Postgres>,
-    projection: &str,
-) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO projection_checkpoints (projection, position) VALUES ($1, 0) ON CONFLICT DO NOTHING")
-        .bind(projection)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-/// Reads the checkpoint of `projection` (see [`ensure_checkpoint`]), locking its row for this
-/// transaction.
-pub async fn checkpoint_for_update(
-    tx: &mut Transaction<'_, Postgres>,
-    projection: &str,
-) -> sqlx::Result<u64> {
-    let (position,): (i64,) = sqlx::query_as(
-        "SELECT position FROM projection_checkpoints WHERE projection = $1 FOR UPDATE",
-    )
-    .bind(projection)
-    .fetch_one(&mut **tx)
-    .await?;
-    Ok(position as u64)
-}
-
 /// Applies `batch` and moves the checkpoint to `batch.last`.
-pub async fn write(
-    tx: &mut Transaction<'_, Postgres>,
-    projection: &str,
-    batch: &Batch,
-) -> sqlx::Result<()> {
+pub async fn write(tx: &mut Transaction<'_, Postgres>, batch: &Batch) -> sqlx::Result<()> {
     users(tx, batch).await?;
     rooms(tx, batch).await?;
     invites(tx, batch).await?;
@@ -58,19 +25,7 @@ pub async fn write(
         .execute(&mut **tx)
         .await?;
     }
-    sqlx::query(
-        "UPDATE projection_checkpoints SET position = $2, updated_at = now() WHERE projection = $1",
-    )
-    .bind(projection)
-    .bind(batch.last as i64)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(NOTIFY_CHANNEL)
-        .bind(batch.last.to_string())
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    checkpoint::advance(tx, batch.last).await
 }
 
 async fn users(tx: &mut Transaction<'_, Postgres>, batch: &Batch) -> sqlx::Result<()> {

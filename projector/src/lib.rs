@@ -7,13 +7,14 @@
 //! - [`runner`]: the loop, leader election, status (position, lag, halt).
 //! - [`rebuild`]: replays the whole log into fresh tables and swaps them in.
 //! - [`storable`]: what Postgres cannot store (NUL) made storable in the read models only.
-//! - [`db`]: database creation and the embedded migrations (`migrations/`).
+//!
+//! The schema, its migrations and the checkpoint row are the read-model contract, in
+//! `natter-readmodel`, which the queries depend on as well.
 
 pub mod apply;
 pub mod batch;
-pub mod db;
 pub mod rebuild;
 pub mod runner;
 pub mod storable;
 
-pub use runner::{Halt, PROJECTION, ProjectionStatus, Projector, ProjectorConfig};
+pub use runner::{Halt, ProjectionStatus, Projector, ProjectorConfig};

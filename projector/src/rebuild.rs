@@ -13,13 +13,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use futures::StreamExt;
 use natter_events::{EventStore, Start};
+use natter_readmodel::checkpoint;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Executor, PgPool};
 
 use crate::apply;
-use crate::runner::{
-    APPLY_LOCK, Item, PROJECTION, ProjectionStatus, Projector, ProjectorConfig, fold,
-};
+use crate::runner::{APPLY_LOCK, Item, ProjectionStatus, Projector, ProjectorConfig, fold};
 
 const SCHEMA: &str = "natter_rebuild";
 /// One rebuild at a time.
@@ -168,7 +167,7 @@ async fn run(
         "SET LOCAL search_path TO {SCHEMA}, public"
     )))
     .await?;
-    let mut position = apply::checkpoint_for_update(&mut tx, PROJECTION).await?;
+    let mut position = checkpoint::for_update(&mut tx).await?;
     let now = store.head().await?;
     if now > position {
         let mut messages = Box::pin(
@@ -194,7 +193,7 @@ async fn run(
                     halt.error
                 );
             }
-            apply::write(&mut tx, PROJECTION, &batch).await?;
+            apply::write(&mut tx, &batch).await?;
             position = batch.last;
         }
     }
@@ -208,11 +207,7 @@ async fn run(
     tx.execute(sqlx::AssertSqlSafe(swap))
         .await
         .context("swapping in the rebuilt tables")?;
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(apply::NOTIFY_CHANNEL)
-        .bind(position.to_string())
-        .execute(&mut *tx)
-        .await?;
+    checkpoint::announce(&mut *tx, position).await?;
     tx.commit().await?;
     Ok(Summary {
         position,

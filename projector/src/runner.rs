@@ -10,14 +10,13 @@ use anyhow::{Context as _, bail};
 use futures::{FutureExt, StreamExt};
 use natter_events::store::decode_known;
 use natter_events::{EventStore, RawMessage, Recorded, Start};
+use natter_readmodel::checkpoint;
 use serde::Serialize;
 use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::apply;
 use crate::batch::Batch;
 
-/// The read models' projection name (its row in `projection_checkpoints`).
-pub const PROJECTION: &str = "read_models";
 /// Held for as long as an instance is the active projector.
 const LEADER_LOCK: i64 = 0x6e61_7474_6572_0001;
 /// How long a batch keeps gathering live events once it holds [`LIVE_GATHER_FROM`] of them.
@@ -162,8 +161,8 @@ impl Projector {
     /// Reads the checkpoint.
     pub async fn checkpoint(&self) -> anyhow::Result<u64> {
         let mut tx = self.pool.begin().await?;
-        apply::ensure_checkpoint(&mut tx, PROJECTION).await?;
-        let position = apply::checkpoint_for_update(&mut tx, PROJECTION).await?;
+        checkpoint::ensure(&mut tx).await?;
+        let position = checkpoint::for_update(&mut tx).await?;
         tx.commit().await?;
         Ok(position)
     }
@@ -275,12 +274,12 @@ impl Projector {
                 .execute(&mut *tx)
                 .await?;
         }
-        let checkpoint = apply::checkpoint_for_update(&mut tx, PROJECTION).await?;
+        let checkpoint = checkpoint::for_update(&mut tx).await?;
         if checkpoint != after {
             tx.rollback().await?;
             return Ok(Committed::Moved(checkpoint));
         }
-        apply::write(&mut tx, PROJECTION, batch)
+        apply::write(&mut tx, batch)
             .await
             .with_context(|| format!("applying events up to position {}", batch.last))?;
         tx.commit().await?;

@@ -11,8 +11,7 @@ use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use natter_edge::ApiError;
-use natter_projector::PROJECTION;
-use natter_projector::apply::NOTIFY_CHANNEL;
+use natter_readmodel::{NOTIFY_CHANNEL, checkpoint};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::watch;
@@ -72,12 +71,7 @@ impl ProjectionWatch {
 }
 
 async fn read_checkpoint(pool: &PgPool) -> anyhow::Result<u64> {
-    let row: Option<(i64,)> =
-        sqlx::query_as("SELECT position FROM projection_checkpoints WHERE projection = $1")
-            .bind(PROJECTION)
-            .fetch_optional(pool)
-            .await?;
-    Ok(row.map_or(0, |(p,)| p as u64))
+    Ok(checkpoint::read(pool).await?)
 }
 
 async fn follow(pool: &PgPool, tx: &watch::Sender<u64>) -> anyhow::Result<()> {

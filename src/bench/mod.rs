@@ -167,7 +167,7 @@ impl Env {
         let nats =
             natter_events::connection::connect_once(&config.nats_url, "natter-bench").await?;
         let store = EventStore::open(nats.clone(), &config.store()).await?;
-        let pool = natter_projector::db::connect(&config.database_url).await?;
+        let pool = natter_readmodel::db::connect(&config.database_url).await?;
         Ok(Env {
             base: format!("http://{addr}/api/v1"),
             addr,
@@ -213,7 +213,7 @@ impl Env {
         ] {
             let _ = js.delete_stream(&name).await;
         }
-        let admin = natter_projector::db::connect(&bench_database_url(
+        let admin = natter_readmodel::db::connect(&bench_database_url(
             &self.config.database_url,
             "postgres",
         ))

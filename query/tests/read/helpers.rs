@@ -73,7 +73,7 @@ impl Stack {
         )
         .await
         .unwrap();
-        let pool = natter_projector::db::prepare(&isolation.database_url)
+        let pool = natter_readmodel::db::prepare(&isolation.database_url)
             .await
             .unwrap();
         let keys = Arc::new(JwtKeys::new(

@@ -5,8 +5,8 @@ use sqlx::migrate::MigrateDatabase;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, migrate::Migrator};
 
-/// The read models' migrations, embedded from the workspace's `migrations/`.
-pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+/// The read models' migrations, embedded from this crate's `migrations/`.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// Creates the database at `url` if it does not exist and applies every pending migration.
 pub async fn prepare(url: &str) -> anyhow::Result<PgPool> {
