@@ -87,7 +87,7 @@ pub async fn replay(config: Config, args: ReplayArgs) -> anyhow::Result<()> {
     while let Some(message) = lines.next().await {
         let message = message?;
         bar.set_position(message.position);
-        let line = history::line(&message);
+        let line = natter_events::envelope::public_json(&message);
         match args.format {
             Format::Ndjson => {
                 out.write_all(&line)?;

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
-use natter_events::EventStore;
+use natter_events::{EventStore, LiveTail};
 use natter_projector::ProjectionStatus;
 use natter_query::position::ProjectionWatch;
 use serde_json::{Value, json};
@@ -22,10 +22,10 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 const TAIL_WAIT: Duration = Duration::from_secs(1);
 
 /// Whether the live tail has delivered up to `head`, waiting up to [`TAIL_WAIT`].
-async fn tail_check(store: &EventStore, head: u64) -> (bool, Value) {
+async fn tail_check(tail: &LiveTail, head: u64) -> (bool, Value) {
     let deadline = tokio::time::Instant::now() + TAIL_WAIT;
     loop {
-        match store.live_position().await {
+        match tail.position() {
             None => {
                 return (
                     false,
@@ -56,9 +56,9 @@ pub struct OpsState {
     /// Present where this process serves queries.
     pub applied: Option<ProjectionWatch>,
     pub metrics: PrometheusHandle,
-    /// Whether this process follows the log live (command and gateway roles): it can serve
-    /// only while that tail keeps up.
-    pub live_tail: bool,
+    /// The process's live tail, where it follows the log live (command and gateway roles):
+    /// it can serve only while that tail keeps up.
+    pub live_tail: Option<LiveTail>,
 }
 
 pub fn routes(state: OpsState) -> Router {
@@ -119,10 +119,10 @@ async fn readyz(State(state): State<OpsState>) -> (StatusCode, Json<Value>) {
             }
         }
     };
-    let (tail_ok, tail) = match (state.live_tail, head) {
-        (false, _) => (true, json!({ "ok": true, "required": false })),
-        (true, Some(head)) => tail_check(&state.store, head).await,
-        (true, None) => (
+    let (tail_ok, tail) = match (&state.live_tail, head) {
+        (None, _) => (true, json!({ "ok": true, "required": false })),
+        (Some(tail), Some(head)) => tail_check(tail, head).await,
+        (Some(_), None) => (
             false,
             json!({ "ok": false, "error": "the log's head cannot be read" }),
         ),

@@ -9,7 +9,7 @@ use futures::future::select_all;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use natter_command::CommandService;
 use natter_edge::JwtKeys;
-use natter_events::EventStore;
+use natter_events::{EventStore, LiveTail};
 use natter_projector::{ProjectionStatus, Projector};
 use natter_query::QueryService;
 use tokio::net::TcpListener;
@@ -60,22 +60,31 @@ pub async fn run(
 
     let metrics = metrics_handle()?;
 
+    // The one live consumer of the log in this process, shared by the room cache and the
+    // gateway (and watched by `/readyz`).
+    let tail = if role.runs_command() || role.runs_query() {
+        Some(LiveTail::start(&store).await?)
+    } else {
+        None
+    };
+
     let mut router = Router::new();
     let mut tasks: Vec<(&'static str, JoinHandle<()>)> = Vec::new();
     let mut command = None;
     let mut query = None;
     let mut projector_status = None;
-    if role.runs_command() {
+    if let (true, Some(tail)) = (role.runs_command(), &tail) {
         let mut service =
-            CommandService::start(store.clone(), keys.clone(), config.command()?).await?;
+            CommandService::start(store.clone(), tail, keys.clone(), config.command()?).await?;
         router = router.merge(service.routes());
         tasks.append(&mut service.tasks);
         command = Some(service);
     }
-    if let (true, Some(pool)) = (role.runs_query(), &pool) {
+    if let (true, Some(pool), Some(tail)) = (role.runs_query(), &pool, &tail) {
         let mut service = QueryService::start(
             pool.clone(),
             store.clone(),
+            tail,
             nats.clone(),
             keys.clone(),
             config.query(),
@@ -102,7 +111,7 @@ pub async fn run(
         projector: projector_status,
         applied: query.as_ref().map(|q| q.state.watch.clone()),
         metrics,
-        live_tail: role.runs_command() || role.runs_query(),
+        live_tail: tail,
     }));
     let app =
         natter_edge::finish(router, config.request_limits()).layer(TraceLayer::new_for_http());

@@ -1,12 +1,11 @@
 //! Room state cached in memory and kept fresh from the log, so a command never re-reads a
 //! room's history: the process's live tail of the log (one consumer, shared with the gateway in
-//! `--role all`) applies every room event to the cached rooms, and a cache miss or a sequence
+//! `--role all`) delivers every room event to the cached rooms, and a cache miss or a sequence
 //! conflict catches the room up from the log.
 //!
-//! Each cached part (`meta`, `read`) remembers the position of the last event applied to it,
-//! so an event delivered twice (by the live consumer and by a catch-up, or after our own
-//! append) is applied once. While a catch-up reads the log, live deliveries for that room are
-//! buffered and applied after it, so none falls between the two.
+//! Each cached room is a [`LiveRoom`], the fold shared with the gateway: it applies an event
+//! delivered twice (by the live tail and by a catch-up, or after our own append) once, and
+//! parks live events while a catch-up reads, so none falls between the two.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -14,18 +13,20 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use natter_events::room::{Room, evolve};
+use natter_events::room::{LiveRoom, Room};
 use natter_events::store::decode_known;
-use natter_events::{EventStore, Recorded, RoomPart, SubjectKind};
+use natter_events::{EventStore, LiveTail, Recorded, RoomPart, SubjectKind};
 use uuid::Uuid;
 
 /// How many rooms a process keeps folded in memory; the least recently used are dropped.
 pub const DEFAULT_CAPACITY: usize = 100_000;
 
+type Fold = LiveRoom<(RoomPart, Recorded)>;
+
 /// One cached room.
 pub struct RoomEntry {
     id: Uuid,
-    state: Mutex<EntryState>,
+    fold: Mutex<Fold>,
     /// Serializes catch-ups of this room.
     loading: tokio::sync::Mutex<()>,
     /// Serializes this process's appends to the room's `meta` subject, so that local callers
@@ -35,56 +36,25 @@ pub struct RoomEntry {
     pub read_writer: tokio::sync::Mutex<()>,
 }
 
-#[derive(Default)]
-struct EntryState {
-    room: Option<Room>,
-    meta: PartState,
-    read: PartState,
-    catching_up: bool,
-    pending: Vec<Recorded>,
-}
-
-#[derive(Default, Clone, Copy)]
-struct PartState {
-    loaded: bool,
-    /// Position of the last event of this part applied (0: none).
-    version: u64,
-}
-
-impl EntryState {
-    fn part(&mut self, part: RoomPart) -> Option<&mut PartState> {
-        match part {
-            RoomPart::Meta => Some(&mut self.meta),
-            RoomPart::Read => Some(&mut self.read),
-            RoomPart::Msg => None,
-        }
-    }
-
-    fn apply(&mut self, part: RoomPart, recorded: &Recorded) {
-        let Some(p) = self.part(part) else { return };
-        if p.loaded && recorded.position > p.version {
-            p.version = recorded.position;
-            self.room = evolve(self.room.take(), &recorded.envelope);
-        }
-    }
-}
-
 impl RoomEntry {
     fn new(id: Uuid) -> Self {
         RoomEntry {
             id,
-            state: Mutex::new(EntryState::default()),
+            fold: Mutex::new(LiveRoom::default()),
             loading: tokio::sync::Mutex::new(()),
             meta_writer: tokio::sync::Mutex::new(()),
             read_writer: tokio::sync::Mutex::new(()),
         }
     }
 
+    fn fold(&self) -> std::sync::MutexGuard<'_, Fold> {
+        self.fold.lock().expect("room fold lock")
+    }
+
     /// Runs `f` on the room as currently known, with the version of `part`.
     pub fn with_room<T>(&self, part: RoomPart, f: impl FnOnce(Option<&Room>, u64) -> T) -> T {
-        let mut state = self.state.lock().expect("room state lock");
-        let version = state.part(part).map(|p| p.version).unwrap_or(0);
-        f(state.room.as_ref(), version)
+        let fold = self.fold();
+        f(fold.room(), fold.version(part))
     }
 
     /// Waits for any catch-up of this room in progress (live events are parked during one).
@@ -94,26 +64,9 @@ impl RoomEntry {
 
     /// Applies an event this process appended with an expected position (so no other event of
     /// that part lies between the cached version and it). It is applied even during a
-    /// catch-up: the catch-up's older events are then skipped by the version check.
-    pub fn apply_own(&self, part: RoomPart, recorded: &Recorded) {
-        self.state
-            .lock()
-            .expect("room state lock")
-            .apply(part, recorded);
-    }
-
-    fn deliver(&self, part: RoomPart, recorded: Recorded) {
-        let mut state = self.state.lock().expect("room state lock");
-        if state.catching_up {
-            state.pending.push(recorded);
-        } else {
-            state.apply(part, &recorded);
-        }
-    }
-
-    fn is_loaded(&self, part: RoomPart) -> bool {
-        let mut state = self.state.lock().expect("room state lock");
-        state.part(part).is_none_or(|p| p.loaded)
+    /// catch-up: the catch-up's older events are then skipped by their positions.
+    pub fn apply_own(&self, part: RoomPart, recorded: Recorded) {
+        self.fold().apply(&(part, recorded));
     }
 }
 
@@ -138,15 +91,12 @@ impl RoomCache {
         }
     }
 
-    /// Starts following the log from its current head (every event, not only rooms': the
-    /// read barrier compares with the log's head) on the process's shared live tail. Returns
+    /// Starts following the log on the process's live tail (every event, not only rooms':
+    /// the read barrier compares with the log's head). Returns
     /// a task that holds the subscription and ends if the tail stops; aborting it unsubscribes.
-    pub async fn start_live(&self) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    pub fn start_live(&self, tail: &LiveTail) -> anyhow::Result<tokio::task::JoinHandle<()>> {
         let cache = self.clone();
-        let (head, subscription) = self
-            .store
-            .subscribe_live(move |message| cache.on_message(message))
-            .await?;
+        let (head, subscription) = tail.subscribe(move |message| cache.on_message(message))?;
         self.saw(head);
         Ok(tokio::spawn(async move {
             subscription.closed().await;
@@ -202,7 +152,9 @@ impl RoomCache {
             return;
         };
         match decode_known(message.clone()) {
-            Ok(Some(recorded)) => entry.deliver(part, recorded),
+            Ok(Some(recorded)) => {
+                entry.fold().deliver((part, recorded));
+            }
             Ok(None) => {}
             Err(e) => {
                 // The room cannot be folded past this event: forget it rather than serve a
@@ -230,7 +182,7 @@ impl RoomCache {
         if with_reads {
             parts.push(RoomPart::Read);
         }
-        if parts.iter().any(|p| !entry.is_loaded(*p)) {
+        if parts.iter().any(|p| !entry.fold().is_loaded(*p)) {
             self.catch_up(&entry, &parts).await?;
         }
         Ok(entry)
@@ -239,52 +191,35 @@ impl RoomCache {
     /// Reads what the log holds beyond the cached versions of `parts` and applies it.
     pub async fn catch_up(&self, entry: &RoomEntry, parts: &[RoomPart]) -> anyhow::Result<()> {
         let _loading = entry.loading.lock().await;
-        let from: Vec<(RoomPart, u64)> = {
-            let mut state = entry.state.lock().expect("room state lock");
-            state.catching_up = true;
-            parts
-                .iter()
-                .map(|p| (*p, state.part(*p).map(|s| s.version).unwrap_or(0)))
-                .collect()
+        let from = entry.fold().begin_catch_up(parts);
+        let read = async {
+            let mut read = Vec::new();
+            for (part, after) in from {
+                let subject = self.store.subjects().room(entry.id, part);
+                let events = self.store.read_subject(&subject, after).await?;
+                read.extend(events.into_iter().map(|e| (part, e)));
+            }
+            // Every event up to the last one read is parked before the fold ends the
+            // catch-up, so that it applies them all in log order.
+            let last = read.iter().map(|(_, e)| e.position).max().unwrap_or(0);
+            let mut seen = self.seen.subscribe();
+            tokio::time::timeout(self.barrier_wait, seen.wait_for(|s| *s >= last))
+                .await
+                .map_err(|_| anyhow::anyhow!("the live tail did not reach position {last}"))?
+                .map_err(|_| anyhow::anyhow!("the room cache consumer stopped"))?;
+            anyhow::Ok(read)
         };
-        let mut read = Vec::new();
-        let mut failure = None;
-        for (part, after) in &from {
-            let subject = self.store.subjects().room(entry.id, *part);
-            match self.store.read_subject(&subject, *after).await {
-                Ok(events) => read.push((*part, events)),
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
+        match read.await {
+            Ok(read) => {
+                entry.fold().end_catch_up(read, &[]);
+                Ok(())
+            }
+            Err(e) => {
+                entry.fold().abandon_catch_up();
+                // Drop the room, so the next use loads it whole.
+                self.entries.remove(&entry.id);
+                Err(e.context("catching a room up from the log"))
             }
         }
-        let mut state = entry.state.lock().expect("room state lock");
-        let pending = std::mem::take(&mut state.pending);
-        state.catching_up = false;
-        if let Some(e) = failure {
-            // Buffered live events are gone with the failed catch-up: drop the room so the
-            // next use loads it whole.
-            drop(state);
-            self.entries.remove(&entry.id);
-            return Err(e.context("catching a room up from the log"));
-        }
-        for (part, events) in &read {
-            if let Some(p) = state.part(*part) {
-                p.loaded = true;
-            }
-            for e in events {
-                state.apply(*part, e);
-            }
-        }
-        let mut pending = pending;
-        pending.sort_by_key(|r| r.position);
-        for recorded in pending {
-            if let Some(SubjectKind::Room(_, part)) = self.store.subjects().parse(&recorded.subject)
-            {
-                state.apply(part, &recorded);
-            }
-        }
-        Ok(())
     }
 }

@@ -5,9 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use natter_edge::ApiError;
-use natter_events::room::{Command, DomainError, decide};
+use natter_events::room::{Command, Concurrency, DomainError, decide};
 use natter_events::{AppendError, Envelope, Expect, Recorded, RoomPart};
 use rand::Rng;
 use uuid::Uuid;
@@ -24,8 +23,6 @@ pub struct Executed {
     /// The position of the appended event, or of the state the command found already
     /// satisfied.
     pub position: u64,
-    /// The appended event; `None` when nothing needed appending.
-    pub appended: Option<Recorded>,
 }
 
 #[derive(Debug)]
@@ -69,17 +66,20 @@ pub fn domain_error(e: DomainError) -> ApiError {
     }
 }
 
-/// Runs `command` against room `room_id`, appending its event (if any) to `part`.
+/// Runs `command` against room `room_id`, appending its event (if any) to the subject and
+/// under the concurrency rule the command names.
 pub async fn execute(
     state: &AppState,
     room_id: Uuid,
-    part: RoomPart,
     command: Command,
     event_id: Uuid,
 ) -> Result<Executed, CommandError> {
     let cache = &state.rooms;
+    let part = command.action.part();
+    let reads = command.action.reads();
+    let concurrency = command.action.concurrency();
     let entry = cache
-        .room(room_id, part == RoomPart::Read)
+        .room(room_id, reads.contains(&RoomPart::Read))
         .await
         .map_err(CommandError::Unavailable)?;
     let _writer = match part {
@@ -88,16 +88,13 @@ pub async fn execute(
         RoomPart::Msg => None,
     };
     let subject = state.store.subjects().room(room_id, part);
-    let parts: &[RoomPart] = match part {
-        RoomPart::Read => &[RoomPart::Meta, RoomPart::Read],
-        _ => &[RoomPart::Meta],
-    };
-    // Messages are not serialized against the room's `meta` subject, so a send first makes
-    // sure the cached membership is as current as the log was when the send arrived (a head
-    // lookup shared by concurrent commands, no history read): a member removed through
-    // another instance cannot post once the removal has been acknowledged.
+    // An append that expects no version (a message) is not serialized against the subjects
+    // its decision reads (membership), so it is decided on state at least as current as the
+    // log was when it arrived (a head lookup shared by concurrent commands, no history
+    // read): a member removed through another instance cannot post once the removal has
+    // been acknowledged.
     let mut verified = false;
-    if part == RoomPart::Msg {
+    if concurrency == Concurrency::Barrier {
         cache.barrier().await.map_err(CommandError::Unavailable)?;
         entry.settled().await;
         verified = true;
@@ -119,21 +116,21 @@ pub async fn execute(
                 return Ok(Executed {
                     entry: entry.clone(),
                     position: version,
-                    appended: None,
                 });
             }
             Ok(Some(event)) => event,
         };
+        // The decision's clock is the event's: one reading per command.
         let envelope = Envelope::new(
             event_id,
-            Utc::now(),
+            command.now,
             Some(command.actor),
             Some(room_id),
             event,
         );
-        let expect = match part {
-            RoomPart::Msg => Expect::Any,
-            RoomPart::Meta | RoomPart::Read => Expect::LastAt(version),
+        let expect = match concurrency {
+            Concurrency::ExpectVersion => Expect::LastAt(version),
+            Concurrency::Barrier => Expect::Any,
         };
         match state
             .store
@@ -141,26 +138,27 @@ pub async fn execute(
             .await
         {
             Ok(position) => {
-                let recorded = Recorded {
-                    position,
-                    subject: subject.clone(),
-                    recorded_at: envelope.occurred_at,
-                    envelope,
-                };
-                if part != RoomPart::Msg {
-                    entry.apply_own(part, &recorded);
+                if concurrency == Concurrency::ExpectVersion {
+                    entry.apply_own(
+                        part,
+                        Recorded {
+                            position,
+                            subject,
+                            recorded_at: envelope.occurred_at,
+                            envelope,
+                        },
+                    );
                 }
                 return Ok(Executed {
                     entry: entry.clone(),
                     position,
-                    appended: Some(recorded),
                 });
             }
             Err(AppendError::Conflict) => {
                 let pause = rand::rng().random_range(0..3u64);
                 tokio::time::sleep(Duration::from_millis(pause)).await;
                 cache
-                    .catch_up(&entry, parts)
+                    .catch_up(&entry, reads)
                     .await
                     .map_err(CommandError::Unavailable)?;
                 verified = true;

@@ -5,6 +5,7 @@
 //!
 //! - [`users`]: registration (the username claim) and login.
 //! - [`rooms`]: rooms, invites, messages, read markers.
+//! - [`input`]: the input rules as types (room names, message bodies, attachments).
 //! - [`execute`]: the decide → append → (conflict: catch up, retry) loop.
 //! - [`cache`]: the room cache and its live consumer.
 //! - [`idempotency`]: `Idempotency-Key` over a JetStream key-value bucket.
@@ -13,6 +14,7 @@
 pub mod cache;
 pub mod execute;
 pub mod idempotency;
+pub mod input;
 pub mod passwords;
 pub mod ratelimit;
 pub mod rooms;
@@ -25,7 +27,7 @@ use axum::Router;
 use axum::extract::FromRef;
 use axum::middleware::from_fn_with_state;
 use natter_edge::{ApiError, JwtKeys, UserRole};
-use natter_events::EventStore;
+use natter_events::{EventStore, LiveTail};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -106,16 +108,17 @@ pub struct CommandService {
 }
 
 impl CommandService {
-    /// Opens the idempotency bucket and starts the room cache's live consumer.
+    /// Opens the idempotency bucket and follows the live tail into the room cache.
     pub async fn start(
         store: EventStore,
+        tail: &LiveTail,
         keys: Arc<JwtKeys>,
         config: CommandConfig,
     ) -> anyhow::Result<Self> {
         let idempotency =
             IdempotencyStore::open(store.jetstream(), store.stream_name(), config.replicas).await?;
         let rooms = RoomCache::new(store.clone(), config.cache_capacity, config.freshness_wait);
-        let live = rooms.start_live().await?;
+        let live = rooms.start_live(tail)?;
         let limiter = config
             .send_rate
             .map(|spec| Arc::new(SendLimiter::new(spec)));

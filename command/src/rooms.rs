@@ -6,11 +6,11 @@ use axum::routing::{delete, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use natter_edge::views::{InviteView, MessageView, RoomView};
 use natter_edge::{ApiError, ApiJson, ApiPath, AuthUser, OptionalJson};
 use natter_events::RoomPart;
-use natter_events::catalogue::{Attachment, Event, MessageKind, RoomKind, Visibility};
+use natter_events::catalogue::{Attachment, MessageKind, RoomKind, Visibility};
 use natter_events::room::{Command, RoomCommand};
 use rand::RngCore;
 use serde::Deserialize;
@@ -21,10 +21,10 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::execute::{Executed, execute};
 use crate::idempotency::Ids;
+use crate::input::{MessageBody, RoomName};
 
 pub const DEFAULT_MAX_MEMBERS: u32 = 1_000;
 pub const MAX_MEMBERS_LIMIT: u32 = 100_000;
-pub const MAX_CONTENT_CHARS: usize = 4_000;
 const DEFAULT_INVITE_SECS: i64 = 7 * 24 * 3600;
 const MAX_INVITE_SECS: i64 = 30 * 24 * 3600;
 
@@ -40,21 +40,32 @@ pub fn router() -> Router<AppState> {
         .route("/rooms/{room_id}/read", post(mark_read))
 }
 
-/// Runs `action` by `user` on `part` of the room, with the next of `ids` as the event id.
+/// Runs `action` by `user` on the room at `now`, with the next of `ids` as the event id.
+async fn run_at(
+    state: &AppState,
+    user: &AuthUser,
+    ids: &mut Ids,
+    room_id: Uuid,
+    now: DateTime<Utc>,
+    action: RoomCommand,
+) -> Result<Executed, ApiError> {
+    let command = Command {
+        actor: user.id,
+        now,
+        action,
+    };
+    Ok(execute(state, room_id, command, ids.next_id()).await?)
+}
+
+/// [`run_at`] now.
 async fn run(
     state: &AppState,
     user: &AuthUser,
     ids: &mut Ids,
     room_id: Uuid,
-    part: RoomPart,
     action: RoomCommand,
 ) -> Result<Executed, ApiError> {
-    let command = Command {
-        actor: user.id,
-        now: Utc::now(),
-        action,
-    };
-    Ok(execute(state, room_id, part, command, ids.next_id()).await?)
+    run_at(state, user, ids, room_id, Utc::now(), action).await
 }
 
 fn room_view(done: &Executed) -> Result<RoomView, ApiError> {
@@ -76,24 +87,13 @@ struct CreateRoom {
     max_members: Option<u32>,
 }
 
-fn check_room_name(name: &str) -> Result<String, ApiError> {
-    let name = name.trim();
-    let len = name.chars().count();
-    if !(1..=100).contains(&len) || name.chars().any(char::is_control) {
-        return Err(ApiError::validation(
-            "name must be 1-100 characters without control characters",
-        ));
-    }
-    Ok(name.to_string())
-}
-
 async fn create_room(
     State(state): State<AppState>,
     user: AuthUser,
     mut ids: Ids,
     ApiJson(body): ApiJson<CreateRoom>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let name = check_room_name(&body.name)?;
+    let name = RoomName::parse(&body.name)?;
     let max_members = body.max_members.unwrap_or(DEFAULT_MAX_MEMBERS);
     if !(2..=MAX_MEMBERS_LIMIT).contains(&max_members) {
         return Err(ApiError::validation(format!(
@@ -101,13 +101,13 @@ async fn create_room(
         )));
     }
     let action = RoomCommand::Create {
-        name,
+        name: name.into_inner(),
         visibility: body.visibility.unwrap_or(Visibility::Public),
         kind: RoomKind::Group,
         max_members,
     };
     let room_id = ids.next_id();
-    let done = run(&state, &user, &mut ids, room_id, RoomPart::Meta, action).await?;
+    let done = run(&state, &user, &mut ids, room_id, action).await?;
     Ok((StatusCode::CREATED, room_response(done)?))
 }
 
@@ -117,15 +117,7 @@ async fn join(
     mut ids: Ids,
     ApiPath(room_id): ApiPath<Uuid>,
 ) -> Result<Json<Value>, ApiError> {
-    let done = run(
-        &state,
-        &user,
-        &mut ids,
-        room_id,
-        RoomPart::Meta,
-        RoomCommand::Join,
-    )
-    .await?;
+    let done = run(&state, &user, &mut ids, room_id, RoomCommand::Join).await?;
     room_response(done)
 }
 
@@ -135,15 +127,7 @@ async fn leave(
     mut ids: Ids,
     ApiPath(room_id): ApiPath<Uuid>,
 ) -> Result<Json<Value>, ApiError> {
-    let done = run(
-        &state,
-        &user,
-        &mut ids,
-        room_id,
-        RoomPart::Meta,
-        RoomCommand::Leave,
-    )
-    .await?;
+    let done = run(&state, &user, &mut ids, room_id, RoomCommand::Leave).await?;
     Ok(Json(json!({ "position": done.position })))
 }
 
@@ -204,7 +188,8 @@ async fn create_invite(
         return Err(ApiError::validation("you cannot invite yourself"));
     }
     let token = new_token(room_id);
-    let expires_at = Utc::now() + Duration::seconds(secs);
+    let now = Utc::now();
+    let expires_at = now + Duration::seconds(secs);
     let action = RoomCommand::CreateInvite {
         invite_id: ids.next_id(),
         token_hash: token_hash(&token),
@@ -212,7 +197,7 @@ async fn create_invite(
         expires_at,
         max_uses,
     };
-    let done = run(&state, &user, &mut ids, room_id, RoomPart::Meta, action).await?;
+    let done = run_at(&state, &user, &mut ids, room_id, now, action).await?;
     let invite = InviteView {
         token,
         room_id,
@@ -237,7 +222,7 @@ async fn revoke_invite(
         .filter(|(token_room, _)| *token_room == room_id)
         .ok_or_else(|| ApiError::not_found("invite not found"))?;
     let action = RoomCommand::RevokeInvite { token_hash: hash };
-    let done = run(&state, &user, &mut ids, room_id, RoomPart::Meta, action).await?;
+    let done = run(&state, &user, &mut ids, room_id, action).await?;
     Ok(Json(json!({ "position": done.position })))
 }
 
@@ -250,7 +235,7 @@ async fn accept_invite(
     let (room_id, hash) =
         parse_token(&token).ok_or_else(|| ApiError::not_found("invite not found"))?;
     let action = RoomCommand::AcceptInvite { token_hash: hash };
-    let done = run(&state, &user, &mut ids, room_id, RoomPart::Meta, action).await?;
+    let done = run(&state, &user, &mut ids, room_id, action).await?;
     room_response(done)
 }
 
@@ -262,63 +247,6 @@ struct SendMessage {
     attachment: Option<Attachment>,
 }
 
-/// The message's kind and its content as stored (see [`natter_edge::text::body_text`]).
-fn check_message(body: &SendMessage) -> Result<(MessageKind, String), ApiError> {
-    let kind = body.kind.unwrap_or(MessageKind::Text);
-    let content = natter_edge::text::body_text("content", &body.content)?;
-    if kind == MessageKind::System {
-        return Err(ApiError::validation(
-            "kind must be text, image, video or file",
-        ));
-    }
-    let chars = content.chars().count();
-    if chars > MAX_CONTENT_CHARS {
-        return Err(ApiError::validation(format!(
-            "content must be at most {MAX_CONTENT_CHARS} characters"
-        )));
-    }
-    match &body.attachment {
-        None if chars == 0 => {
-            return Err(ApiError::validation(
-                "content may be empty only with an attachment",
-            ));
-        }
-        None if kind != MessageKind::Text => {
-            return Err(ApiError::validation(
-                "image, video and file messages need an attachment",
-            ));
-        }
-        None => {}
-        Some(a) => {
-            let url_ok = (a.url.starts_with("https://") || a.url.starts_with("http://"))
-                && a.url.len() <= 2048
-                && !a.url.chars().any(|c| c.is_whitespace() || c.is_control());
-            if !url_ok {
-                return Err(ApiError::validation(
-                    "attachment.url must be an http(s) URL of at most 2048 characters",
-                ));
-            }
-            if !(1..=255).contains(&a.name.chars().count()) {
-                return Err(ApiError::validation(
-                    "attachment.name must be 1-255 characters",
-                ));
-            }
-            natter_edge::text::check_name("attachment.name", &a.name)?;
-            natter_edge::text::check_name("attachment.mime", &a.mime)?;
-            let mime_ok = a.mime.len() <= 255
-                && a.mime
-                    .split_once('/')
-                    .is_some_and(|(t, s)| !t.is_empty() && !s.is_empty());
-            if !mime_ok {
-                return Err(ApiError::validation(
-                    "attachment.mime must look like type/subtype",
-                ));
-            }
-        }
-    }
-    Ok((kind, content))
-}
-
 async fn send_message(
     State(state): State<AppState>,
     user: AuthUser,
@@ -326,43 +254,21 @@ async fn send_message(
     ApiPath(room_id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<SendMessage>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let (kind, content) = check_message(&body)?;
+    let body = MessageBody::parse(body.kind, &body.content, body.attachment)?;
     if let Some(limiter) = &state.limiter {
         limiter
             .check(user.id, room_id)
             .map_err(ApiError::rate_limited)?;
     }
-    let message_id = ids.next_id();
-    let action = RoomCommand::SendMessage {
-        message_id,
-        kind,
-        content,
-        attachment: body.attachment,
-    };
-    let done = run(&state, &user, &mut ids, room_id, RoomPart::Msg, action).await?;
-    let recorded = done
-        .appended
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("a send appended nothing")))?;
-    let Event::MessageSent(sent) = &recorded.envelope.event else {
-        return Err(ApiError::internal(anyhow::anyhow!(
-            "a send appended another event"
-        )));
-    };
-    let message = MessageView {
-        id: sent.message_id,
-        room_id,
-        sender_id: Some(user.id),
-        kind: sent.kind,
-        content: sent.content.clone(),
-        attachment: sent.attachment.clone(),
-        position: recorded.position,
-        created_at: recorded.envelope.occurred_at,
-        edited_at: None,
-        deleted: false,
-    };
+    let sent = body.into_message(ids.next_id());
+    let now = Utc::now();
+    let action = RoomCommand::SendMessage(sent.clone());
+    // A send is never already satisfied: its position is the message's.
+    let done = run_at(&state, &user, &mut ids, room_id, now, action).await?;
+    let message = MessageView::new(room_id, Some(user.id), sent, done.position, now);
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "message": message, "position": recorded.position })),
+        Json(json!({ "message": message, "position": done.position })),
     ))
 }
 
@@ -396,6 +302,6 @@ async fn mark_read(
     let action = RoomCommand::MarkRead {
         up_to_position: up_to,
     };
-    let done = run(&state, &user, &mut ids, room_id, RoomPart::Read, action).await?;
+    let done = run(&state, &user, &mut ids, room_id, action).await?;
     Ok(Json(json!({ "position": done.position })))
 }

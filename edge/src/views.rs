@@ -2,7 +2,7 @@
 //! side (built from folded state) and the query side (built from read-model rows).
 
 use chrono::{DateTime, Utc};
-use natter_events::catalogue::{Attachment, MessageKind, RoomKind, Visibility};
+use natter_events::catalogue::{Attachment, MessageKind, MessageSent, RoomKind, Visibility};
 use natter_events::room::Room;
 use natter_events::user::User;
 use serde::Serialize;
@@ -77,4 +77,30 @@ pub struct MessageView {
     pub created_at: DateTime<Utc>,
     pub edited_at: Option<DateTime<Utc>>,
     pub deleted: bool,
+}
+
+impl MessageView {
+    /// A message as sent by `sender_id` at `created_at`, stored at `position`: neither edited
+    /// nor deleted. Both sides build it here, the command side from what it appended and the
+    /// query side from a read-model row (which then sets `edited_at` and `deleted`).
+    pub fn new(
+        room_id: Uuid,
+        sender_id: Option<Uuid>,
+        sent: MessageSent,
+        position: u64,
+        created_at: DateTime<Utc>,
+    ) -> Self {
+        MessageView {
+            id: sent.message_id,
+            room_id,
+            sender_id,
+            kind: sent.kind,
+            content: sent.content,
+            attachment: sent.attachment,
+            position,
+            created_at,
+            edited_at: None,
+            deleted: false,
+        }
+    }
 }

@@ -1,11 +1,14 @@
-//! The envelope every event travels in, its decoding (with upcasting) and redaction.
+//! The envelope every event travels in, its decoding (with upcasting) and redaction, and the
+//! public JSON of a stored event ([`public_json`]).
 
+use bytes::{BufMut, Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::catalogue::{Event, current_version};
+use crate::store::RawMessage;
 
 /// An event with its metadata, as written to JetStream. `position` is not part of the stored
 /// payload: it is the stream sequence, added on the way out (see [`Recorded`]).
@@ -156,6 +159,35 @@ pub struct Recorded {
     /// its `occurred_at`).
     pub recorded_at: DateTime<Utc>,
     pub envelope: Envelope,
+}
+
+/// The public JSON of a stored event, as auditors and websocket clients see it: its envelope
+/// with `position`, credentials redacted. A payload that is not an envelope is shown as such.
+pub fn public_json(message: &RawMessage) -> Bytes {
+    let secret = message
+        .event_type
+        .as_deref()
+        .is_none_or(Event::carries_credentials);
+    if !secret && message.payload.first() == Some(&b'{') && message.payload.len() > 2 {
+        // The common case: splice the position into the stored object, no re-encoding.
+        let mut out = BytesMut::with_capacity(message.payload.len() + 24);
+        out.put_slice(format!("{{\"position\":{},", message.position).as_bytes());
+        out.put_slice(&message.payload[1..]);
+        return out.freeze();
+    }
+    let value = match serde_json::from_slice::<RawEnvelope>(&message.payload) {
+        Ok(raw) => {
+            let mut v = serde_json::to_value(raw.redacted()).unwrap_or_default();
+            v["position"] = message.position.into();
+            v
+        }
+        Err(e) => serde_json::json!({
+            "position": message.position,
+            "undecodable": String::from_utf8_lossy(&message.payload),
+            "error": e.to_string(),
+        }),
+    };
+    Bytes::from(value.to_string())
 }
 
 #[cfg(test)]

@@ -3,12 +3,9 @@
 
 use std::str::FromStr;
 
-use bytes::{BufMut, Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt, stream};
 
-use crate::catalogue::Event;
-use crate::envelope::RawEnvelope;
 use crate::store::{EventStore, RawMessage, Start};
 
 /// One end of a range: a position, or a time (when the log stored the event).
@@ -106,35 +103,6 @@ pub async fn read(
     } else {
         taken.right_stream()
     })
-}
-
-/// The line auditors see for a stored event: its envelope with `position`, credentials
-/// redacted, without a trailing newline. A payload that is not an envelope is shown as such.
-pub fn line(message: &RawMessage) -> Bytes {
-    let secret = message
-        .event_type
-        .as_deref()
-        .is_none_or(Event::carries_credentials);
-    if !secret && message.payload.first() == Some(&b'{') && message.payload.len() > 2 {
-        // The common case: splice the position into the stored object, no re-encoding.
-        let mut out = BytesMut::with_capacity(message.payload.len() + 24);
-        out.put_slice(format!("{{\"position\":{},", message.position).as_bytes());
-        out.put_slice(&message.payload[1..]);
-        return out.freeze();
-    }
-    let value = match serde_json::from_slice::<RawEnvelope>(&message.payload) {
-        Ok(raw) => {
-            let mut v = serde_json::to_value(raw.redacted()).unwrap_or_default();
-            v["position"] = message.position.into();
-            v
-        }
-        Err(e) => serde_json::json!({
-            "position": message.position,
-            "undecodable": String::from_utf8_lossy(&message.payload),
-            "error": e.to_string(),
-        }),
-    };
-    Bytes::from(value.to_string())
 }
 
 #[cfg(test)]

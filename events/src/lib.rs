@@ -4,9 +4,11 @@
 //! - [`catalogue`]: event types with their fixed wire names (API.md's catalogue).
 //! - [`envelope`]: the envelope, decoding with upcasting, redaction.
 //! - [`subjects`]: subject names under the configured prefix.
-//! - [`room`], [`user`]: the aggregates as `decide`/`evolve` functions, with no IO.
+//! - [`room`], [`user`]: the aggregates as `decide`/`evolve` functions, with no IO, and
+//!   [`room::LiveRoom`], one room kept folded from the log and the live tail.
 //! - [`connection`]: the NATS connection (server list, first-connect retries, reconnects).
 //! - [`store`]: the JetStream adapter (bootstrap, append with expectations, reads).
+//! - [`tail`]: the process's live tail of the log, shared by its live readers.
 //! - `follow` (private): the self-healing follow behind [`EventStore::follow`].
 //! - [`audit`]: the checks `natter verify` runs over a whole log.
 //! - [`history`]: ranges of the log as auditors see them, streamed.
@@ -28,4 +30,4 @@ pub use catalogue::Event;
 pub use envelope::{Decoded, Envelope, RawEnvelope, Recorded};
 pub use store::{AppendError, EventStore, Expect, RawMessage, Start, StoreConfig};
 pub use subjects::{RoomPart, SubjectKind, Subjects};
-pub use tail::TailSubscription;
+pub use tail::{LiveTail, TailSubscription};

@@ -23,7 +23,6 @@ use futures::{Stream as FuturesStream, StreamExt, TryStreamExt};
 
 use crate::envelope::{Decoded, Envelope, Recorded};
 use crate::subjects::Subjects;
-use crate::tail::{self, TailSubscription};
 use crate::witness::{Witness, Witnessed};
 
 /// The header naming an event's type, so tools can filter without decoding payloads.
@@ -124,8 +123,6 @@ struct Inner {
     witness: Arc<Witness>,
     /// Whether the task answering uncovered [`EventStore::head_bound`] callers was started.
     lookups: OnceLock<()>,
-    /// The live tail this handle's subscribers share, while it runs.
-    tail: tokio::sync::Mutex<Weak<tail::Shared>>,
 }
 
 impl Drop for Inner {
@@ -172,7 +169,6 @@ impl EventStore {
                 subjects,
                 witness: Arc::default(),
                 lookups: OnceLock::new(),
-                tail: tokio::sync::Mutex::new(Weak::new()),
             }),
         })
     }
@@ -414,34 +410,6 @@ impl EventStore {
             .await
             .map_err(|_| anyhow!("the head lookup stopped"))?
             .map_err(|e| anyhow!("reading the log's head: {e}"))
-    }
-
-    /// Calls `callback` with every event stored from now on, in log order, from one consumer
-    /// shared by every subscriber of this handle (and its clones). Returns the position after
-    /// which the callback sees every event, and the subscription (dropping it unsubscribes).
-    /// The callback runs on the tail's task and must not block.
-    pub async fn subscribe_live(
-        &self,
-        callback: impl Fn(&RawMessage) + Send + Sync + 'static,
-    ) -> anyhow::Result<(u64, TailSubscription)> {
-        let mut current = self.inner.tail.lock().await;
-        let mut callback: Box<dyn Fn(&RawMessage) + Send + Sync> = Box::new(callback);
-        if let Some(shared) = current.upgrade() {
-            match shared.subscribe(callback) {
-                Ok(subscribed) => return Ok(subscribed),
-                Err(back) => callback = back,
-            }
-        }
-        let (shared, subscribed) = tail::start(self.clone(), callback).await?;
-        *current = Arc::downgrade(&shared);
-        Ok(subscribed)
-    }
-
-    /// The position the process's live tail has delivered up to, while one runs (`None`:
-    /// no tail, or it stopped).
-    pub async fn live_position(&self) -> Option<u64> {
-        let shared = self.inner.tail.lock().await.upgrade()?;
-        shared.position()
     }
 
     /// How many head lookups [`head_bound`](Self::head_bound) has made: the rest were

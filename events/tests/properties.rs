@@ -1,11 +1,13 @@
 //! Properties of the domain and of decoding, over generated inputs: any run of commands that
-//! `decide` accepts folds with `evolve` into a room that keeps every invariant, and no byte
+//! `decide` accepts folds with `evolve` into a room that keeps every invariant; however a
+//! room's events are split between a catch-up read and live deliveries (overlapping, early,
+//! late, repeated), [`LiveRoom`] folds them into the room a plain fold gives; and no byte
 //! string makes decoding panic.
 
 use chrono::{DateTime, Duration, Utc};
-use natter_events::catalogue::{Event, MessageKind, RoomKind, Visibility};
-use natter_events::room::{Command, Room, RoomCommand, decide, evolve};
-use natter_events::{Decoded, Envelope};
+use natter_events::catalogue::{Event, MessageKind, MessageSent, RoomKind, Visibility};
+use natter_events::room::{Command, LiveRoom, Room, RoomCommand, decide, evolve};
+use natter_events::{Decoded, Envelope, Recorded, RoomPart};
 use proptest::prelude::*;
 use uuid::Uuid;
 
@@ -81,12 +83,12 @@ fn action(step: &Step) -> RoomCommand {
         Step::Accept { token: t } => RoomCommand::AcceptInvite {
             token_hash: token(*t),
         },
-        Step::Send => RoomCommand::SendMessage {
+        Step::Send => RoomCommand::SendMessage(MessageSent {
             message_id: Uuid::now_v7(),
             kind: MessageKind::Text,
             content: "hi".into(),
             attachment: None,
-        },
+        }),
         Step::Read { up_to } => RoomCommand::MarkRead {
             up_to_position: *up_to,
         },
@@ -138,8 +140,119 @@ fn check(room: &Room, before: Option<&Room>) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// The events a generated history appends, in order, with the subject each goes to.
+fn history(max_members: u32, steps: &[(u8, Step, i64)]) -> Vec<(RoomPart, Recorded)> {
+    let create = Command {
+        actor: user(0),
+        now: start(),
+        action: RoomCommand::Create {
+            name: "r".into(),
+            visibility: Visibility::Public,
+            kind: RoomKind::Group,
+            max_members,
+        },
+    };
+    let mut out = Vec::new();
+    let mut room = None;
+    let mut now = start();
+    for (actor, command) in
+        std::iter::once((user(0), create)).chain(steps.iter().map(|(actor, step, minutes)| {
+            now += Duration::minutes(*minutes);
+            let actor = user(*actor);
+            let command = Command {
+                actor,
+                now,
+                action: action(step),
+            };
+            (actor, command)
+        }))
+    {
+        let Ok(Some(event)) = decide(room.as_ref(), &command) else {
+            continue;
+        };
+        let part = command.action.part();
+        let envelope = Envelope::new(Uuid::now_v7(), command.now, Some(actor), Some(ROOM), event);
+        room = evolve(room, &envelope);
+        let position = out.len() as u64 + 1;
+        out.push((
+            part,
+            Recorded {
+                position,
+                subject: String::new(),
+                recorded_at: command.now,
+                envelope,
+            },
+        ));
+    }
+    out
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn a_live_room_folds_a_catch_up_and_live_deliveries_into_the_plain_fold(
+        steps in proptest::collection::vec((0..6u8, step(), 0..20i64), 1..60),
+        cuts in (0.0..=1.0f64, 0.0..=1.0f64, 0.0..=1.0f64, 0.0..=1.0f64),
+        repeats in proptest::collection::vec(0..200usize, 0..10),
+    ) {
+        let events = history(4, &steps);
+        let n = events.len();
+        // The catch-up reads 1..=read; the live tail delivers from `from` on (it started
+        // before `read + 1` was stored): `from..=early` before the catch-up begins (stored
+        // before the read, so `early <= read`), `..=parked` while it runs (at least up to the
+        // last event read: the catch-up waits for that), the rest after.
+        let at = |f: f64, lo: usize, hi: usize| lo + ((hi - lo) as f64 * f) as usize;
+        let read = at(cuts.0, 0, n);
+        let from = at(cuts.1, 1, read + 1);
+        let early = at(cuts.2, from - 1, read);
+        let parked = at(cuts.3, read.max(early), n);
+        let live = |range: std::ops::RangeInclusive<usize>| {
+            events[range.start() - 1..*range.end()].iter().cloned().collect::<Vec<_>>()
+        };
+        let mut fold: LiveRoom<(RoomPart, Recorded)> = LiveRoom::default();
+        for e in live(from..=early) {
+            fold.deliver(e);
+        }
+        let parts = [RoomPart::Meta, RoomPart::Read];
+        let from = fold.begin_catch_up(&parts);
+        prop_assert!(from.iter().all(|(_, p)| *p == 0), "nothing loaded yet: {from:?}");
+        for e in live(early + 1..=parked) {
+            fold.deliver(e);
+        }
+        let read_events = events[..read]
+            .iter()
+            .filter(|(p, _)| parts.contains(p))
+            .cloned()
+            .collect();
+        fold.end_catch_up(read_events, &[]);
+        for e in live(parked + 1..=n) {
+            fold.deliver(e);
+        }
+        // Deliveries repeated (an own append seen again, a resumed consumer) change nothing.
+        for i in repeats {
+            let e = events[i % n].clone();
+            fold.apply(&e);
+            fold.deliver(e);
+        }
+        let plain = events.iter().fold(None, |room, (_, r)| evolve(room, &r.envelope));
+        prop_assert_eq!(fold.room(), plain.as_ref());
+        for part in [RoomPart::Meta, RoomPart::Read] {
+            let last = events.iter().filter(|(p, _)| *p == part).map(|(_, r)| r.position).max();
+            prop_assert_eq!(fold.version(part), last.unwrap_or(0));
+        }
+
+        // A room first folded from `meta` alone, and later asked for `read` too, is read
+        // again whole: its read markers come out as the plain fold's.
+        let mut late: LiveRoom<(RoomPart, Recorded)> = LiveRoom::default();
+        late.begin_catch_up(&[RoomPart::Meta]);
+        let meta = events.iter().filter(|(p, _)| *p == RoomPart::Meta).cloned().collect();
+        late.end_catch_up(meta, &[]);
+        let from = late.begin_catch_up(&parts);
+        prop_assert!(from.iter().all(|(_, p)| *p == 0), "read again from the start: {from:?}");
+        late.end_catch_up(events.iter().filter(|(p, _)| parts.contains(p)).cloned().collect(), &[]);
+        prop_assert_eq!(late.room(), plain.as_ref());
+    }
 
     #[test]
     fn any_accepted_run_of_commands_keeps_the_rooms_invariants(

@@ -86,12 +86,12 @@ fn invited(invitee: Option<Uuid>, expires_in: Duration, max_uses: Option<u32>) -
 }
 
 fn send(content: &str) -> RoomCommand {
-    RoomCommand::SendMessage {
+    RoomCommand::SendMessage(MessageSent {
         message_id: Uuid::from_u128(9),
         kind: MessageKind::Text,
         content: content.into(),
         attachment: None,
-    }
+    })
 }
 
 fn accept() -> RoomCommand {

@@ -3,23 +3,15 @@
 use chrono::Utc;
 use futures::StreamExt;
 use natter_events::catalogue::{Event, MessageKind, MessageSent, RoomDeleted};
-use natter_events::{AppendError, Envelope, EventStore, Expect, RoomPart, Start, StoreConfig};
+use natter_events::{
+    AppendError, Envelope, EventStore, Expect, LiveTail, RoomPart, Start, StoreConfig,
+};
 use natter_testkit::{Cleanup, Isolation, nats_url};
 use uuid::Uuid;
 
 async fn store() -> (EventStore, Cleanup) {
     let isolation = Isolation::new();
-    let client = async_nats::connect(nats_url()).await.unwrap();
-    let store = EventStore::open(
-        client,
-        &StoreConfig {
-            stream: isolation.stream.clone(),
-            prefix: isolation.prefix.clone(),
-            replicas: 1,
-        },
-    )
-    .await
-    .unwrap();
+    let store = isolation.open_store().await;
     (store, Cleanup { isolation })
 }
 
@@ -329,7 +321,7 @@ async fn a_head_bound_covers_every_event_acknowledged_before_it() {
 }
 
 #[tokio::test]
-async fn subscribers_of_one_handle_share_one_consumer_and_see_every_event_in_order() {
+async fn subscribers_of_one_live_tail_share_one_consumer_and_see_every_event_in_order() {
     let (store, _cleanup) = store().await;
     let room = Uuid::new_v4();
     let before = send(&store, room, "before").await;
@@ -342,8 +334,9 @@ async fn subscribers_of_one_handle_share_one_consumer_and_see_every_event_in_ord
     };
     let (a, mut a_rx) = seen("a");
     let (b, mut b_rx) = seen("b");
-    let (a_from, a_sub) = store.subscribe_live(a).await.unwrap();
-    let (b_from, b_sub) = store.clone().subscribe_live(b).await.unwrap();
+    let tail = LiveTail::start(&store).await.unwrap();
+    let (a_from, a_sub) = tail.subscribe(a).unwrap();
+    let (b_from, b_sub) = tail.clone().subscribe(b).unwrap();
     assert_eq!(a_from, before);
     assert!(b_from >= a_from);
     let mut sent = Vec::new();
@@ -373,10 +366,13 @@ async fn subscribers_of_one_handle_share_one_consumer_and_see_every_event_in_ord
         .clone();
     assert_eq!(info.state.consumer_count, 1, "one consumer for both");
 
-    // Once the last subscriber leaves, the tail stops; a new subscriber starts a new one.
+    assert_eq!(tail.position(), Some(*sent.last().unwrap()));
+
+    // The tail outlives its subscribers while a handle is held, and a new subscriber joins
+    // the same consumer.
     drop((a_sub, b_sub));
     let (c, mut c_rx) = seen("c");
-    let (c_from, _c_sub) = store.subscribe_live(c).await.unwrap();
+    let (c_from, c_sub) = tail.subscribe(c).unwrap();
     let next = send(&store, room, "after").await;
     assert!(next > c_from);
     let (_, p) = tokio::time::timeout(std::time::Duration::from_secs(5), c_rx.recv())
@@ -384,4 +380,6 @@ async fn subscribers_of_one_handle_share_one_consumer_and_see_every_event_in_ord
         .expect("an event within 5 s")
         .unwrap();
     assert_eq!(p, next);
+
+    drop(c_sub);
 }

@@ -107,7 +107,7 @@ fn ndjson(
         let mut chunk = Vec::with_capacity(batch.len() * 256);
         for message in batch {
             let message = message.map_err(|e| std::io::Error::other(format!("{e:#}")))?;
-            chunk.extend_from_slice(&history::line(&message));
+            chunk.extend_from_slice(&natter_events::envelope::public_json(&message));
             chunk.push(b'\n');
         }
         Ok::<_, std::io::Error>(bytes::Bytes::from(chunk))

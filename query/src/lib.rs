@@ -25,7 +25,7 @@ use axum::Router;
 use axum::extract::FromRef;
 use axum::middleware::from_fn_with_state;
 use natter_edge::JwtKeys;
-use natter_events::EventStore;
+use natter_events::{EventStore, LiveTail};
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 
@@ -77,12 +77,13 @@ impl QueryService {
     pub async fn start(
         pool: PgPool,
         store: EventStore,
+        tail: &LiveTail,
         nats: async_nats::Client,
         keys: Arc<JwtKeys>,
         config: QueryConfig,
     ) -> anyhow::Result<Self> {
         let (watch, task) = ProjectionWatch::start(pool.clone(), config.min_position_wait).await?;
-        let (gateway, mut tasks) = gateway::Gateway::start(store.clone(), nats).await?;
+        let (gateway, mut tasks) = gateway::Gateway::start(store.clone(), tail, nats).await?;
         tasks.push(("projection position watch", task));
         Ok(QueryService {
             state: QueryState {

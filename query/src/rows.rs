@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use natter_edge::ApiError;
 use natter_edge::views::{MessageView, RoomView, UserView};
+use natter_events::catalogue::MessageSent;
 use serde::de::DeserializeOwned;
 use sqlx::types::Json;
 use uuid::Uuid;
@@ -61,17 +62,22 @@ pub struct MessageRow {
 
 impl MessageRow {
     pub fn view(&self) -> Result<MessageView, ApiError> {
-        Ok(MessageView {
-            id: self.id,
-            room_id: self.room_id,
-            sender_id: self.sender_id,
+        let sent = MessageSent {
+            message_id: self.id,
             kind: wire(&self.kind)?,
             content: self.content.clone(),
             attachment: self.attachment.as_ref().map(|a| a.0.clone()),
-            position: self.position as u64,
-            created_at: self.created_at,
+        };
+        Ok(MessageView {
             edited_at: self.edited_at,
             deleted: self.deleted,
+            ..MessageView::new(
+                self.room_id,
+                self.sender_id,
+                sent,
+                self.position as u64,
+                self.created_at,
+            )
         })
     }
 }

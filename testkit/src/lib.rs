@@ -2,6 +2,7 @@
 //! subject prefix and Postgres database on the real servers (`NATS_URL`, `TEST_DATABASE_URL`,
 //! defaulting to the local ones), and leaves nothing behind when it ends, even by panicking.
 
+pub mod api;
 pub mod http;
 pub mod nats;
 pub mod process;
@@ -43,6 +44,28 @@ impl Isolation {
             database_url: format!("{}/{database}", postgres_server_url()),
             database,
         }
+    }
+}
+
+impl Isolation {
+    /// Where this test's event log lives (one replica, on the shared server).
+    pub fn store_config(&self) -> natter_events::StoreConfig {
+        natter_events::StoreConfig {
+            stream: self.stream.clone(),
+            prefix: self.prefix.clone(),
+            replicas: 1,
+        }
+    }
+
+    /// Opens (creating it) this test's event store on the shared NATS server.
+    pub async fn open_store(&self) -> natter_events::EventStore {
+        init_logs();
+        let client = async_nats::connect(nats_url())
+            .await
+            .expect("NATS is running");
+        natter_events::EventStore::open(client, &self.store_config())
+            .await
+            .expect("the test's event store")
     }
 }
 

@@ -9,15 +9,17 @@ use axum::http::Method;
 use futures::StreamExt;
 use natter_command::{CommandConfig, CommandService};
 use natter_edge::JwtKeys;
-use natter_events::{EventStore, StoreConfig};
-use natter_testkit::{Cleanup, Isolation, init_logs, nats_url};
-use serde_json::{Value, json};
+use natter_events::LiveTail;
+use natter_testkit::api::Api;
+use natter_testkit::{Cleanup, Isolation, nats_url};
+use serde_json::Value;
 use uuid::Uuid;
 
 pub const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
 
 pub struct TestApp {
     pub app: Router,
+    pub api: Api,
     pub isolation: Isolation,
     _service: CommandService,
     _cleanup: Option<Cleanup>,
@@ -48,25 +50,14 @@ impl TestApp {
     /// Another command instance on the same stream (like a second process behind a load
     /// balancer); it cleans nothing up.
     pub async fn on(isolation: &Isolation, config: CommandConfig) -> Self {
-        init_logs();
-        let client = async_nats::connect(nats_url())
-            .await
-            .expect("NATS is running");
-        let store = EventStore::open(
-            client,
-            &StoreConfig {
-                stream: isolation.stream.clone(),
-                prefix: isolation.prefix.clone(),
-                replicas: 1,
-            },
-        )
-        .await
-        .expect("event store");
+        let store = isolation.open_store().await;
+        let tail = LiveTail::start(&store).await.expect("the live tail");
         let keys = Arc::new(JwtKeys::new(SECRET, Duration::from_secs(3600)));
-        let service = CommandService::start(store, keys, config)
+        let service = CommandService::start(store, &tail, keys, config)
             .await
             .expect("command service");
         TestApp {
+            api: Api::app(service.app()),
             app: service.app(),
             isolation: isolation.clone(),
             _service: service,
@@ -91,48 +82,26 @@ impl TestApp {
         body: Vec<u8>,
         headers: &[(&str, &str)],
     ) -> Resp {
-        natter_testkit::http::call(&self.app, method, path, token, body, headers).await
+        self.api.request(method, path, token, body, headers).await
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Resp {
-        self.raw(
-            Method::POST,
-            path,
-            token,
-            body.to_string().into_bytes(),
-            &[],
-        )
-        .await
+        self.api.post(path, token, body).await
     }
 
     pub async fn delete(&self, path: &str, token: Option<&str>) -> Resp {
-        self.raw(Method::DELETE, path, token, Vec::new(), &[]).await
+        self.api.delete(path, token).await
     }
 
     /// Registers `username` and returns (token, user id).
     pub async fn register(&self, username: &str) -> (String, Uuid) {
-        let r = self
-            .post(
-                "/auth/register",
-                None,
-                json!({ "username": username, "password": "password123" }),
-            )
-            .await;
-        let body = r.expect(201);
-        (
-            body["token"].as_str().unwrap().to_string(),
-            body["user"]["id"].as_str().unwrap().parse().unwrap(),
-        )
+        let user = self.api.register(username).await;
+        (user.token, user.id)
     }
 
     /// Creates a room and returns its id.
     pub async fn create_room(&self, token: &str, body: Value) -> Uuid {
-        let r = self.post("/rooms", Some(token), body).await;
-        r.expect(201)["room"]["id"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap()
+        self.api.create_room(token, body).await
     }
 
     /// Every message in the stream, read with a plain ordered consumer:

@@ -1,21 +1,27 @@
 //! The live gateway: `GET /api/v1/ws` streams room events from JetStream to websocket clients,
 //! in order, gap-free and resumable, with typing, media signals and presence alongside.
 //!
-//! - [`hub`]: the one JetStream consumer per instance, room feeds, subscribe/replay.
+//! - [`hub`]: the registry of room feeds and connections, fed by the process's live tail.
+//! - [`feed`]: one room's fold, window of recent frames and subscribers.
+//! - [`replay`]: bringing a subscriber from its `since` up to the live feed.
+//! - [`conn`]: one connection's bounded outbox.
 //! - [`session`]: one connection: auth, ops, bounded send queue, close codes.
 //! - [`live`]: typing, signals and presence on core NATS.
 //! - [`protocol`]: the frames.
 
+pub mod conn;
+pub mod feed;
 pub mod hub;
 pub mod live;
 pub mod protocol;
+pub mod replay;
 pub mod session;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
-use natter_events::EventStore;
+use natter_events::{EventStore, LiveTail};
 use tokio::task::JoinHandle;
 
 use crate::QueryState;
@@ -29,9 +35,10 @@ pub struct Gateway {
 impl Gateway {
     pub async fn start(
         store: EventStore,
+        tail: &LiveTail,
         nats: async_nats::Client,
     ) -> anyhow::Result<(Gateway, Vec<(&'static str, JoinHandle<()>)>)> {
-        let (hub, hub_task) = hub::Hub::start(store.clone()).await?;
+        let (hub, hub_task) = hub::Hub::start(store.clone(), tail)?;
         let (live, live_task) =
             live::Live::start(nats, store.subjects().clone(), hub.clone()).await?;
         Ok((

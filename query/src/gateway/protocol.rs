@@ -114,7 +114,7 @@ pub fn presence(user_id: Uuid, online: bool) -> String {
 }
 
 /// An `event` frame around `envelope`: the event as auditors see it (one JSON object with
-/// its position, credentials redacted; see `natter_events::history::line`), spliced in as is.
+/// its position, credentials redacted; see `natter_events::envelope::public_json`), spliced in as is.
 /// `feed_me` marks a frame sent to a user's own feed.
 pub fn event(
     room_id: Uuid,

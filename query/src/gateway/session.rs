@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use super::Gateway;
-use super::hub::{Conn, SEND_BUFFER};
+use super::conn::{Conn, SEND_BUFFER};
 use super::protocol::{self, CLOSE_TOO_SLOW, CLOSE_UNAUTHORIZED, ClientOp, FrameError};
 use crate::QueryState;
 
@@ -182,7 +182,7 @@ async fn handle(
             // A replay may take a while: the connection keeps serving other ops meanwhile.
             tokio::spawn(async move {
                 let mut since = since;
-                if epoch.is_some_and(|e| e != gateway.hub.epoch) {
+                if epoch.is_some_and(|e| e != gateway.hub.epoch()) {
                     // The log was recreated: positions from the old one mean nothing here.
                     if gateway.hub.admits(room_id, conn.user).await.is_ok() {
                         conn.offer(Utf8Bytes::from(protocol::reset(room_id)));

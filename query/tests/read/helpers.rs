@@ -8,9 +8,10 @@ use axum::Router;
 use axum::http::Method;
 use natter_command::{CommandConfig, CommandService};
 use natter_edge::JwtKeys;
-use natter_events::{EventStore, StoreConfig};
+use natter_events::{EventStore, LiveTail};
 use natter_projector::{ProjectionStatus, Projector, ProjectorConfig};
 use natter_query::{QueryConfig, QueryService};
+use natter_testkit::api::Api;
 use natter_testkit::http::{Resp, call};
 use natter_testkit::{Cleanup, Isolation, init_logs, nats_url};
 use serde_json::{Value, json};
@@ -20,6 +21,8 @@ use uuid::Uuid;
 
 pub struct Stack {
     pub command: Router,
+    /// The command side as a client calls it.
+    pub api: Api,
     pub query: Router,
     pub pool: PgPool,
     pub store: EventStore,
@@ -62,17 +65,9 @@ impl Stack {
         let cleanup = Cleanup {
             isolation: isolation.clone(),
         };
-        let client = async_nats::connect(nats_url()).await.unwrap();
-        let store = EventStore::open(
-            client,
-            &StoreConfig {
-                stream: isolation.stream.clone(),
-                prefix: isolation.prefix.clone(),
-                replicas: 1,
-            },
-        )
-        .await
-        .unwrap();
+        let store = isolation.open_store().await;
+        // One live tail for this "process", as `natter serve` shares it.
+        let tail = LiveTail::start(&store).await.unwrap();
         let pool = natter_readmodel::db::prepare(&isolation.database_url)
             .await
             .unwrap();
@@ -82,6 +77,7 @@ impl Stack {
         ));
         let command = CommandService::start(
             store.clone(),
+            &tail,
             keys.clone(),
             CommandConfig {
                 send_rate: None,
@@ -95,6 +91,7 @@ impl Stack {
         let query = QueryService::start(
             pool.clone(),
             store.clone(),
+            &tail,
             nats,
             keys,
             QueryConfig {
@@ -104,6 +101,7 @@ impl Stack {
         .await
         .unwrap();
         Stack {
+            api: Api::app(command.app()),
             command: command.app(),
             query: query.app(),
             pool,
@@ -133,9 +131,12 @@ impl Stack {
             b"query-tests-secret-query-tests-secret",
             Duration::from_secs(3600),
         ));
+        // A process of its own: its own live tail.
+        let tail = LiveTail::start(&self.store).await.unwrap();
         let query = QueryService::start(
             self.pool.clone(),
             self.store.clone(),
+            &tail,
             nats,
             keys,
             QueryConfig::default(),
@@ -166,15 +167,7 @@ impl Stack {
     }
 
     pub async fn post(&self, path: &str, token: &str, body: Value) -> Resp {
-        call(
-            &self.command,
-            Method::POST,
-            path,
-            Some(token),
-            body.to_string().into_bytes(),
-            &[],
-        )
-        .await
+        self.api.post(path, Some(token), body).await
     }
 
     /// A GET whose body is not JSON (NDJSON): status and the parsed lines.
@@ -209,43 +202,17 @@ impl Stack {
     }
 
     pub async fn register(&self, name: &str) -> (String, Uuid) {
-        let r = call(
-            &self.command,
-            Method::POST,
-            "/auth/register",
-            None,
-            json!({ "username": name, "password": "password123" })
-                .to_string()
-                .into_bytes(),
-            &[],
-        )
-        .await;
-        let body = r.expect(201);
-        (
-            body["token"].as_str().unwrap().to_string(),
-            body["user"]["id"].as_str().unwrap().parse().unwrap(),
-        )
+        let user = self.api.register(name).await;
+        (user.token, user.id)
     }
 
     pub async fn create_room(&self, token: &str, body: Value) -> Uuid {
-        self.post("/rooms", token, body).await.expect(201)["room"]["id"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap()
+        self.api.create_room(token, body).await
     }
 
     /// Sends a message and returns its position.
     pub async fn send(&self, token: &str, room: Uuid, text: &str) -> u64 {
-        self.post(
-            &format!("/rooms/{room}/messages"),
-            token,
-            json!({ "content": text }),
-        )
-        .await
-        .expect(201)["position"]
-            .as_u64()
-            .unwrap()
+        self.api.send(token, room, text).await
     }
 
     pub async fn head(&self) -> u64 {

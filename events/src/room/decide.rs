@@ -1,0 +1,292 @@
+//! What a caller may do to a room: [`decide`] turns a [`Command`] into at most one event, on
+//! the room's folded state. Pure: the caller puts `now` and fresh ids into the command. One
+//! event per command means no append ever needs multi-message atomicity.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::state::{InviteGone, Room};
+use crate::catalogue::*;
+use crate::subjects::RoomPart;
+
+/// What a caller asks of a room.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RoomCommand {
+    Create {
+        name: String,
+        visibility: Visibility,
+        kind: RoomKind,
+        max_members: u32,
+    },
+    Join,
+    Leave,
+    CreateInvite {
+        invite_id: Uuid,
+        token_hash: String,
+        invitee_id: Option<Uuid>,
+        expires_at: DateTime<Utc>,
+        max_uses: Option<u32>,
+    },
+    RevokeInvite {
+        token_hash: String,
+    },
+    AcceptInvite {
+        token_hash: String,
+    },
+    /// The message as it is to be sent (its content already checked by the edge).
+    SendMessage(MessageSent),
+    MarkRead {
+        up_to_position: u64,
+    },
+}
+
+/// How an append of a command's event is kept consistent with the state it was decided on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Concurrency {
+    /// The append expects its subject's last event to be the one the decision saw (optimistic
+    /// concurrency): a concurrent change makes it conflict, and the command is decided again.
+    ExpectVersion,
+    /// The append goes after whatever its subject holds (messages: their order is the
+    /// log's). The decision reads another subject (membership), so it is made on state at
+    /// least as current as the log when the command arrived.
+    Barrier,
+}
+
+impl RoomCommand {
+    /// The room subject its event goes to.
+    pub fn part(&self) -> RoomPart {
+        match self {
+            RoomCommand::SendMessage(_) => RoomPart::Msg,
+            RoomCommand::MarkRead { .. } => RoomPart::Read,
+            _ => RoomPart::Meta,
+        }
+    }
+
+    /// The subjects whose events the decision needs folded into the room.
+    pub fn reads(&self) -> &'static [RoomPart] {
+        match self.part() {
+            RoomPart::Read => &[RoomPart::Meta, RoomPart::Read],
+            RoomPart::Meta | RoomPart::Msg => &[RoomPart::Meta],
+        }
+    }
+
+    /// How its append is guarded.
+    pub fn concurrency(&self) -> Concurrency {
+        match self.part() {
+            RoomPart::Msg => Concurrency::Barrier,
+            RoomPart::Meta | RoomPart::Read => Concurrency::ExpectVersion,
+        }
+    }
+}
+
+/// A command with who asks and when. `now` is also the `occurred_at` of the event it
+/// appends: one clock reading per command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Command {
+    pub actor: Uuid,
+    pub now: DateTime<Utc>,
+    pub action: RoomCommand,
+}
+
+/// Why a room refuses a command. Messages are lower-case; the HTTP edge maps each variant to
+/// its status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("room not found")]
+    RoomNotFound,
+    #[error("room already exists")]
+    RoomExists,
+    #[error("you are not a member of this room")]
+    NotAMember,
+    #[error("you are not a member of this room")]
+    NotJoined,
+    #[error("only the room owner may do this")]
+    NotOwner,
+    #[error("this room cannot be joined directly")]
+    NotJoinable,
+    #[error("the room is full")]
+    RoomFull,
+    #[error("the user is already a member of this room")]
+    AlreadyMember,
+    #[error("invite not found")]
+    InviteNotFound,
+    #[error("this invite is for another user")]
+    InviteForAnotherUser,
+    #[error("the invite has expired")]
+    InviteExpired,
+    #[error("the invite was revoked")]
+    InviteRevoked,
+    #[error("the invite has been used up")]
+    InviteUsedUp,
+}
+
+impl From<InviteGone> for DomainError {
+    fn from(g: InviteGone) -> Self {
+        match g {
+            InviteGone::Expired => DomainError::InviteExpired,
+            InviteGone::Revoked => DomainError::InviteRevoked,
+            InviteGone::UsedUp => DomainError::InviteUsedUp,
+        }
+    }
+}
+
+/// Decides what `command` does to `room` (`None`: it does not exist yet). `Ok(None)` means the
+/// command is already satisfied and nothing needs to be appended.
+pub fn decide(room: Option<&Room>, command: &Command) -> Result<Option<Event>, DomainError> {
+    let Command { actor, now, action } = command;
+    let (actor, now) = (*actor, *now);
+    // Every command but these two needs a room the actor may see.
+    let visible = || {
+        room.filter(|r| r.visible_to(actor, now))
+            .ok_or(DomainError::RoomNotFound)
+    };
+    let owned = || {
+        let room = visible()?;
+        if room.owner_id == actor && room.is_member(actor) {
+            Ok(room)
+        } else {
+            Err(DomainError::NotOwner)
+        }
+    };
+    let membered = || {
+        let room = visible()?;
+        if room.is_member(actor) {
+            Ok(room)
+        } else {
+            Err(DomainError::NotAMember)
+        }
+    };
+    match action {
+        RoomCommand::Create {
+            name,
+            visibility,
+            kind,
+            max_members,
+        } => {
+            if room.is_some() {
+                return Err(DomainError::RoomExists);
+            }
+            Ok(Some(Event::RoomCreated(RoomCreated {
+                name: name.clone(),
+                visibility: *visibility,
+                kind: *kind,
+                max_members: *max_members,
+                owner_id: actor,
+            })))
+        }
+        // An invite link names its room through its token, so its holder need not see the
+        // room.
+        RoomCommand::AcceptInvite { token_hash } => {
+            let room = room
+                .filter(|r| !r.deleted)
+                .ok_or(DomainError::InviteNotFound)?;
+            let invite = room
+                .invite_by_token_hash(token_hash)
+                .ok_or(DomainError::InviteNotFound)?;
+            invite.usable(now)?;
+            if invite.invitee_id.is_some_and(|id| id != actor) {
+                return Err(DomainError::InviteForAnotherUser);
+            }
+            if room.is_member(actor) {
+                return Ok(None);
+            }
+            if room.member_count() >= room.max_members {
+                return Err(DomainError::RoomFull);
+            }
+            Ok(Some(joined(room, actor, Some(invite.id))))
+        }
+        RoomCommand::Join => {
+            let room = visible()?;
+            if room.is_member(actor) {
+                return Ok(None);
+            }
+            if room.kind != RoomKind::Group {
+                return Err(DomainError::NotJoinable);
+            }
+            if room.member_count() >= room.max_members {
+                return Err(DomainError::RoomFull);
+            }
+            // A personal invite is used when there is one, public room or not.
+            let invite = room.invite_for(actor, now).map(|i| i.id);
+            Ok(Some(joined(room, actor, invite)))
+        }
+        RoomCommand::Leave => {
+            let room = visible()?;
+            let member = room.members.get(&actor).ok_or(DomainError::NotJoined)?;
+            let new_owner_id = if member.role == Role::Owner {
+                room.members
+                    .iter()
+                    .filter(|(id, _)| **id != actor)
+                    .min_by_key(|(_, m)| m.order)
+                    .map(|(id, _)| *id)
+            } else {
+                None
+            };
+            Ok(Some(Event::MemberLeft(MemberLeft {
+                user_id: actor,
+                new_owner_id,
+            })))
+        }
+        RoomCommand::CreateInvite {
+            invite_id,
+            token_hash,
+            invitee_id,
+            expires_at,
+            max_uses,
+        } => {
+            let room = owned()?;
+            if invitee_id.is_some_and(|id| room.is_member(id)) {
+                return Err(DomainError::AlreadyMember);
+            }
+            Ok(Some(Event::InviteCreated(InviteCreated {
+                invite_id: *invite_id,
+                invitee_id: *invitee_id,
+                expires_at: *expires_at,
+                max_uses: *max_uses,
+                token_hash: token_hash.clone(),
+            })))
+        }
+        RoomCommand::RevokeInvite { token_hash } => {
+            let room = owned()?;
+            let invite = room
+                .invite_by_token_hash(token_hash)
+                .ok_or(DomainError::InviteNotFound)?;
+            if invite.revoked {
+                return Ok(None);
+            }
+            Ok(Some(Event::InviteRevoked(InviteRevoked {
+                invite_id: invite.id,
+            })))
+        }
+        RoomCommand::SendMessage(message) => {
+            membered()?;
+            Ok(Some(Event::MessageSent(message.clone())))
+        }
+        RoomCommand::MarkRead { up_to_position } => {
+            let room = membered()?;
+            let current = room.read_markers.get(&actor).copied().unwrap_or(0);
+            if *up_to_position <= current {
+                return Ok(None);
+            }
+            Ok(Some(Event::RoomRead(RoomRead {
+                user_id: actor,
+                up_to_position: *up_to_position,
+            })))
+        }
+    }
+}
+
+/// `user_id` joins `room`. The first to join a room everyone has left becomes its owner, so
+/// that a room with members always has one.
+fn joined(room: &Room, user_id: Uuid, invite: Option<Uuid>) -> Event {
+    let role = if room.members.is_empty() {
+        Role::Owner
+    } else {
+        Role::Member
+    };
+    Event::MemberJoined(MemberJoined {
+        user_id,
+        role,
+        invite,
+    })
+}

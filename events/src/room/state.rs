@@ -1,0 +1,207 @@
+//! A room's state, folded from its `meta` and `read` events by [`evolve`]. Pure: no IO, no
+//! clock.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::catalogue::*;
+use crate::envelope::Envelope;
+
+/// A member of a room.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    pub role: Role,
+    pub joined_at: DateTime<Utc>,
+    /// Join order, to pick the longest-standing member as the next owner.
+    pub order: u64,
+}
+
+/// An invite, as the room knows it (the token only as its hash).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invite {
+    pub id: Uuid,
+    pub token_hash: String,
+    pub invitee_id: Option<Uuid>,
+    pub expires_at: DateTime<Utc>,
+    pub max_uses: Option<u32>,
+    pub uses: u32,
+    pub revoked: bool,
+}
+
+/// Why an invite can no longer be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InviteGone {
+    Expired,
+    Revoked,
+    UsedUp,
+}
+
+impl Invite {
+    /// `Ok` while the invite can still be used at `now`.
+    pub fn usable(&self, now: DateTime<Utc>) -> Result<(), InviteGone> {
+        if self.revoked {
+            Err(InviteGone::Revoked)
+        } else if now >= self.expires_at {
+            Err(InviteGone::Expired)
+        } else if self.max_uses.is_some_and(|max| self.uses >= max) {
+            Err(InviteGone::UsedUp)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A room folded from its `meta` and `read` subjects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Room {
+    pub id: Uuid,
+    pub name: String,
+    pub visibility: Visibility,
+    pub kind: RoomKind,
+    pub owner_id: Uuid,
+    pub max_members: u32,
+    pub created_at: DateTime<Utc>,
+    pub deleted: bool,
+    pub members: HashMap<Uuid, Member>,
+    pub invites: HashMap<Uuid, Invite>,
+    pub read_markers: HashMap<Uuid, u64>,
+    next_order: u64,
+}
+
+impl Room {
+    pub fn is_member(&self, user: Uuid) -> bool {
+        self.members.contains_key(&user)
+    }
+
+    pub fn member_count(&self) -> u32 {
+        self.members.len() as u32
+    }
+
+    pub(crate) fn invite_for(&self, user: Uuid, now: DateTime<Utc>) -> Option<&Invite> {
+        self.invites
+            .values()
+            .filter(|i| i.invitee_id == Some(user))
+            .find(|i| i.usable(now).is_ok())
+    }
+
+    /// Whether `user` may know that the room exists: public rooms are visible to everyone,
+    /// private ones to members and to users holding a usable personal invite.
+    pub fn visible_to(&self, user: Uuid, now: DateTime<Utc>) -> bool {
+        !self.deleted
+            && (self.visibility == Visibility::Public
+                || self.is_member(user)
+                || self.invite_for(user, now).is_some())
+    }
+
+    pub fn invite_by_token_hash(&self, token_hash: &str) -> Option<&Invite> {
+        self.invites.values().find(|i| i.token_hash == token_hash)
+    }
+}
+
+/// Applies one event of this room to its state. Events of other aggregates, unknown kinds and
+/// message events (which do not change the room) leave it as it is.
+pub fn evolve(room: Option<Room>, envelope: &Envelope) -> Option<Room> {
+    let at = envelope.occurred_at;
+    if let Event::RoomCreated(c) = &envelope.event {
+        let mut members = HashMap::new();
+        members.insert(
+            c.owner_id,
+            Member {
+                role: Role::Owner,
+                joined_at: at,
+                order: 0,
+            },
+        );
+        return Some(Room {
+            id: envelope.room_id.unwrap_or_default(),
+            name: c.name.clone(),
+            visibility: c.visibility,
+            kind: c.kind,
+            owner_id: c.owner_id,
+            max_members: c.max_members,
+            created_at: at,
+            deleted: false,
+            members,
+            invites: HashMap::new(),
+            read_markers: HashMap::new(),
+            next_order: 1,
+        });
+    }
+    let mut room = room?;
+    match &envelope.event {
+        Event::RoomUpdated(u) => {
+            if let Some(name) = &u.name {
+                room.name = name.clone();
+            }
+            if let Some(v) = u.visibility {
+                room.visibility = v;
+            }
+            if let Some(m) = u.max_members {
+                room.max_members = m;
+            }
+        }
+        Event::RoomDeleted(_) => room.deleted = true,
+        Event::MemberJoined(j) => {
+            let order = room.next_order;
+            room.next_order += 1;
+            room.members.insert(
+                j.user_id,
+                Member {
+                    role: j.role,
+                    joined_at: at,
+                    order,
+                },
+            );
+            if j.role == Role::Owner {
+                room.owner_id = j.user_id;
+            }
+            if let Some(invite) = j.invite.and_then(|id| room.invites.get_mut(&id)) {
+                invite.uses += 1;
+            }
+        }
+        Event::MemberLeft(MemberLeft {
+            user_id,
+            new_owner_id,
+        }) => {
+            room.members.remove(user_id);
+            room.read_markers.remove(user_id);
+            if let Some(owner) =
+                new_owner_id.and_then(|id| room.members.get_mut(&id).map(|m| (id, m)))
+            {
+                owner.1.role = Role::Owner;
+                room.owner_id = owner.0;
+            }
+        }
+        Event::MemberRemoved(r) => {
+            room.members.remove(&r.user_id);
+            room.read_markers.remove(&r.user_id);
+        }
+        Event::InviteCreated(i) => {
+            room.invites.insert(
+                i.invite_id,
+                Invite {
+                    id: i.invite_id,
+                    token_hash: i.token_hash.clone(),
+                    invitee_id: i.invitee_id,
+                    expires_at: i.expires_at,
+                    max_uses: i.max_uses,
+                    uses: 0,
+                    revoked: false,
+                },
+            );
+        }
+        Event::InviteRevoked(r) => {
+            if let Some(i) = room.invites.get_mut(&r.invite_id) {
+                i.revoked = true;
+            }
+        }
+        Event::RoomRead(r) => {
+            let marker = room.read_markers.entry(r.user_id).or_default();
+            *marker = (*marker).max(r.up_to_position);
+        }
+        _ => {}
+    }
+    Some(room)
+}
