@@ -208,7 +208,7 @@ proptest! {
         let early = at(cuts.2, from - 1, read);
         let parked = at(cuts.3, read.max(early), n);
         let live = |range: std::ops::RangeInclusive<usize>| {
-            events[range.start() - 1..*range.end()].iter().cloned().collect::<Vec<_>>()
+            events[range.start() - 1..*range.end()].to_vec()
         };
         let mut fold: LiveRoom<(RoomPart, Recorded)> = LiveRoom::default();
         for e in live(from..=early) {
