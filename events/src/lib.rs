@@ -7,7 +7,9 @@
 //! - [`room`], [`user`]: the aggregates as `decide`/`evolve` functions, with no IO, and
 //!   [`room::LiveRoom`], one room kept folded from the log and the live tail.
 //! - [`connection`]: the NATS connection (server list, first-connect retries, reconnects).
-//! - [`store`]: the JetStream adapter (bootstrap, append with expectations, reads).
+//! - [`store`]: the JetStream adapter (opening, appends with expectations, reads).
+//! - `witness` (private): bounds of the log's head from our own appends, behind
+//!   [`EventStore::head_bound`].
 //! - [`tail`]: the process's live tail of the log, shared by its live readers.
 //! - `follow` (private): the self-healing follow behind [`EventStore::follow`].
 //! - [`audit`]: the checks `natter verify` runs over a whole log.

@@ -8,12 +8,22 @@
 //! microseconds, and a waiter is answered by the next one's ack, with no request of its own;
 //! only a waiter that no later append covers within a moment (an idle process, or the covering
 //! append failed) gets a real head lookup, shared by everyone waiting at that moment.
+//!
+//! [`EventStore::head_bound`] lives here, with the task that answers uncovered waiters.
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use anyhow::anyhow;
 
 use tokio::sync::{Notify, oneshot};
+
+use crate::store::{EventStore, Inner};
+
+/// How many times the head lookup lets queued tasks run first, while appends are in flight,
+/// so that one of them may cover its waiters instead.
+const COVER_YIELDS: usize = 4;
 
 /// Appends begun by this process and callers waiting for a bound.
 #[derive(Default)]
@@ -144,6 +154,69 @@ impl Drop for Witnessed<'_> {
     fn drop(&mut self) {
         if !self.done {
             self.witness.abandoned(self.index);
+        }
+    }
+}
+
+impl EventStore {
+    /// A position at or above every event acknowledged (to anyone) before this call: the
+    /// position of an append this handle began after the call, less one, or failing that the
+    /// stream's last position read after the call. Concurrent callers that no append covers
+    /// share one lookup.
+    pub async fn head_bound(&self) -> anyhow::Result<u64> {
+        let answer = self.inner.witness.wait();
+        self.inner.lookups.get_or_init(|| {
+            tokio::spawn(serve_lookups(
+                Arc::downgrade(&self.inner),
+                self.inner.witness.clone(),
+            ));
+        });
+        answer
+            .await
+            .map_err(|_| anyhow!("the head lookup stopped"))?
+            .map_err(|e| anyhow!("reading the log's head: {e}"))
+    }
+
+    /// How many head lookups [`head_bound`](Self::head_bound) has made: the rest were
+    /// answered by this handle's own appends.
+    pub fn head_lookups(&self) -> u64 {
+        self.inner.witness.lookups.load(Ordering::Relaxed)
+    }
+}
+
+/// Answers [`EventStore::head_bound`] callers that no append covers, in rounds: each round's
+/// lookup starts after its callers came. Ends when the store is dropped.
+async fn serve_lookups(inner: Weak<Inner>, witness: Arc<Witness>) {
+    loop {
+        if !witness.has_uncovered() {
+            if inner.strong_count() == 0 {
+                return;
+            }
+            witness.wake.notified().await;
+            continue;
+        }
+        // While appends are under way, others may be about to begin and cover the waiters
+        // (those it covers are answered by its ack): let the runtime's queued tasks run
+        // first. Under load that queue holds the requests about to append; when nearly
+        // idle it is empty and the lookup goes out at once.
+        for _ in 0..COVER_YIELDS {
+            if !witness.busy() || !witness.has_uncovered() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        let round = witness.uncovered();
+        if round.is_empty() {
+            continue;
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        witness.lookups.fetch_add(1, Ordering::Relaxed);
+        let head = EventStore { inner }
+            .head()
+            .await
+            .map_err(|e| format!("{e:#}"));
+        for waiter in round {
+            let _ = waiter.send(head.clone());
         }
     }
 }
