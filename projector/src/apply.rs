@@ -13,8 +13,8 @@ pub async fn write(tx: &mut Transaction<'_, Postgres>, batch: &Batch) -> sqlx::R
     users(tx, batch).await?;
     rooms(tx, batch).await?;
     invites(tx, batch).await?;
-    let touched = members(tx, batch).await?;
-    messages(tx, batch, &touched).await?;
+    let recount = members(tx, batch).await?;
+    messages(tx, batch, &recount).await?;
     if !batch.membership_rooms.is_empty() {
         let rooms: Vec<Uuid> = batch.membership_rooms.iter().copied().collect();
         sqlx::query(
@@ -144,28 +144,52 @@ async fn invites(tx: &mut Transaction<'_, Postgres>, batch: &Batch) -> sqlx::Res
     Ok(())
 }
 
-/// Writes membership changes; returns the (room, user) pairs whose unread count must be
-/// recounted (fresh joins and moved read markers).
-async fn members(
-    tx: &mut Transaction<'_, Postgres>,
-    batch: &Batch,
-) -> sqlx::Result<(Vec<Uuid>, Vec<Uuid>)> {
-    let (mut gone_r, mut gone_u) = (Vec::new(), Vec::new());
-    let mut joined = (
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-    );
-    let mut existing = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut touched = (Vec::new(), Vec::new());
+/// Members whose rows go (left or removed), as UNNEST columns.
+#[derive(Default)]
+struct Gone {
+    rooms: Vec<Uuid>,
+    users: Vec<Uuid>,
+}
+
+/// Members who joined in the batch: fresh rows.
+#[derive(Default)]
+struct Joins {
+    rooms: Vec<Uuid>,
+    users: Vec<Uuid>,
+    roles: Vec<&'static str>,
+    joined_at: Vec<chrono::DateTime<chrono::Utc>>,
+    joined_positions: Vec<i64>,
+    markers: Vec<i64>,
+}
+
+/// Members from before the batch with a new role and/or read marker.
+#[derive(Default)]
+struct Updates {
+    rooms: Vec<Uuid>,
+    users: Vec<Uuid>,
+    roles: Vec<Option<&'static str>>,
+    markers: Vec<Option<i64>>,
+}
+
+/// Members whose unread count is recounted from scratch (see [`messages`]).
+#[derive(Default)]
+struct Recount {
+    rooms: Vec<Uuid>,
+    users: Vec<Uuid>,
+}
+
+/// Writes membership changes; returns the members whose unread count must be recounted
+/// (fresh joins and moved read markers).
+async fn members(tx: &mut Transaction<'_, Postgres>, batch: &Batch) -> sqlx::Result<Recount> {
+    let mut gone = Gone::default();
+    let mut joins = Joins::default();
+    let mut updates = Updates::default();
+    let mut recount = Recount::default();
     for ((room, user), change) in &batch.members {
         match change {
             MemberChange::Gone => {
-                gone_r.push(*room);
-                gone_u.push(*user);
+                gone.rooms.push(*room);
+                gone.users.push(*user);
             }
             MemberChange::Joined {
                 role,
@@ -173,38 +197,38 @@ async fn members(
                 joined_position,
                 marker,
             } => {
-                joined.0.push(*room);
-                joined.1.push(*user);
-                joined.2.push(*role);
-                joined.3.push(*joined_at);
-                joined.4.push(*joined_position);
-                joined.5.push(*marker);
-                touched.0.push(*room);
-                touched.1.push(*user);
+                joins.rooms.push(*room);
+                joins.users.push(*user);
+                joins.roles.push(*role);
+                joins.joined_at.push(*joined_at);
+                joins.joined_positions.push(*joined_position);
+                joins.markers.push(*marker);
+                recount.rooms.push(*room);
+                recount.users.push(*user);
             }
             MemberChange::Existing { role, marker } => {
-                existing.0.push(*room);
-                existing.1.push(*user);
-                existing.2.push(*role);
-                existing.3.push(*marker);
+                updates.rooms.push(*room);
+                updates.users.push(*user);
+                updates.roles.push(*role);
+                updates.markers.push(*marker);
                 if marker.is_some() {
-                    touched.0.push(*room);
-                    touched.1.push(*user);
+                    recount.rooms.push(*room);
+                    recount.users.push(*user);
                 }
             }
         }
     }
-    if !gone_r.is_empty() {
+    if !gone.rooms.is_empty() {
         sqlx::query(
             "DELETE FROM members m USING UNNEST($1::uuid[], $2::uuid[]) AS v(room_id, user_id) \
              WHERE m.room_id = v.room_id AND m.user_id = v.user_id",
         )
-        .bind(&gone_r)
-        .bind(&gone_u)
+        .bind(&gone.rooms)
+        .bind(&gone.users)
         .execute(&mut **tx)
         .await?;
     }
-    if !joined.0.is_empty() {
+    if !joins.rooms.is_empty() {
         sqlx::query(
             "INSERT INTO members (room_id, user_id, role, joined_at, joined_position, last_read_position, unread_count) \
              SELECT r, u, role, at, p, marker, 0 \
@@ -213,36 +237,45 @@ async fn members(
              ON CONFLICT (room_id, user_id) DO UPDATE SET role = EXCLUDED.role, joined_at = EXCLUDED.joined_at, \
                 joined_position = EXCLUDED.joined_position, last_read_position = EXCLUDED.last_read_position",
         )
-        .bind(&joined.0)
-        .bind(&joined.1)
-        .bind(&joined.2)
-        .bind(&joined.3)
-        .bind(&joined.4)
-        .bind(&joined.5)
+        .bind(&joins.rooms)
+        .bind(&joins.users)
+        .bind(&joins.roles)
+        .bind(&joins.joined_at)
+        .bind(&joins.joined_positions)
+        .bind(&joins.markers)
         .execute(&mut **tx)
         .await?;
     }
-    if !existing.0.is_empty() {
+    if !updates.rooms.is_empty() {
         sqlx::query(
             "UPDATE members m SET role = COALESCE(v.role, m.role), \
                 last_read_position = GREATEST(m.last_read_position, COALESCE(v.marker, 0)) \
              FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::bigint[]) AS v(room_id, user_id, role, marker) \
              WHERE m.room_id = v.room_id AND m.user_id = v.user_id",
         )
-        .bind(&existing.0)
-        .bind(&existing.1)
-        .bind(&existing.2)
-        .bind(&existing.3)
+        .bind(&updates.rooms)
+        .bind(&updates.users)
+        .bind(&updates.roles)
+        .bind(&updates.markers)
         .execute(&mut **tx)
         .await?;
     }
-    Ok(touched)
+    Ok(recount)
 }
 
+/// Writes new messages and edits, and keeps every member's unread count exact.
+///
+/// **The unread-count rule.** A member's `unread_count` is the number of messages of their
+/// room that are after both their read marker and their join (`position > GREATEST(
+/// last_read_position, joined_position)`), not deleted, and not sent by them. A batch keeps
+/// it with three statements, in this order: each new message adds one to every member of its
+/// room but its sender; each message deleted in the batch that counted for a member takes one
+/// away; and every member who joined or moved their marker in the batch (`recount`) is
+/// counted again from the messages table, which overrides the first two for them.
 async fn messages(
     tx: &mut Transaction<'_, Postgres>,
     batch: &Batch,
-    touched: &(Vec<Uuid>, Vec<Uuid>),
+    recount: &Recount,
 ) -> sqlx::Result<()> {
     if !batch.messages.is_empty() {
         let rows: Vec<_> = batch.messages.values().collect();
@@ -331,7 +364,7 @@ async fn messages(
         .execute(&mut **tx)
         .await?;
     }
-    if !touched.0.is_empty() {
+    if !recount.rooms.is_empty() {
         sqlx::query(
             "UPDATE members m SET unread_count = ( \
                 SELECT count(*) FROM messages x WHERE x.room_id = m.room_id \
@@ -340,8 +373,8 @@ async fn messages(
              FROM UNNEST($1::uuid[], $2::uuid[]) AS v(room_id, user_id) \
              WHERE m.room_id = v.room_id AND m.user_id = v.user_id",
         )
-        .bind(&touched.0)
-        .bind(&touched.1)
+        .bind(&recount.rooms)
+        .bind(&recount.users)
         .execute(&mut **tx)
         .await?;
     }

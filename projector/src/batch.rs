@@ -1,5 +1,6 @@
 //! Folding a run of events into the net changes they make to the read models, so a batch of
-//! any size is written with a fixed number of set-based statements (see `apply.rs`).
+//! any size is written with a fixed number of set-based statements (see `apply.rs`, whose
+//! sections follow the same order: users, rooms, invites, members, messages).
 //!
 //! Pure: no IO. The fold follows event order, so that a join, a leave and a second join of
 //! one member in one batch come out as that member present, with the second join.
@@ -7,106 +8,14 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
-use natter_events::catalogue::{Attachment, Event, Role};
+use natter_events::catalogue::{
+    Event, InviteCreated, MemberJoined, MemberLeft, MessageEdited, MessageSent, Role, RoomCreated,
+    RoomRead, RoomUpdated, UserRegistered, UserUpdated,
+};
 use natter_events::{Envelope, Recorded};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct UserRow {
-    pub id: Uuid,
-    pub username: String,
-    pub display_name: String,
-    pub created_at: DateTime<Utc>,
-    pub position: i64,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct RoomRow {
-    pub id: Uuid,
-    pub name: String,
-    pub visibility: &'static str,
-    pub kind: &'static str,
-    pub owner_id: Uuid,
-    pub max_members: i32,
-    pub created_at: DateTime<Utc>,
-    pub created_position: i64,
-    pub position: i64,
-}
-
-/// Changes to a room that existed before the batch (or was created in it: then they are
-/// folded into its [`RoomRow`] instead).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RoomPatch {
-    pub name: Option<String>,
-    pub visibility: Option<&'static str>,
-    pub max_members: Option<i32>,
-    pub owner_id: Option<Uuid>,
-    pub deleted: bool,
-    pub last_message_position: Option<i64>,
-    pub position: i64,
-}
-
-/// Where a member ends up after the batch.
-#[derive(Debug, Clone, PartialEq)]
-pub enum MemberChange {
-    /// Left or removed (the row goes).
-    Gone,
-    /// Joined in this batch (a fresh row), possibly with a role change and a marker since.
-    Joined {
-        role: &'static str,
-        joined_at: DateTime<Utc>,
-        joined_position: i64,
-        marker: i64,
-    },
-    /// Already a member before the batch: a new role and/or a read marker.
-    Existing {
-        role: Option<&'static str>,
-        marker: Option<i64>,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct InviteRow {
-    pub id: Uuid,
-    pub room_id: Uuid,
-    pub token_hash: String,
-    pub invitee_id: Option<Uuid>,
-    pub expires_at: DateTime<Utc>,
-    pub max_uses: Option<i32>,
-    pub uses: i32,
-    pub revoked: bool,
-    pub created_at: DateTime<Utc>,
-    pub position: i64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct InvitePatch {
-    pub uses: i32,
-    pub revoked: bool,
-    pub position: i64,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct MessageRow {
-    pub position: i64,
-    pub id: Uuid,
-    pub room_id: Uuid,
-    pub sender_id: Option<Uuid>,
-    pub kind: &'static str,
-    pub content: String,
-    pub attachment: Option<Attachment>,
-    pub created_at: DateTime<Utc>,
-    pub edited_at: Option<DateTime<Utc>>,
-    pub deleted: bool,
-}
-
-/// An edit or deletion of a message written before the batch.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct MessagePatch {
-    pub content: Option<String>,
-    pub edited_at: Option<DateTime<Utc>>,
-    pub deleted: bool,
-}
+pub use crate::rows::*;
 
 /// The net effect of a run of events.
 #[derive(Debug, Default)]
@@ -147,17 +56,7 @@ impl Batch {
         self.last = self.last.max(position);
     }
 
-    /// `owner` now owns `room`.
-    fn owner(&mut self, room: Uuid, owner: Uuid, position: i64) {
-        match self.rooms.get_mut(&room) {
-            Some(row) => {
-                row.owner_id = owner;
-                row.position = position;
-            }
-            None => self.patch(room, position).owner_id = Some(owner),
-        }
-    }
-
+    /// Folds one event in, in log order.
     pub fn add(&mut self, recorded: &Recorded) {
         self.events += 1;
         self.last = self.last.max(recorded.position);
@@ -169,201 +68,114 @@ impl Batch {
             event,
             ..
         } = &recorded.envelope;
-        let at = *at;
-        let room = room_id.unwrap_or_default();
+        let (at, room) = (*at, room_id.unwrap_or_default());
         match event {
-            Event::UserRegistered(r) => {
-                self.users.insert(
-                    r.user_id,
-                    UserRow {
-                        id: r.user_id,
-                        username: r.username.clone(),
-                        display_name: r.display_name.clone(),
-                        created_at: at,
-                        position,
-                    },
-                );
-            }
-            Event::UserUpdated(u) => {
-                if let Some(name) = &u.display_name {
-                    if let Some(row) = self.users.get_mut(&u.user_id) {
-                        row.display_name = name.clone();
-                        row.position = position;
-                    } else {
-                        self.user_names.insert(u.user_id, (name.clone(), position));
-                    }
-                }
-            }
+            Event::UserRegistered(r) => self.user_registered(r, at, position),
+            Event::UserUpdated(u) => self.user_updated(u, position),
             Event::CredentialsSet(_) | Event::TokenIssued(_) | Event::TokenRevoked(_) => {}
-            Event::RoomCreated(c) => {
-                self.rooms.insert(
-                    room,
-                    RoomRow {
-                        id: room,
-                        name: c.name.clone(),
-                        visibility: c.visibility.as_str(),
-                        kind: c.kind.as_str(),
-                        owner_id: c.owner_id,
-                        max_members: c.max_members as i32,
-                        created_at: at,
-                        created_position: position,
-                        position,
-                    },
-                );
-                self.join(room, c.owner_id, Role::Owner.as_str(), at, position);
-            }
-            Event::RoomUpdated(u) => {
-                if let Some(row) = self.rooms.get_mut(&room) {
-                    if let Some(n) = &u.name {
-                        row.name = n.clone();
-                    }
-                    if let Some(v) = u.visibility {
-                        row.visibility = v.as_str();
-                    }
-                    if let Some(m) = u.max_members {
-                        row.max_members = m as i32;
-                    }
-                    row.position = position;
-                } else {
-                    let patch = self.patch(room, position);
-                    if let Some(n) = &u.name {
-                        patch.name = Some(n.clone());
-                    }
-                    if let Some(v) = u.visibility {
-                        patch.visibility = Some(v.as_str());
-                    }
-                    if let Some(m) = u.max_members {
-                        patch.max_members = Some(m as i32);
-                    }
-                }
-            }
+            Event::RoomCreated(c) => self.room_created(room, c, at, position),
+            Event::RoomUpdated(u) => self.room_updated(room, u, position),
             // (A room created in this batch gets the flag through a patch applied after its
             // insert; the patch's position, the latest, wins there too.)
             Event::RoomDeleted(_) => self.patch(room, position).deleted = true,
-            Event::MemberJoined(j) => {
-                self.join(room, j.user_id, j.role.as_str(), at, position);
-                // The first to join a room everyone had left owns it.
-                if j.role == Role::Owner {
-                    self.owner(room, j.user_id, position);
-                }
-                if let Some(invite) = j.invite {
-                    match self.invites.get_mut(&invite) {
-                        Some(row) => {
-                            row.uses += 1;
-                            row.position = position;
-                        }
-                        None => {
-                            let patch = self.invite_patches.entry(invite).or_default();
-                            patch.uses += 1;
-                            patch.position = position;
-                        }
-                    }
-                }
-            }
-            Event::MemberLeft(l) => {
-                self.gone(room, l.user_id);
-                if let Some(owner) = l.new_owner_id {
-                    self.role(room, owner, Role::Owner.as_str());
-                    self.owner(room, owner, position);
-                }
-            }
+            Event::InviteCreated(i) => self.invite_created(room, i, at, position),
+            Event::InviteRevoked(r) => self.invite_revoked(r.invite_id, position),
+            Event::MemberJoined(j) => self.member_joined(room, j, at, position),
+            Event::MemberLeft(l) => self.member_left(room, l, position),
             Event::MemberRemoved(r) => self.gone(room, r.user_id),
-            Event::InviteCreated(i) => {
-                self.invites.insert(
-                    i.invite_id,
-                    InviteRow {
-                        id: i.invite_id,
-                        room_id: room,
-                        token_hash: i.token_hash.clone(),
-                        invitee_id: i.invitee_id,
-                        expires_at: i.expires_at,
-                        max_uses: i.max_uses.map(|m| m as i32),
-                        uses: 0,
-                        revoked: false,
-                        created_at: at,
-                        position,
-                    },
-                );
+            Event::RoomRead(r) => self.room_read(room, r),
+            Event::MessageSent(m) => self.message_sent(room, *actor_id, m, at, position),
+            Event::MessageEdited(e) => self.message_edited(e, at),
+            Event::MessageDeleted(d) => self.message_deleted(d.message_id),
+        }
+    }
+
+    // Users.
+
+    fn user_registered(&mut self, r: &UserRegistered, at: DateTime<Utc>, position: i64) {
+        self.users.insert(
+            r.user_id,
+            UserRow {
+                id: r.user_id,
+                username: r.username.clone(),
+                display_name: r.display_name.clone(),
+                created_at: at,
+                position,
+            },
+        );
+    }
+
+    fn user_updated(&mut self, u: &UserUpdated, position: i64) {
+        let Some(name) = &u.display_name else { return };
+        if let Some(row) = self.users.get_mut(&u.user_id) {
+            row.display_name = name.clone();
+            row.position = position;
+        } else {
+            self.user_names.insert(u.user_id, (name.clone(), position));
+        }
+    }
+
+    // Rooms.
+
+    fn room_created(&mut self, room: Uuid, c: &RoomCreated, at: DateTime<Utc>, position: i64) {
+        self.rooms.insert(
+            room,
+            RoomRow {
+                id: room,
+                name: c.name.clone(),
+                visibility: c.visibility.as_str(),
+                kind: c.kind.as_str(),
+                owner_id: c.owner_id,
+                max_members: c.max_members as i32,
+                created_at: at,
+                created_position: position,
+                position,
+            },
+        );
+        self.join(room, c.owner_id, Role::Owner.as_str(), at, position);
+    }
+
+    fn room_updated(&mut self, room: Uuid, u: &RoomUpdated, position: i64) {
+        if let Some(row) = self.rooms.get_mut(&room) {
+            if let Some(n) = &u.name {
+                row.name = n.clone();
             }
-            Event::InviteRevoked(r) => match self.invites.get_mut(&r.invite_id) {
-                Some(row) => {
-                    row.revoked = true;
-                    row.position = position;
-                }
-                None => {
-                    let patch = self.invite_patches.entry(r.invite_id).or_default();
-                    patch.revoked = true;
-                    patch.position = position;
-                }
-            },
-            Event::MessageSent(m) => {
-                self.messages.insert(
-                    m.message_id,
-                    MessageRow {
-                        position,
-                        id: m.message_id,
-                        room_id: room,
-                        sender_id: *actor_id,
-                        kind: m.kind.as_str(),
-                        content: m.content.clone(),
-                        attachment: m.attachment.clone(),
-                        created_at: at,
-                        edited_at: None,
-                        deleted: false,
-                    },
-                );
-                self.last_message.insert(room, position);
-                match self.rooms.get_mut(&room) {
-                    Some(row) => row.position = position,
-                    None => self.patch(room, position).last_message_position = Some(position),
-                }
+            if let Some(v) = u.visibility {
+                row.visibility = v.as_str();
             }
-            Event::MessageEdited(e) => match self.messages.get_mut(&e.message_id) {
-                Some(row) if !row.deleted => {
-                    row.content = e.content.clone();
-                    row.edited_at = Some(at);
-                }
-                Some(_) => {}
-                None => {
-                    let patch = self.message_patches.entry(e.message_id).or_default();
-                    if !patch.deleted {
-                        patch.content = Some(e.content.clone());
-                        patch.edited_at = Some(at);
-                    }
-                }
-            },
-            Event::MessageDeleted(d) => match self.messages.get_mut(&d.message_id) {
-                Some(row) => {
-                    row.deleted = true;
-                    row.content.clear();
-                    row.attachment = None;
-                }
-                None => {
-                    let patch = self.message_patches.entry(d.message_id).or_default();
-                    patch.deleted = true;
-                    patch.content = None;
-                }
-            },
-            Event::RoomRead(r) => {
-                let marker = r.up_to_position as i64;
-                match self.members.get_mut(&(room, r.user_id)) {
-                    Some(MemberChange::Joined { marker: m, .. }) => *m = (*m).max(marker),
-                    Some(MemberChange::Existing { marker: m, .. }) => {
-                        *m = Some(m.unwrap_or(0).max(marker))
-                    }
-                    Some(MemberChange::Gone) => {}
-                    None => {
-                        self.members.insert(
-                            (room, r.user_id),
-                            MemberChange::Existing {
-                                role: None,
-                                marker: Some(marker),
-                            },
-                        );
-                    }
-                }
+            if let Some(m) = u.max_members {
+                row.max_members = m as i32;
+            }
+            row.position = position;
+        } else {
+            let patch = self.patch(room, position);
+            if let Some(n) = &u.name {
+                patch.name = Some(n.clone());
+            }
+            if let Some(v) = u.visibility {
+                patch.visibility = Some(v.as_str());
+            }
+            if let Some(m) = u.max_members {
+                patch.max_members = Some(m as i32);
             }
         }
+    }
+
+    /// `owner` now owns `room`.
+    fn owner(&mut self, room: Uuid, owner: Uuid, position: i64) {
+        match self.rooms.get_mut(&room) {
+            Some(row) => {
+                row.owner_id = owner;
+                row.position = position;
+            }
+            None => self.patch(room, position).owner_id = Some(owner),
+        }
+    }
+
+    fn patch(&mut self, room: Uuid, position: i64) -> &mut RoomPatch {
+        let patch = self.room_patches.entry(room).or_default();
+        patch.position = position;
+        patch
     }
 
     /// The last message position of a room created in this batch.
@@ -371,10 +183,91 @@ impl Batch {
         self.last_message.get(&room).copied()
     }
 
-    fn patch(&mut self, room: Uuid, position: i64) -> &mut RoomPatch {
-        let patch = self.room_patches.entry(room).or_default();
-        patch.position = position;
-        patch
+    // Invites.
+
+    fn invite_created(&mut self, room: Uuid, i: &InviteCreated, at: DateTime<Utc>, position: i64) {
+        self.invites.insert(
+            i.invite_id,
+            InviteRow {
+                id: i.invite_id,
+                room_id: room,
+                token_hash: i.token_hash.clone(),
+                invitee_id: i.invitee_id,
+                expires_at: i.expires_at,
+                max_uses: i.max_uses.map(|m| m as i32),
+                uses: 0,
+                revoked: false,
+                created_at: at,
+                position,
+            },
+        );
+    }
+
+    fn invite_revoked(&mut self, invite: Uuid, position: i64) {
+        match self.invites.get_mut(&invite) {
+            Some(row) => {
+                row.revoked = true;
+                row.position = position;
+            }
+            None => {
+                let patch = self.invite_patches.entry(invite).or_default();
+                patch.revoked = true;
+                patch.position = position;
+            }
+        }
+    }
+
+    fn invite_used(&mut self, invite: Uuid, position: i64) {
+        match self.invites.get_mut(&invite) {
+            Some(row) => {
+                row.uses += 1;
+                row.position = position;
+            }
+            None => {
+                let patch = self.invite_patches.entry(invite).or_default();
+                patch.uses += 1;
+                patch.position = position;
+            }
+        }
+    }
+
+    // Members.
+
+    fn member_joined(&mut self, room: Uuid, j: &MemberJoined, at: DateTime<Utc>, position: i64) {
+        self.join(room, j.user_id, j.role.as_str(), at, position);
+        // The first to join a room everyone had left owns it.
+        if j.role == Role::Owner {
+            self.owner(room, j.user_id, position);
+        }
+        if let Some(invite) = j.invite {
+            self.invite_used(invite, position);
+        }
+    }
+
+    fn member_left(&mut self, room: Uuid, l: &MemberLeft, position: i64) {
+        self.gone(room, l.user_id);
+        if let Some(owner) = l.new_owner_id {
+            self.role(room, owner, Role::Owner.as_str());
+            self.owner(room, owner, position);
+        }
+    }
+
+    fn room_read(&mut self, room: Uuid, r: &RoomRead) {
+        let marker = r.up_to_position as i64;
+        match self.members.get_mut(&(room, r.user_id)) {
+            Some(MemberChange::Joined { marker: m, .. }) => *m = (*m).max(marker),
+            Some(MemberChange::Existing { marker: m, .. }) => *m = Some(m.unwrap_or(0).max(marker)),
+            Some(MemberChange::Gone) => {}
+            None => {
+                self.members.insert(
+                    (room, r.user_id),
+                    MemberChange::Existing {
+                        role: None,
+                        marker: Some(marker),
+                    },
+                );
+            }
+        }
     }
 
     fn join(
@@ -418,97 +311,68 @@ impl Batch {
             }
         }
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use natter_events::catalogue::{
-        MemberJoined, MemberLeft, MessageKind, MessageSent, RoomCreated, RoomKind, Visibility,
-    };
+    // Messages.
 
-    fn at(position: u64, room: Uuid, actor: Uuid, event: Event) -> Recorded {
-        Recorded {
-            position,
-            subject: String::new(),
-            recorded_at: Utc::now(),
-            envelope: Envelope::new(Uuid::now_v7(), Utc::now(), Some(actor), Some(room), event),
+    fn message_sent(
+        &mut self,
+        room: Uuid,
+        sender: Option<Uuid>,
+        m: &MessageSent,
+        at: DateTime<Utc>,
+        position: i64,
+    ) {
+        self.messages.insert(
+            m.message_id,
+            MessageRow {
+                position,
+                id: m.message_id,
+                room_id: room,
+                sender_id: sender,
+                kind: m.kind.as_str(),
+                content: m.content.clone(),
+                attachment: m.attachment.clone(),
+                created_at: at,
+                edited_at: None,
+                deleted: false,
+            },
+        );
+        self.last_message.insert(room, position);
+        match self.rooms.get_mut(&room) {
+            Some(row) => row.position = position,
+            None => self.patch(room, position).last_message_position = Some(position),
         }
     }
 
-    /// The room's row after folding `events` split into batches at `cut`, as (owner, position,
-    /// last message) of the inserted row or the patch.
-    fn history() -> Vec<Recorded> {
-        let (room, owner, bob) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
-        vec![
-            at(
-                1,
-                room,
-                owner,
-                Event::RoomCreated(RoomCreated {
-                    name: "r".into(),
-                    visibility: Visibility::Public,
-                    kind: RoomKind::Group,
-                    max_members: 10,
-                    owner_id: owner,
-                }),
-            ),
-            at(
-                2,
-                room,
-                bob,
-                Event::MemberJoined(MemberJoined {
-                    user_id: bob,
-                    role: Role::Member,
-                    invite: None,
-                }),
-            ),
-            at(
-                3,
-                room,
-                bob,
-                Event::MessageSent(MessageSent {
-                    message_id: Uuid::from_u128(9),
-                    kind: MessageKind::Text,
-                    content: "hi".into(),
-                    attachment: None,
-                }),
-            ),
-            at(
-                4,
-                room,
-                owner,
-                Event::MemberLeft(MemberLeft {
-                    user_id: owner,
-                    new_owner_id: Some(bob),
-                }),
-            ),
-        ]
+    fn message_edited(&mut self, e: &MessageEdited, at: DateTime<Utc>) {
+        match self.messages.get_mut(&e.message_id) {
+            Some(row) if !row.deleted => {
+                row.content = e.content.clone();
+                row.edited_at = Some(at);
+            }
+            Some(_) => {}
+            None => {
+                let patch = self.message_patches.entry(e.message_id).or_default();
+                if !patch.deleted {
+                    patch.content = Some(e.content.clone());
+                    patch.edited_at = Some(at);
+                }
+            }
+        }
     }
 
-    #[test]
-    fn a_rooms_row_does_not_depend_on_where_batches_are_cut() {
-        let room = Uuid::from_u128(1);
-        let whole = {
-            let mut b = Batch::after(0);
-            history().iter().for_each(|r| b.add(r));
-            let row = &b.rooms[&room];
-            (row.owner_id, row.position, b.room_last_message(room))
-        };
-        for cut in 1..4 {
-            let events = history();
-            let mut first = Batch::after(0);
-            events[..cut].iter().for_each(|r| first.add(r));
-            let mut second = Batch::after(cut as u64);
-            events[cut..].iter().for_each(|r| second.add(r));
-            let row = &first.rooms[&room];
-            let patch = second.room_patches.get(&room).cloned().unwrap_or_default();
-            let owner = patch.owner_id.unwrap_or(row.owner_id);
-            let position = row.position.max(patch.position);
-            let last = patch
-                .last_message_position
-                .or(first.room_last_message(room));
-            assert_eq!((owner, position, last), whole, "cut after event {cut}");
+    fn message_deleted(&mut self, message: Uuid) {
+        match self.messages.get_mut(&message) {
+            Some(row) => {
+                row.deleted = true;
+                row.content.clear();
+                row.attachment = None;
+            }
+            None => {
+                let patch = self.message_patches.entry(message).or_default();
+                patch.deleted = true;
+                patch.content = None;
+            }
         }
     }
 }

@@ -2,7 +2,7 @@
 //! batches, each batch in one transaction with its checkpoint, so a crash anywhere neither
 //! loses nor doubles an effect. One instance is active per projection; others stand by.
 //!
-//! - [`batch`]: folds a run of events into net row changes (pure).
+//! - [`batch`]: folds a run of events into net row changes (pure), as [`rows`].
 //! - [`apply`]: writes a batch with set-based statements plus the checkpoint.
 //! - [`runner`]: the loop, leader election, status (position, lag, halt).
 //! - [`rebuild`]: replays the whole log into fresh tables and swaps them in.
@@ -14,6 +14,7 @@
 pub mod apply;
 pub mod batch;
 pub mod rebuild;
+pub mod rows;
 pub mod runner;
 pub mod storable;
 
