@@ -40,8 +40,7 @@ pub struct ReplayArgs {
 }
 
 async fn open(config: &Config) -> anyhow::Result<EventStore> {
-    let nats = natter_events::connection::connect_once(&config.nats_url, "natter-audit").await?;
-    EventStore::open(nats, &config.store()).await
+    Ok(config.open_store_once("natter-audit").await?.1)
 }
 
 fn progress(total: u64) -> ProgressBar {

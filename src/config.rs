@@ -172,6 +172,17 @@ impl Config {
         }
     }
 
+    /// For the CLI's one-shot commands: connects to NATS once (failing fast rather than
+    /// waiting for it) and opens the event store.
+    pub async fn open_store_once(
+        &self,
+        client_name: &str,
+    ) -> anyhow::Result<(async_nats::Client, natter_events::EventStore)> {
+        let nats = natter_events::connection::connect_once(&self.nats_url, client_name).await?;
+        let store = natter_events::EventStore::open(nats.clone(), &self.store()).await?;
+        Ok((nats, store))
+    }
+
     /// The JWT secret, failing fast in production when it is missing or weak.
     pub fn jwt_secret(&self) -> anyhow::Result<Vec<u8>> {
         let production = self.environment.eq_ignore_ascii_case("production");

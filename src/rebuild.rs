@@ -3,13 +3,11 @@
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use natter_events::EventStore;
 
 use crate::config::Config;
 
 pub async fn rebuild(config: Config) -> anyhow::Result<()> {
-    let nats = natter_events::connection::connect_once(&config.nats_url, "natter-rebuild").await?;
-    let store = EventStore::open(nats, &config.store()).await?;
+    let (_, store) = config.open_store_once("natter-rebuild").await?;
     let pool = natter_readmodel::db::prepare(&config.database_url).await?;
     // Hidden automatically when stderr is not a terminal.
     let bar = ProgressBar::new(0).with_style(

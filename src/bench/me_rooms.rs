@@ -63,23 +63,32 @@ pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
         });
         (subjects.room(room, RoomPart::Msg), ev(room, writer, sent))
     };
-    let messages = (0..per_room).flat_map(|i| rooms.iter().map(move |room| (i, *room)));
+    // Collected: lazy iterators borrowing `rooms` across awaits make this future's type
+    // too particular for the scenario table.
+    let messages: Vec<(usize, Uuid)> = (0..per_room)
+        .flat_map(|i| rooms.iter().map(move |room| (i, *room)))
+        .collect();
     let half = rooms_n * per_room / 2;
     let halfway = env
-        .append_all(messages.clone().take(half).map(message))
+        .append_all(messages[..half].iter().copied().map(message))
         .await?;
-    env.append_all(rooms.iter().map(|room| {
-        let read = Event::RoomRead(RoomRead {
-            user_id: reader,
-            up_to_position: halfway,
-        });
-        (
-            subjects.room(*room, RoomPart::Read),
-            ev(*room, reader, read),
-        )
-    }))
-    .await?;
-    let head = env.append_all(messages.skip(half).map(message)).await?;
+    let reads: Vec<_> = rooms
+        .iter()
+        .map(|room| {
+            let read = Event::RoomRead(RoomRead {
+                user_id: reader,
+                up_to_position: halfway,
+            });
+            (
+                subjects.room(*room, RoomPart::Read),
+                ev(*room, reader, read),
+            )
+        })
+        .collect();
+    env.append_all(reads).await?;
+    let head = env
+        .append_all(messages[half..].iter().copied().map(message))
+        .await?;
     env.projected(head).await?;
 
     let mut latencies = Vec::new();

@@ -6,6 +6,7 @@
 
 mod catchup;
 mod connections;
+mod env;
 mod fanout;
 mod http1;
 mod latency;
@@ -15,22 +16,13 @@ mod replay;
 mod send;
 mod ws;
 
-use std::net::SocketAddr;
-use std::time::Duration;
-
 use anyhow::Context as _;
-use async_nats::jetstream::context::PublishAckFuture;
-use natter_events::{Envelope, EventStore};
+use futures::future::BoxFuture;
 use serde::Serialize;
 use serde_json::{Value, json};
-use sqlx::PgPool;
-use std::process::Stdio;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-use tokio::sync::oneshot;
-use uuid::Uuid;
 
 use crate::config::Config;
+pub use env::Env;
 
 /// How big the runs are.
 #[derive(Debug, Clone, Copy)]
@@ -86,230 +78,6 @@ impl Figure {
     }
 }
 
-/// natter running as a child process for the bench (so that its memory is its own), and
-/// handles on its backing services.
-pub struct Env {
-    pub base: String,
-    pub addr: SocketAddr,
-    pub http: reqwest::Client,
-    pub store: EventStore,
-    pub pool: PgPool,
-    pub config: Config,
-    pub nats: async_nats::Client,
-    child: Child,
-}
-
-fn bench_database_url(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let server = base.rsplit_once('/').map_or(base, |(s, _)| s);
-    match query {
-        Some(q) => format!("{server}/{name}?{q}"),
-        None => format!("{server}/{name}"),
-    }
-}
-
-impl Env {
-    async fn start(config: &Config) -> anyhow::Result<Env> {
-        let id = Uuid::new_v4().simple().to_string()[..12].to_string();
-        let mut config = config.clone();
-        config.stream = format!("BENCH_{id}");
-        config.subject_prefix = format!("bench{id}");
-        config.database_url =
-            bench_database_url(&config.database_url, &format!("natter_bench_{id}"));
-        let secret = config
-            .jwt_secret
-            .clone()
-            .unwrap_or_else(|| format!("bench-secret-{}", Uuid::new_v4()));
-        config.jwt_secret = Some(secret.clone());
-        let mut child = Command::new(std::env::current_exe()?)
-            .args(["serve", "--role", "all"])
-            .env("NATTER_HTTP_ADDR", "127.0.0.1:0")
-            .env("NATS_URL", &config.nats_url)
-            .env("DATABASE_URL", &config.database_url)
-            .env("NATTER_STREAM", &config.stream)
-            .env("NATTER_SUBJECT_PREFIX", &config.subject_prefix)
-            .env("NATTER_SEND_RATE_LIMIT", "off")
-            .env("NATTER_JWT_SECRET", &secret)
-            .env("NATTER_ADMINS", "bench_admin")
-            .env("NATTER_PROJECTOR_BATCH", config.projector_batch.to_string())
-            .env("RUST_LOG", "warn,natter::serve=info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting natter for the bench")?;
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (addr_tx, addr_rx) = oneshot::channel::<SocketAddr>();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            let mut addr_tx = Some(addr_tx);
-            while let Ok(Some(line)) = lines.next_line().await {
-                match line
-                    .split("listening on http://")
-                    .nth(1)
-                    .and_then(|a| a.split_whitespace().next())
-                {
-                    Some(addr) if addr_tx.is_some() => {
-                        if let (Some(tx), Ok(addr)) = (addr_tx.take(), addr.parse()) {
-                            let _ = tx.send(addr);
-                        }
-                    }
-                    _ => eprintln!("natter: {line}"),
-                }
-            }
-        });
-        let addr = tokio::time::timeout(Duration::from_secs(60), addr_rx)
-            .await
-            .context("natter did not report its address")?
-            .context("natter exited before listening")?;
-        let nats =
-            natter_events::connection::connect_once(&config.nats_url, "natter-bench").await?;
-        let store = EventStore::open(nats.clone(), &config.store()).await?;
-        let pool = natter_readmodel::db::connect(&config.database_url).await?;
-        Ok(Env {
-            base: format!("http://{addr}/api/v1"),
-            addr,
-            http: reqwest::Client::builder()
-                .pool_max_idle_per_host(256)
-                .build()?,
-            store,
-            pool,
-            config,
-            nats,
-            child,
-        })
-    }
-
-    /// Resident memory of the natter process, in KiB.
-    pub fn server_rss_kib(&self) -> anyhow::Result<u64> {
-        let pid = self.child.id().context("natter is not running")?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .context("reading VmRSS")
-    }
-
-    /// Stops natter and removes the bench's streams and database.
-    async fn cleanup(mut self) -> anyhow::Result<()> {
-        if let Some(pid) = self.child.id() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status()
-                .await;
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
-        let _ = self.child.kill().await;
-        self.pool.close().await;
-        let js = self.store.jetstream();
-        for name in [
-            self.config.stream.clone(),
-            format!("KV_{}_idem", self.config.stream),
-            format!("{}_RAW", self.config.stream),
-        ] {
-            let _ = js.delete_stream(&name).await;
-        }
-        let admin = natter_readmodel::db::connect(&bench_database_url(
-            &self.config.database_url,
-            "postgres",
-        ))
-        .await?;
-        let name = self
-            .config
-            .database_url
-            .rsplit('/')
-            .next()
-            .unwrap_or_default()
-            .split('?')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-        )))
-        .execute(&admin)
-        .await
-        .context("dropping the bench database")?;
-        Ok(())
-    }
-
-    /// POSTs JSON; returns the status and body.
-    pub async fn post(
-        &self,
-        path: &str,
-        token: Option<&str>,
-        body: &Value,
-    ) -> anyhow::Result<(u16, Value)> {
-        let mut req = self.http.post(format!("{}{path}", self.base)).json(body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await?;
-        let status = resp.status().as_u16();
-        Ok((status, resp.json().await.unwrap_or(Value::Null)))
-    }
-
-    /// Registers a user; returns (token, id).
-    pub async fn register(&self, username: &str) -> anyhow::Result<(String, Uuid)> {
-        let (status, body) = self
-            .post(
-                "/auth/register",
-                None,
-                &json!({ "username": username, "password": "bench-password" }),
-            )
-            .await?;
-        anyhow::ensure!(status == 201, "registering {username}: {status} {body}");
-        Ok((
-            body["token"].as_str().unwrap_or_default().to_string(),
-            body["user"]["id"].as_str().unwrap_or_default().parse()?,
-        ))
-    }
-
-    /// Appends events straight to the log (for pre-filling), with at most `window` acks in
-    /// flight. Returns the last position.
-    pub async fn append_all(
-        &self,
-        events: impl IntoIterator<Item = (String, Envelope)>,
-    ) -> anyhow::Result<u64> {
-        let js = self.store.jetstream();
-        let mut inflight: Vec<PublishAckFuture> = Vec::new();
-        let mut last = 0;
-        for (subject, envelope) in events {
-            let publish = async_nats::jetstream::message::PublishMessage::build()
-                .payload(envelope.encode().into())
-                .message_id(envelope.id.to_string());
-            inflight.push(js.send_publish(subject, publish).await?);
-            if inflight.len() >= 2048 {
-                for ack in inflight.drain(..) {
-                    last = last.max(ack.await?.sequence);
-                }
-            }
-        }
-        for ack in inflight {
-            last = last.max(ack.await?.sequence);
-        }
-        Ok(last)
-    }
-
-    /// Waits until the read models have applied `position`.
-    pub async fn projected(&self, position: u64) -> anyhow::Result<()> {
-        loop {
-            let (p,): (i64,) =
-                sqlx::query_as("SELECT COALESCE(MAX(position), 0) FROM projection_checkpoints")
-                    .fetch_one(&self.pool)
-                    .await?;
-            if p as u64 >= position {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
 /// The value at quantile `q` of sorted `values`.
 pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
@@ -319,6 +87,28 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// One scenario: it measures on `env` and returns its figures.
+type Scenario = for<'a> fn(&'a Env, Scale) -> BoxFuture<'a, anyhow::Result<Vec<Figure>>>;
+
+/// Every scenario, in the order they run (`--scenario` names them).
+const SCENARIOS: &[(&str, Scenario)] = &[
+    ("send", |env, scale| Box::pin(send::run(env, scale))),
+    ("projector", |env, scale| {
+        Box::pin(projector::run(env, scale))
+    }),
+    ("me-rooms", |env, scale| Box::pin(me_rooms::run(env, scale))),
+    ("latency", |env, scale| Box::pin(latency::run(env, scale))),
+    ("fanout", |env, scale| Box::pin(fanout::run(env, scale))),
+    ("catchup", |env, scale| Box::pin(catchup::run(env, scale))),
+    ("resume", |env, scale| {
+        Box::pin(connections::resume(env, scale))
+    }),
+    ("replay", |env, scale| Box::pin(replay::run(env, scale))),
+    ("memory", |env, scale| {
+        Box::pin(connections::memory(env, scale))
+    }),
+];
+
 /// Runs the chosen scenarios (all when `only` is empty) and prints their figures.
 pub async fn bench(
     config: Config,
@@ -326,60 +116,26 @@ pub async fn bench(
     json_out: bool,
     only: Vec<String>,
 ) -> anyhow::Result<()> {
+    let unknown: Vec<_> = only
+        .iter()
+        .filter(|o| !SCENARIOS.iter().any(|(name, _)| name == o))
+        .collect();
+    anyhow::ensure!(
+        unknown.is_empty(),
+        "unknown scenarios {unknown:?}; they are {:?}",
+        SCENARIOS.iter().map(|(name, _)| *name).collect::<Vec<_>>()
+    );
     let env = Env::start(&config).await?;
-    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     let mut figures = Vec::new();
     let result: anyhow::Result<()> = async {
-        if wanted("send") {
-            figures.extend(send::run(&env, scale).await.context("scenario send")?);
-        }
-        if wanted("projector") {
-            figures.extend(
-                projector::run(&env, scale)
-                    .await
-                    .context("scenario projector")?,
-            );
-        }
-        if wanted("me-rooms") {
-            figures.extend(
-                me_rooms::run(&env, scale)
-                    .await
-                    .context("scenario me-rooms")?,
-            );
-        }
-        if wanted("latency") {
-            figures.extend(
-                latency::run(&env, scale)
-                    .await
-                    .context("scenario latency")?,
-            );
-        }
-        if wanted("fanout") {
-            figures.extend(fanout::run(&env, scale).await.context("scenario fanout")?);
-        }
-        if wanted("catchup") {
-            figures.extend(
-                catchup::run(&env, scale)
-                    .await
-                    .context("scenario catchup")?,
-            );
-        }
-        if wanted("resume") {
-            figures.extend(
-                connections::resume(&env, scale)
-                    .await
-                    .context("scenario resume")?,
-            );
-        }
-        if wanted("replay") {
-            figures.extend(replay::run(&env, scale).await.context("scenario replay")?);
-        }
-        if wanted("memory") {
-            figures.extend(
-                connections::memory(&env, scale)
-                    .await
-                    .context("scenario memory")?,
-            );
+        for (name, run) in SCENARIOS {
+            if only.is_empty() || only.iter().any(|o| o == name) {
+                figures.extend(
+                    run(&env, scale)
+                        .await
+                        .with_context(|| format!("scenario {name}"))?,
+                );
+            }
         }
         Ok(())
     }
