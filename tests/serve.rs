@@ -1,82 +1,19 @@
 //! The `natter` binary as operators run it.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use natter_testkit::api::Api;
+use natter_testkit::process::NatterProcess;
 use natter_testkit::{Cleanup, Isolation, nats_url};
 use serde_json::{Value, json};
 
-/// A running `natter serve` and the address it bound.
-struct Natter {
-    child: Child,
-    base: String,
-}
-
-impl Natter {
-    fn start(isolation: &Isolation, role: &str, database_url: &str) -> Natter {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_natter"))
-            .args(["serve", "--role", role])
-            .env("NATTER_HTTP_ADDR", "127.0.0.1:0")
-            .env("NATS_URL", nats_url())
-            .env("DATABASE_URL", database_url)
-            .env("NATTER_STREAM", &isolation.stream)
-            .env("NATTER_SUBJECT_PREFIX", &isolation.prefix)
-            .env("NATTER_SEND_RATE_LIMIT", "off")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("natter starts");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(addr.split_whitespace().next().unwrap_or("").to_string());
-                }
-            }
-        });
-        let base = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("natter reports its address");
-        Natter { child, base }
-    }
-
-    fn stop(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        for _ in 0..100 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("natter did not stop on SIGTERM");
-    }
-}
-
-impl Drop for Natter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn post(
-    client: &reqwest::Client,
-    url: String,
-    token: Option<&str>,
-    body: Value,
-) -> (u16, Value) {
-    let mut req = client.post(url).json(&body);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let resp = req.send().await.unwrap();
-    (
-        resp.status().as_u16(),
-        resp.json().await.unwrap_or(Value::Null),
+/// `natter serve --role role` of this build, on `isolation`'s stream with `database_url`.
+fn natter(isolation: &Isolation, role: &str, database_url: &str) -> NatterProcess {
+    NatterProcess::start(
+        env!("CARGO_BIN_EXE_natter"),
+        role,
+        NatterProcess::env_for(isolation, &nats_url(), database_url),
     )
 }
 
@@ -87,15 +24,15 @@ async fn the_command_role_keeps_accepting_commands_while_postgres_is_unreachable
         isolation: isolation.clone(),
     };
     // Nothing listens on port 1: Postgres is unreachable for this process.
-    let mut natter = Natter::start(
+    let mut natter = natter(
         &isolation,
         "command",
         "postgres://postgres@127.0.0.1:1/natter",
     );
-    let api = format!("{}/api/v1", natter.base);
+    let api = Api::server(&natter.base());
     let client = reqwest::Client::new();
     let ready = client
-        .get(format!("{}/readyz", natter.base))
+        .get(format!("{}/readyz", natter.base()))
         .send()
         .await
         .unwrap();
@@ -104,33 +41,12 @@ async fn the_command_role_keeps_accepting_commands_while_postgres_is_unreachable
         200,
         "the command role does not need Postgres"
     );
-    let (status, body) = post(
-        &client,
-        format!("{api}/auth/register"),
-        None,
-        json!({ "username": "ops", "password": "password123" }),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    let token = body["token"].as_str().unwrap().to_string();
-    let (status, body) = post(
-        &client,
-        format!("{api}/rooms"),
-        Some(&token),
-        json!({ "name": "still up" }),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    let room = body["room"]["id"].as_str().unwrap().to_string();
-    for i in 0..5 {
-        let (status, body) = post(
-            &client,
-            format!("{api}/rooms/{room}/messages"),
-            Some(&token),
-            json!({ "content": format!("m{i}") }),
-        )
+    let ops = api.register("ops").await;
+    let room = api
+        .create_room(&ops.token, json!({ "name": "still up" }))
         .await;
-        assert_eq!(status, 201, "{body}");
+    for i in 0..5 {
+        api.send(&ops.token, room, &format!("m{i}")).await;
     }
     assert!(natter.stop().success(), "SIGTERM is a clean shutdown");
 }
@@ -141,16 +57,16 @@ async fn serve_runs_every_role_on_one_port_and_reports_readiness() {
     let _cleanup = Cleanup {
         isolation: isolation.clone(),
     };
-    let mut natter = Natter::start(&isolation, "all", &isolation.database_url);
+    let mut natter = natter(&isolation, "all", &isolation.database_url);
     let client = reqwest::Client::new();
     let health = client
-        .get(format!("{}/healthz", natter.base))
+        .get(format!("{}/healthz", natter.base()))
         .send()
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
     let ready: Value = client
-        .get(format!("{}/readyz", natter.base))
+        .get(format!("{}/readyz", natter.base()))
         .send()
         .await
         .unwrap()
@@ -162,16 +78,9 @@ async fn serve_runs_every_role_on_one_port_and_reports_readiness() {
         ready["checks"]["postgres"]["ok"], true,
         "the database was created and migrated"
     );
-    let (status, _) = post(
-        &client,
-        format!("{}/api/v1/auth/register", natter.base),
-        None,
-        json!({ "username": "all", "password": "password123" }),
-    )
-    .await;
-    assert_eq!(status, 201);
+    Api::server(&natter.base()).register("all").await;
     let missing = client
-        .get(format!("{}/api/v1/nothing", natter.base))
+        .get(format!("{}/api/v1/nothing", natter.base()))
         .send()
         .await
         .unwrap();
@@ -202,35 +111,26 @@ async fn command_query_and_projector_run_as_separate_processes_and_rebuild_works
     let _cleanup = Cleanup {
         isolation: isolation.clone(),
     };
-    let mut projector = Natter::start(&isolation, "projector", &isolation.database_url);
-    let mut query = Natter::start(&isolation, "query", &isolation.database_url);
-    let mut command = Natter::start(
+    let mut projector = natter(&isolation, "projector", &isolation.database_url);
+    let mut query = natter(&isolation, "query", &isolation.database_url);
+    let mut command = natter(
         &isolation,
         "command",
         "postgres://postgres@127.0.0.1:1/unused",
     );
     let client = reqwest::Client::new();
-    let (status, body) = post(
-        &client,
-        format!("{}/api/v1/auth/register", command.base),
-        None,
-        json!({ "username": "split", "password": "password123" }),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    let token = body["token"].as_str().unwrap().to_string();
-    let (_, body) = post(
-        &client,
-        format!("{}/api/v1/rooms", command.base),
-        Some(&token),
-        json!({ "name": "apart" }),
-    )
-    .await;
-    let position = body["position"].as_u64().unwrap();
+    let api = Api::server(&command.base());
+    let token = api.register("split").await.token;
+    let position = api
+        .post("/rooms", Some(&token), json!({ "name": "apart" }))
+        .await
+        .expect(201)["position"]
+        .as_u64()
+        .unwrap();
     let mine: Value = client
         .get(format!(
             "{}/api/v1/me/rooms?min_position={position}",
-            query.base
+            query.base()
         ))
         .bearer_auth(&token)
         .send()
@@ -241,7 +141,7 @@ async fn command_query_and_projector_run_as_separate_processes_and_rebuild_works
         .unwrap();
     assert_eq!(mine["rooms"][0]["name"], "apart");
     let ready: Value = client
-        .get(format!("{}/readyz", projector.base))
+        .get(format!("{}/readyz", projector.base()))
         .send()
         .await
         .unwrap()
@@ -270,7 +170,7 @@ async fn command_query_and_projector_run_as_separate_processes_and_rebuild_works
         "{summary}"
     );
     let mine: Value = client
-        .get(format!("{}/api/v1/me/rooms", query.base))
+        .get(format!("{}/api/v1/me/rooms", query.base()))
         .bearer_auth(&token)
         .send()
         .await
@@ -285,35 +185,6 @@ async fn command_query_and_projector_run_as_separate_processes_and_rebuild_works
     for p in [&mut projector, &mut query, &mut command] {
         assert!(p.stop().success());
     }
-}
-
-/// Registers a user through the command API at `api` and creates a room they own; returns
-/// (token, room id).
-async fn user_with_room(
-    client: &reqwest::Client,
-    api: &str,
-    username: &str,
-    password: &str,
-    room: &str,
-) -> (String, String) {
-    let (status, body) = post(
-        client,
-        format!("{api}/auth/register"),
-        None,
-        json!({ "username": username, "password": password }),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    let token = body["token"].as_str().unwrap().to_string();
-    let (status, body) = post(
-        client,
-        format!("{api}/rooms"),
-        Some(&token),
-        json!({ "name": room }),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    (token, body["room"]["id"].as_str().unwrap().to_string())
 }
 
 /// Resident memory of a process, in KiB.
@@ -335,19 +206,20 @@ async fn a_client_that_never_reads_is_closed_with_4008_and_the_gateways_memory_s
     let _cleanup = Cleanup {
         isolation: isolation.clone(),
     };
-    let gateway = Natter::start(&isolation, "query", &isolation.database_url);
-    let command = Natter::start(
+    let gateway = natter(&isolation, "query", &isolation.database_url);
+    let command = natter(
         &isolation,
         "command",
         "postgres://postgres@127.0.0.1:1/unused",
     );
     let client = reqwest::Client::new();
-    let api = format!("{}/api/v1", command.base);
-    let (token, room) = user_with_room(&client, &api, "flooder", "password123", "flood").await;
+    let api = Api::server(&command.base());
+    let token = api.register("flooder").await.token;
+    let room = api.create_room(&token, json!({ "name": "flood" })).await;
 
     let ws_url = format!(
         "{}/api/v1/ws?token={token}",
-        gateway.base.replace("http://", "ws://")
+        gateway.base().replace("http://", "ws://")
     );
     let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
     use futures::SinkExt;
@@ -365,10 +237,10 @@ async fn a_client_that_never_reads_is_closed_with_4008_and_the_gateways_memory_s
             break;
         }
     }
-    let before = rss_kib(gateway.child.id());
+    let before = rss_kib(gateway.pid().expect("running"));
     // 48 MB of events the client never reads.
     let body = json!({ "content": "x".repeat(3900) });
-    let url = format!("{api}/rooms/{room}/messages");
+    let url = format!("{}/api/v1/rooms/{room}/messages", command.base());
     futures::stream::iter(0..12_000)
         .for_each_concurrent(16, |_| {
             let (client, url, token, body) =
@@ -379,7 +251,7 @@ async fn a_client_that_never_reads_is_closed_with_4008_and_the_gateways_memory_s
         })
         .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = rss_kib(gateway.child.id());
+    let after = rss_kib(gateway.pid().expect("running"));
     let grown_mib = after.saturating_sub(before) / 1024;
     eprintln!("gateway RSS {before} KiB before, {after} KiB after a 48 MB backlog");
     assert!(
@@ -412,23 +284,16 @@ async fn replay_prints_the_log_and_verify_names_a_corrupt_event() {
     let _cleanup = Cleanup {
         isolation: isolation.clone(),
     };
-    let command = Natter::start(
+    let command = natter(
         &isolation,
         "command",
         "postgres://postgres@127.0.0.1:1/unused",
     );
-    let client = reqwest::Client::new();
-    let api = format!("{}/api/v1", command.base);
-    let (token, room) =
-        user_with_room(&client, &api, "auditor", "secret password", "audited").await;
+    let api = Api::server(&command.base());
+    let token = api.register("auditor").await.token;
+    let room = api.create_room(&token, json!({ "name": "audited" })).await;
     for i in 0..5 {
-        post(
-            &client,
-            format!("{api}/rooms/{room}/messages"),
-            Some(&token),
-            json!({ "content": format!("m{i}") }),
-        )
-        .await;
+        api.send(&token, room, &format!("m{i}")).await;
     }
 
     let out = natter_cli(&isolation, &["replay"]);
@@ -455,7 +320,7 @@ async fn replay_prints_the_log_and_verify_names_a_corrupt_event() {
         &[
             "replay",
             "--room",
-            &room,
+            &room.to_string(),
             "--type",
             "message.sent",
             "--from",
