@@ -1,4 +1,7 @@
 //! The room's rules, given → when → then over events.
+//!
+//! One file, over 400 lines: every rule of the room is a short scenario, and they read best
+//! together.
 
 use chrono::{DateTime, Duration, Utc};
 use natter_events::Envelope;

@@ -4,6 +4,7 @@
 //!
 //! - [`batch`]: folds a run of events into net row changes (pure), as [`rows`].
 //! - [`apply`]: writes a batch with set-based statements plus the checkpoint.
+//! - [`read`]: the log read ahead and folded into batches.
 //! - [`runner`]: the loop, leader election, status (position, lag, halt).
 //! - [`rebuild`]: replays the whole log into fresh tables and swaps them in.
 //! - [`storable`]: what Postgres cannot store (NUL) made storable in the read models only.
@@ -13,6 +14,7 @@
 
 pub mod apply;
 pub mod batch;
+pub mod read;
 pub mod rebuild;
 pub mod rows;
 pub mod runner;

@@ -18,7 +18,8 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{Executor, PgPool};
 
 use crate::apply;
-use crate::runner::{APPLY_LOCK, Item, ProjectionStatus, Projector, ProjectorConfig, fold};
+use crate::read::{Item, fold};
+use crate::runner::{APPLY_LOCK, ProjectionStatus, Projector, ProjectorConfig};
 
 const SCHEMA: &str = "natter_rebuild";
 /// One rebuild at a time.

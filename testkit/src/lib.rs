@@ -7,6 +7,7 @@ pub mod http;
 pub mod nats;
 pub mod process;
 pub mod proxy;
+pub mod ws;
 
 use std::sync::Once;
 

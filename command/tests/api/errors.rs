@@ -1,4 +1,6 @@
 //! Every status API.md lists for the write endpoints, each with the contract's error body.
+//!
+//! One file, over 400 lines: it is the contract's table of write errors, row by row.
 
 use axum::http::Method;
 use serde_json::json;

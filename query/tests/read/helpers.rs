@@ -13,8 +13,9 @@ use natter_projector::{ProjectionStatus, Projector, ProjectorConfig};
 use natter_query::{QueryConfig, QueryService};
 use natter_testkit::api::Api;
 use natter_testkit::http::{Resp, call};
+pub use natter_testkit::ws::Ws;
 use natter_testkit::{Cleanup, Isolation, init_logs, nats_url};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -305,99 +306,6 @@ pub fn assert_same_models(left: &str, right: &str, what: &str) {
         ));
     }
     panic!("{what}:\n{report}");
-}
-
-/// A websocket client as an app would hold one.
-pub struct Ws {
-    socket: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-}
-
-impl Ws {
-    pub async fn connect(addr: std::net::SocketAddr, token: &str) -> Ws {
-        let (socket, response) =
-            tokio_tungstenite::connect_async(format!("ws://{addr}/api/v1/ws?token={token}"))
-                .await
-                .expect("the upgrade succeeds");
-        assert_eq!(response.status(), 101);
-        Ws { socket }
-    }
-
-    pub async fn send(&mut self, frame: Value) {
-        self.send_text(frame.to_string()).await;
-    }
-
-    pub async fn send_text(&mut self, text: String) {
-        use futures::SinkExt;
-        self.socket
-            .send(tokio_tungstenite::tungstenite::Message::Text(text.into()))
-            .await
-            .unwrap();
-    }
-
-    /// The next JSON frame (pings and pongs skipped); panics after 10 s of silence.
-    pub async fn next(&mut self) -> Value {
-        self.try_next(Duration::from_secs(10))
-            .await
-            .expect("a frame within 10 s")
-    }
-
-    /// The next JSON frame within `wait`, if any.
-    pub async fn try_next(&mut self, wait: Duration) -> Option<Value> {
-        use futures::StreamExt;
-        use tokio_tungstenite::tungstenite::Message;
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let message = tokio::time::timeout_at(deadline, self.socket.next())
-                .await
-                .ok()??;
-            match message.expect("a websocket frame") {
-                Message::Text(t) => {
-                    return Some(serde_json::from_str(t.as_str()).expect("JSON frames"));
-                }
-                Message::Close(frame) => panic!("closed: {frame:?}"),
-                _ => continue,
-            }
-        }
-    }
-
-    /// Frames until one matches `done` (included).
-    pub async fn until(&mut self, done: impl Fn(&Value) -> bool) -> Vec<Value> {
-        let mut frames = Vec::new();
-        loop {
-            let frame = self.next().await;
-            let stop = done(&frame);
-            frames.push(frame);
-            if stop {
-                return frames;
-            }
-        }
-    }
-
-    /// Reads until the server closes; returns the close code.
-    pub async fn close_code(&mut self) -> Option<u16> {
-        use futures::StreamExt;
-        use tokio_tungstenite::tungstenite::Message;
-        while let Ok(Some(message)) =
-            tokio::time::timeout(Duration::from_secs(30), self.socket.next()).await
-        {
-            match message {
-                Ok(Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
-                Ok(_) => continue,
-                Err(_) => return None,
-            }
-        }
-        None
-    }
-
-    pub async fn subscribe(&mut self, room: Uuid, since: Option<u64>) {
-        let mut op = json!({ "op": "subscribe", "room_id": room });
-        if let Some(s) = since {
-            op["since"] = json!(s);
-        }
-        self.send(op).await;
-    }
 }
 
 /// Positions of every event of `room` in the log, in order.

@@ -1,4 +1,6 @@
 //! The websocket gateway: order, no gaps, no duplicates, resumption, authorization, limits.
+//!
+//! One file, over 400 lines: the gateway's guarantees are tested together, on one harness.
 
 use std::time::Duration;
 

@@ -1,4 +1,6 @@
 //! The projector under crashes, with a standby, through a rebuild, and on bad events.
+//!
+//! One file, over 400 lines: the projector's crash and rebuild scenarios share their setup.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
