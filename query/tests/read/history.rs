@@ -253,19 +253,14 @@ async fn every_query_returns_what_the_scripted_history_implies() {
 #[tokio::test]
 async fn an_owner_leaving_hands_the_room_over_in_the_read_model() {
     let stack = Stack::spawn().await;
-    let (owner, _) = stack.register("owner").await;
-    let (bob, bob_id) = stack.register("bob").await;
-    let room = stack.create_room(&owner, json!({ "name": "r" })).await;
-    stack
-        .post(&format!("/rooms/{room}/join"), &bob, json!({}))
-        .await
-        .expect(200);
+    let party = stack.api.party("handover").await;
+    let (room, owner, bob) = (party.room, party.owner.token, party.member.token);
     let left = stack
         .post(&format!("/rooms/{room}/leave"), &owner, json!({}))
         .await;
     let at = left.expect(200)["position"].as_u64().unwrap();
     let view = stack.get_at(&format!("/rooms/{room}"), &bob, at).await;
-    assert_eq!(view.expect(200)["owner_id"], bob_id.to_string());
+    assert_eq!(view.expect(200)["owner_id"], party.member.id.to_string());
     assert_eq!(view.body["member_count"], 1);
     let members = stack
         .get_at(&format!("/rooms/{room}/members"), &bob, at)
