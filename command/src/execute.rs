@@ -49,14 +49,17 @@ impl From<CommandError> for ApiError {
 pub fn domain_error(e: DomainError) -> ApiError {
     let message = e.to_string();
     match e {
-        DomainError::RoomNotFound | DomainError::InviteNotFound => ApiError::not_found(message),
+        DomainError::RoomNotFound | DomainError::InviteNotFound | DomainError::MemberNotFound => {
+            ApiError::not_found(message)
+        }
         DomainError::NotAMember
         | DomainError::NotOwner
         | DomainError::NotJoinable
         | DomainError::InviteForAnotherUser => ApiError::forbidden(message),
-        DomainError::RoomExists | DomainError::NotJoined | DomainError::AlreadyMember => {
-            ApiError::conflict(message)
-        }
+        DomainError::RoomExists
+        | DomainError::NotJoined
+        | DomainError::AlreadyMember
+        | DomainError::BelowMemberCount => ApiError::conflict(message),
         DomainError::RoomFull => {
             ApiError::new(axum::http::StatusCode::CONFLICT, "room_full", message)
         }

@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, post};
+use axum::routing::{delete, patch, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -31,6 +31,8 @@ const MAX_INVITE_SECS: i64 = 30 * 24 * 3600;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/rooms", post(create_room))
+        .route("/rooms/{room_id}", patch(update_room).delete(delete_room))
+        .route("/rooms/{room_id}/members/{user_id}", delete(remove_member))
         .route("/rooms/{room_id}/join", post(join))
         .route("/rooms/{room_id}/leave", post(leave))
         .route("/rooms/{room_id}/invites", post(create_invite))
@@ -94,12 +96,7 @@ async fn create_room(
     ApiJson(body): ApiJson<CreateRoom>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let name = RoomName::parse(&body.name)?;
-    let max_members = body.max_members.unwrap_or(DEFAULT_MAX_MEMBERS);
-    if !(2..=MAX_MEMBERS_LIMIT).contains(&max_members) {
-        return Err(ApiError::validation(format!(
-            "max_members must be 2-{MAX_MEMBERS_LIMIT}"
-        )));
-    }
+    let max_members = check_max_members(body.max_members.unwrap_or(DEFAULT_MAX_MEMBERS))?;
     let action = RoomCommand::Create {
         name: name.into_inner(),
         visibility: body.visibility.unwrap_or(Visibility::Public),
@@ -109,6 +106,70 @@ async fn create_room(
     let room_id = ids.next_id();
     let done = run(&state, &user, &mut ids, room_id, action).await?;
     Ok((StatusCode::CREATED, room_response(done)?))
+}
+
+/// Checks `max_members` as `POST /rooms` and `PATCH /rooms/{id}` take it.
+fn check_max_members(max_members: u32) -> Result<u32, ApiError> {
+    if !(2..=MAX_MEMBERS_LIMIT).contains(&max_members) {
+        return Err(ApiError::validation(format!(
+            "max_members must be 2-{MAX_MEMBERS_LIMIT}"
+        )));
+    }
+    Ok(max_members)
+}
+
+#[derive(Deserialize)]
+struct UpdateRoom {
+    name: Option<String>,
+    visibility: Option<Visibility>,
+    max_members: Option<u32>,
+}
+
+async fn update_room(
+    State(state): State<AppState>,
+    user: AuthUser,
+    mut ids: Ids,
+    ApiPath(room_id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<UpdateRoom>,
+) -> Result<Json<Value>, ApiError> {
+    let action = RoomCommand::Update {
+        name: body
+            .name
+            .as_deref()
+            .map(RoomName::parse)
+            .transpose()?
+            .map(RoomName::into_inner),
+        visibility: body.visibility,
+        max_members: body.max_members.map(check_max_members).transpose()?,
+    };
+    let done = run(&state, &user, &mut ids, room_id, action).await?;
+    room_response(done)
+}
+
+async fn delete_room(
+    State(state): State<AppState>,
+    user: AuthUser,
+    mut ids: Ids,
+    ApiPath(room_id): ApiPath<Uuid>,
+) -> Result<Json<Value>, ApiError> {
+    let done = run(&state, &user, &mut ids, room_id, RoomCommand::Delete).await?;
+    Ok(Json(json!({ "position": done.position })))
+}
+
+async fn remove_member(
+    State(state): State<AppState>,
+    user: AuthUser,
+    mut ids: Ids,
+    ApiPath((room_id, member)): ApiPath<(Uuid, Uuid)>,
+) -> Result<Json<Value>, ApiError> {
+    if member == user.id {
+        return Err(ApiError::validation(
+            "an owner cannot remove themself; leave the room instead",
+        ));
+    }
+    let action = RoomCommand::RemoveMember { user_id: member };
+    let done = run(&state, &user, &mut ids, room_id, action).await?;
+    Ok(Json(json!({ "position": done.position })))
 }
 
 async fn join(

@@ -18,8 +18,20 @@ pub enum RoomCommand {
         kind: RoomKind,
         max_members: u32,
     },
+    /// The owner changes the room's settings; a field left out stays as it is.
+    Update {
+        name: Option<String>,
+        visibility: Option<Visibility>,
+        max_members: Option<u32>,
+    },
+    /// The owner deletes the room: later commands find no room; the log keeps its history.
+    Delete,
     Join,
     Leave,
+    /// The owner removes another member.
+    RemoveMember {
+        user_id: Uuid,
+    },
     CreateInvite {
         invite_id: Uuid,
         token_hash: String,
@@ -110,6 +122,10 @@ pub enum DomainError {
     AlreadyMember,
     #[error("invite not found")]
     InviteNotFound,
+    #[error("the user is not a member of this room")]
+    MemberNotFound,
+    #[error("max_members cannot be below the room's current member count")]
+    BelowMemberCount,
     #[error("this invite is for another user")]
     InviteForAnotherUser,
     #[error("the invite has expired")]
@@ -194,6 +210,39 @@ pub fn decide(room: Option<&Room>, command: &Command) -> Result<Option<Event>, D
                 return Err(DomainError::RoomFull);
             }
             Ok(Some(joined(room, actor, Some(invite.id))))
+        }
+        RoomCommand::Update {
+            name,
+            visibility,
+            max_members,
+        } => {
+            let room = owned()?;
+            if max_members.is_some_and(|m| m < room.member_count()) {
+                return Err(DomainError::BelowMemberCount);
+            }
+            // Only what changes goes into the event; a change to nothing appends nothing.
+            let update = RoomUpdated {
+                name: name.clone().filter(|n| *n != room.name),
+                visibility: visibility.filter(|v| *v != room.visibility),
+                max_members: max_members.filter(|m| *m != room.max_members),
+            };
+            if update == RoomUpdated::default() {
+                return Ok(None);
+            }
+            Ok(Some(Event::RoomUpdated(update)))
+        }
+        RoomCommand::Delete => {
+            owned()?;
+            Ok(Some(Event::RoomDeleted(RoomDeleted {})))
+        }
+        RoomCommand::RemoveMember { user_id } => {
+            let room = owned()?;
+            if !room.is_member(*user_id) {
+                return Err(DomainError::MemberNotFound);
+            }
+            Ok(Some(Event::MemberRemoved(MemberRemoved {
+                user_id: *user_id,
+            })))
         }
         RoomCommand::Join => {
             let room = visible()?;

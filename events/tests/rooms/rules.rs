@@ -1,107 +1,13 @@
-//! The room's rules, given → when → then over events.
+//! Membership, invites, messages and read markers.
 //!
 //! One file, over 400 lines: every rule of the room is a short scenario, and they read best
 //! together.
 
-use chrono::{DateTime, Duration, Utc};
-use natter_events::Envelope;
+use chrono::Duration;
 use natter_events::catalogue::*;
-use natter_events::room::{Command, DomainError, Room, RoomCommand, decide, evolve};
-use uuid::Uuid;
+use natter_events::room::{DomainError, RoomCommand};
 
-const OWNER: Uuid = Uuid::from_u128(1);
-const ALICE: Uuid = Uuid::from_u128(2);
-const BOB: Uuid = Uuid::from_u128(3);
-const CAROL: Uuid = Uuid::from_u128(4);
-const ROOM: Uuid = Uuid::from_u128(100);
-const INVITE: Uuid = Uuid::from_u128(200);
-
-fn now() -> DateTime<Utc> {
-    "2026-06-01T12:00:00Z".parse().unwrap()
-}
-
-/// Folds `history` (each event with the actor that caused it) into a room.
-fn given(history: &[(Uuid, Event)]) -> Option<Room> {
-    history.iter().fold(None, |room, (actor, event)| {
-        evolve(
-            room,
-            &Envelope::new(
-                Uuid::now_v7(),
-                now() - Duration::hours(1),
-                Some(*actor),
-                Some(ROOM),
-                event.clone(),
-            ),
-        )
-    })
-}
-
-fn when(
-    room: &Option<Room>,
-    actor: Uuid,
-    action: RoomCommand,
-) -> Result<Option<Event>, DomainError> {
-    decide(
-        room.as_ref(),
-        &Command {
-            actor,
-            now: now(),
-            action,
-        },
-    )
-}
-
-fn created(visibility: Visibility, max_members: u32) -> (Uuid, Event) {
-    (
-        OWNER,
-        Event::RoomCreated(RoomCreated {
-            name: "general".into(),
-            visibility,
-            kind: RoomKind::Group,
-            max_members,
-            owner_id: OWNER,
-        }),
-    )
-}
-
-fn joined(user: Uuid, invite: Option<Uuid>) -> (Uuid, Event) {
-    (
-        user,
-        Event::MemberJoined(MemberJoined {
-            user_id: user,
-            role: Role::Member,
-            invite,
-        }),
-    )
-}
-
-fn invited(invitee: Option<Uuid>, expires_in: Duration, max_uses: Option<u32>) -> (Uuid, Event) {
-    (
-        OWNER,
-        Event::InviteCreated(InviteCreated {
-            invite_id: INVITE,
-            invitee_id: invitee,
-            expires_at: now() + expires_in,
-            max_uses,
-            token_hash: "hash".into(),
-        }),
-    )
-}
-
-fn send(content: &str) -> RoomCommand {
-    RoomCommand::SendMessage(MessageSent {
-        message_id: Uuid::from_u128(9),
-        kind: MessageKind::Text,
-        content: content.into(),
-        attachment: None,
-    })
-}
-
-fn accept() -> RoomCommand {
-    RoomCommand::AcceptInvite {
-        token_hash: "hash".into(),
-    }
-}
+use crate::support::*;
 
 #[test]
 fn creating_a_room_makes_the_creator_its_owner() {

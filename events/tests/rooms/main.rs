@@ -1,0 +1,5 @@
+//! The room's rules, given → when → then over events: one scenario a rule, refusals included.
+
+mod owners;
+mod rules;
+mod support;
