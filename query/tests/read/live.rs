@@ -4,9 +4,6 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
-use natter_events::catalogue::{Event, MemberRemoved};
-use natter_events::{Envelope, Expect, RoomPart};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -275,19 +272,12 @@ async fn outsiders_are_refused_and_leavers_stop_at_their_leave() {
         gone,
         json!({ "type": "unsubscribed", "room_id": open, "reason": "left" })
     );
-    // Removal (appended straight to the log: the command comes with the room commands).
-    let removal = Envelope::new(
-        Uuid::now_v7(),
-        Utc::now(),
-        None,
-        Some(open),
-        Event::MemberRemoved(MemberRemoved { user_id: carol_id }),
-    );
-    let subject = stack.store.subjects().room(open, RoomPart::Meta);
     let removed_at = stack
-        .store
-        .append(&subject, &removal, &removal.id.to_string(), Expect::Any)
+        .api
+        .delete(&format!("/rooms/{open}/members/{carol_id}"), Some(&owner))
         .await
+        .expect(200)["position"]
+        .as_u64()
         .unwrap();
     assert_eq!(
         c.until(|f| f["type"] == "unsubscribed")

@@ -3,5 +3,6 @@ mod audit;
 mod helpers;
 mod history;
 mod live;
+mod owners;
 mod pagination;
 mod projector;

@@ -15,12 +15,41 @@ use uuid::Uuid;
 
 use crate::helpers::{Stack, assert_same_models};
 
-/// Commands from several users into a few rooms: joins, messages, read markers, leaves.
+/// Commands from several users into a few rooms: joins, messages, read markers, leaves, and
+/// the owner's (`users[0]`) renames, removals and, three quarters through, a deletion.
 async fn traffic(stack: &Stack, users: &[(String, Uuid)], rooms: &[Uuid], rounds: usize) {
+    let owner = &users[0].0;
     for i in 0..rounds {
-        let (token, _) = &users[i % users.len()];
+        let (token, user) = &users[i % users.len()];
         let room = rooms[i % rooms.len()];
+        if i == rounds - rounds / 4 {
+            let last = rooms[rooms.len() - 1];
+            stack
+                .api
+                .delete(&format!("/rooms/{last}"), Some(owner))
+                .await;
+        }
         match i % 11 {
+            3 => {
+                stack
+                    .api
+                    .delete(&format!("/rooms/{room}/members/{user}"), Some(owner))
+                    .await;
+            }
+            5 => {
+                stack
+                    .api
+                    .request(
+                        axum::http::Method::PATCH,
+                        &format!("/rooms/{room}"),
+                        Some(owner),
+                        json!({ "name": format!("room {i}") })
+                            .to_string()
+                            .into_bytes(),
+                        &[("content-type", "application/json")],
+                    )
+                    .await;
+            }
             0 => {
                 stack
                     .post(&format!("/rooms/{room}/join"), token, json!({}))
