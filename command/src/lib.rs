@@ -123,6 +123,9 @@ impl CommandService {
             .send_rate
             .map(|spec| Arc::new(SendLimiter::new(spec)));
         let mut tasks = vec![("room cache consumer", live)];
+        if let Some(task) = keys.follow_revocations(&store).await? {
+            tasks.push(("credential changes", task));
+        }
         if let Some(limiter) = limiter.clone() {
             tasks.push((
                 "rate limiter housekeeping",

@@ -1,12 +1,12 @@
-//! Registration and login.
+//! Registration, login, and changes to one's own profile (`PATCH /me`).
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
+use axum::routing::{patch, post};
 use axum::{Json, Router};
 use chrono::Utc;
 use natter_edge::views::UserView;
-use natter_edge::{ApiError, ApiJson};
+use natter_edge::{ApiError, ApiJson, AuthUser};
 use natter_events::user::{self, User, decide_register, normalize_username};
 use natter_events::{AppendError, Envelope, Expect, Recorded};
 use serde::Deserialize;
@@ -19,6 +19,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/auth/register", post(register))
         .route("/auth/login", post(login))
+        .route("/me", patch(update_me))
 }
 
 #[derive(Deserialize)]
@@ -150,4 +151,100 @@ async fn login(
     Ok(Json(
         json!({ "user": UserView::from(&user), "token": token }),
     ))
+}
+
+#[derive(Deserialize)]
+struct UpdateMe {
+    display_name: Option<String>,
+    password: Option<String>,
+    current_password: Option<String>,
+}
+
+/// `PATCH /me`: a display name, a password (with the current one), or both, in one event.
+/// After a password change every token issued before it is refused, so the answer carries a
+/// fresh `token`.
+async fn update_me(
+    State(state): State<AppState>,
+    user: AuthUser,
+    mut ids: Ids,
+    ApiJson(body): ApiJson<UpdateMe>,
+) -> Result<Json<Value>, ApiError> {
+    if let Some(name) = &body.display_name {
+        check_display_name(name)?;
+    }
+    if let Some(password) = &body.password {
+        check_password(password)?;
+    }
+    let subject = state.store.subjects().user(user.id);
+    let current = load_user(&state, &user.username)
+        .await?
+        .filter(|u| u.id == user.id)
+        .ok_or_else(|| ApiError::not_found("user not found"))?;
+    let password_hash = match body.password {
+        None => None,
+        Some(password) => {
+            let current_password = body.current_password.ok_or_else(|| {
+                ApiError::forbidden("changing the password needs current_password")
+            })?;
+            let right = state
+                .passwords
+                .verify(current_password, Some(current.password_hash.clone()))
+                .await?;
+            if !right {
+                return Err(ApiError::forbidden("current_password is wrong"));
+            }
+            Some(state.passwords.hash(password).await?)
+        }
+    };
+    let changes_password = password_hash.is_some();
+    let version = state
+        .store
+        .last_position(&subject)
+        .await
+        .map_err(ApiError::unavailable)?;
+    let Some(event) = user::decide_update(&current, body.display_name.as_deref(), password_hash)
+    else {
+        let position = version.max(
+            state
+                .store
+                .last_position(&state.store.subjects().username(&user.username))
+                .await
+                .map_err(ApiError::unavailable)?,
+        );
+        return Ok(Json(
+            json!({ "user": UserView::from(&current), "position": position }),
+        ));
+    };
+    let envelope = Envelope::new(ids.next_id(), Utc::now(), Some(user.id), None, event);
+    // The user's subject serializes their changes: a concurrent change makes this a conflict,
+    // which the caller retries on the new state.
+    let position = match state
+        .store
+        .append(
+            &subject,
+            &envelope,
+            &envelope.id.to_string(),
+            Expect::LastAt(version),
+        )
+        .await
+    {
+        Ok(p) => p,
+        Err(AppendError::Conflict) => {
+            return Err(ApiError::conflict(
+                "the profile changed concurrently; retry",
+            ));
+        }
+        Err(AppendError::Unavailable(e)) => return Err(ApiError::unavailable(e)),
+    };
+    let updated = user::evolve(Some(current), &envelope).expect("a change folds into the user");
+    let mut out = json!({ "user": UserView::from(&updated), "position": position });
+    if changes_password {
+        // This instance refuses the old tokens at once; the others as they read the event.
+        state
+            .keys
+            .revocations()
+            .changed(user.id, envelope.occurred_at.timestamp_millis());
+        out["token"] = json!(state.issue_token(updated.id, &updated.username)?);
+    }
+    Ok(Json(out))
 }

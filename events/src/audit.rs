@@ -234,6 +234,7 @@ mod tests {
                 kind: RoomKind::Group,
                 max_members: 5,
                 owner_id: user,
+                with_user_id: None,
             }),
         );
         let sent = |room| {

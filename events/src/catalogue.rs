@@ -75,6 +75,9 @@ pub struct CredentialsSet {
     pub user_id: Uuid,
     /// Argon2 PHC string; redacted in every output.
     pub password_hash: String,
+    /// A new display name changed in the same request (one event per command).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +87,9 @@ pub struct RoomCreated {
     pub kind: RoomKind,
     pub max_members: u32,
     pub owner_id: Uuid,
+    /// The other member of a `direct` room, a member from its creation on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub with_user_id: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -81,6 +81,11 @@ impl Subjects {
         format!("{}.events.room.{}.{}", self.prefix, room_id, part.token())
     }
 
+    /// Every user's own subject.
+    pub fn all_users(&self) -> String {
+        format!("{}.events.user.>", self.prefix)
+    }
+
     pub fn user(&self, user_id: Uuid) -> String {
         format!("{}.events.user.{}", self.prefix, user_id)
     }

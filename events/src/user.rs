@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::catalogue::{Event, UserRegistered};
+use crate::catalogue::{CredentialsSet, Event, UserRegistered, UserUpdated};
 use crate::envelope::Envelope;
 
 /// A registered user as the write side knows it.
@@ -59,6 +59,32 @@ pub fn decide_register(
     }))
 }
 
+/// What `PATCH /me` appends for `user`: a new password (hashed) makes a credentials event,
+/// carrying a display name changed with it; a display name alone makes `user.updated`; a
+/// display name that is already the user's is no change. `None`: nothing to append.
+pub fn decide_update(
+    user: &User,
+    display_name: Option<&str>,
+    password_hash: Option<String>,
+) -> Option<Event> {
+    let display_name = display_name
+        .filter(|d| *d != user.display_name)
+        .map(str::to_string);
+    match password_hash {
+        Some(password_hash) => Some(Event::CredentialsSet(CredentialsSet {
+            user_id: user.id,
+            password_hash,
+            display_name,
+        })),
+        None => display_name.map(|display_name| {
+            Event::UserUpdated(UserUpdated {
+                user_id: user.id,
+                display_name: Some(display_name),
+            })
+        }),
+    }
+}
+
 /// Folds the registration (from the username subject) and the user's own subject.
 pub fn evolve(user: Option<User>, envelope: &Envelope) -> Option<User> {
     match &envelope.event {
@@ -77,6 +103,9 @@ pub fn evolve(user: Option<User>, envelope: &Envelope) -> Option<User> {
         }),
         Event::CredentialsSet(c) => user.map(|mut user| {
             user.password_hash = c.password_hash.clone();
+            if let Some(d) = &c.display_name {
+                user.display_name = d.clone();
+            }
             user
         }),
         _ => user,
@@ -110,5 +139,55 @@ mod tests {
             Err(UserError::UsernameTaken)
         );
         assert!(decide_register(None, Uuid::new_v4(), "bob", "B", "h2").is_ok());
+    }
+
+    fn bob() -> User {
+        User {
+            id: Uuid::from_u128(7),
+            username: "bob".into(),
+            display_name: "Bob".into(),
+            password_hash: "old".into(),
+            created_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn a_profile_update_is_one_event_or_none() {
+        let bob = bob();
+        assert_eq!(decide_update(&bob, Some("Bob"), None), None, "no change");
+        assert_eq!(decide_update(&bob, None, None), None);
+        assert_eq!(
+            decide_update(&bob, Some("Robert"), None),
+            Some(Event::UserUpdated(UserUpdated {
+                user_id: bob.id,
+                display_name: Some("Robert".into()),
+            }))
+        );
+        assert_eq!(
+            decide_update(&bob, Some("Robert"), Some("new".into())),
+            Some(Event::CredentialsSet(CredentialsSet {
+                user_id: bob.id,
+                password_hash: "new".into(),
+                display_name: Some("Robert".into()),
+            })),
+            "a password and a name change together are one credentials event"
+        );
+    }
+
+    #[test]
+    fn a_credentials_event_changes_the_hash_and_any_name_with_it() {
+        let envelope = |event| Envelope::new(Uuid::nil(), Utc::now(), None, None, event);
+        let changed = evolve(
+            Some(bob()),
+            &envelope(decide_update(&bob(), Some("Robert"), Some("new".into())).unwrap()),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                changed.password_hash.as_str(),
+                changed.display_name.as_str()
+            ),
+            ("new", "Robert")
+        );
     }
 }

@@ -72,7 +72,15 @@ impl Batch {
         match event {
             Event::UserRegistered(r) => self.user_registered(r, at, position),
             Event::UserUpdated(u) => self.user_updated(u, position),
-            Event::CredentialsSet(_) | Event::TokenIssued(_) | Event::TokenRevoked(_) => {}
+            // A credentials event changes no read model, but a display name changed with it.
+            Event::CredentialsSet(c) => self.user_updated(
+                &UserUpdated {
+                    user_id: c.user_id,
+                    display_name: c.display_name.clone(),
+                },
+                position,
+            ),
+            Event::TokenIssued(_) | Event::TokenRevoked(_) => {}
             Event::RoomCreated(c) => self.room_created(room, c, at, position),
             Event::RoomUpdated(u) => self.room_updated(room, u, position),
             // (A room created in this batch gets the flag through a patch applied after its

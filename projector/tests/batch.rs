@@ -34,6 +34,7 @@ fn history() -> Vec<Recorded> {
                 kind: RoomKind::Group,
                 max_members: 10,
                 owner_id: owner,
+                with_user_id: None,
             }),
         ),
         at(

@@ -85,6 +85,9 @@ impl QueryService {
         let (watch, task) = ProjectionWatch::start(pool.clone(), config.min_position_wait).await?;
         let (gateway, mut tasks) = gateway::Gateway::start(store.clone(), tail, nats).await?;
         tasks.push(("projection position watch", task));
+        if let Some(task) = keys.follow_revocations(&store).await? {
+            tasks.push(("credential changes", task));
+        }
         Ok(QueryService {
             state: QueryState {
                 pool,

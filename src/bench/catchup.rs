@@ -28,6 +28,7 @@ pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
             kind: RoomKind::Group,
             max_members: 1000,
             owner_id: owner,
+            with_user_id: None,
         })),
     ));
     let messages = (0..count).map(|i| {

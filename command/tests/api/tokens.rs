@@ -17,6 +17,7 @@ fn claims(exp_offset: i64) -> Claims {
         role: UserRole::Admin,
         iat: now,
         exp: now + exp_offset,
+        iat_ms: now * 1000,
     }
 }
 

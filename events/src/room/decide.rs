@@ -188,6 +188,7 @@ pub fn decide(room: Option<&Room>, command: &Command) -> Result<Option<Event>, D
                 kind: *kind,
                 max_members: *max_members,
                 owner_id: actor,
+                with_user_id: None,
             })))
         }
         // An invite link names its room through its token, so its holder need not see the

@@ -58,6 +58,7 @@ pub fn created(visibility: Visibility, max_members: u32) -> (Uuid, Event) {
             kind: RoomKind::Group,
             max_members,
             owner_id: OWNER,
+            with_user_id: None,
         }),
     )
 }

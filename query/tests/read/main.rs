@@ -5,4 +5,5 @@ mod history;
 mod live;
 mod owners;
 mod pagination;
+mod profile;
 mod projector;
