@@ -9,6 +9,7 @@ use futures::future::select_all;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use natter_command::CommandService;
 use natter_edge::JwtKeys;
+use natter_edge::commands::{self, CommandPort};
 use natter_events::{EventStore, LiveTail};
 use natter_projector::{ProjectionStatus, Projector};
 use natter_query::QueryService;
@@ -68,6 +69,7 @@ pub async fn run(
         None
     };
 
+    let commands_subject = commands::subject(&config.subject_prefix);
     let mut router = Router::new();
     let mut tasks: Vec<(&'static str, JoinHandle<()>)> = Vec::new();
     let mut command = None;
@@ -78,14 +80,28 @@ pub async fn run(
             CommandService::start(store.clone(), tail, keys.clone(), config.command()?).await?;
         router = router.merge(service.routes());
         tasks.append(&mut service.tasks);
+        // Gateways elsewhere send their websocket commands here (and in this process, the
+        // gateway calls the router directly).
+        tasks.push((
+            "websocket command bridge",
+            commands::serve(nats.clone(), commands_subject.clone(), service.app()).await?,
+        ));
         command = Some(service);
     }
     if let (true, Some(pool), Some(tail)) = (role.runs_query(), &pool, &tail) {
+        let port = match &command {
+            Some(service) => CommandPort::Local(service.app()),
+            None => CommandPort::Remote {
+                nats: nats.clone(),
+                subject: commands_subject.clone(),
+            },
+        };
         let mut service = QueryService::start(
             pool.clone(),
             store.clone(),
             tail,
             nats.clone(),
+            port,
             keys.clone(),
             config.query(),
         )

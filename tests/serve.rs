@@ -182,6 +182,22 @@ async fn command_query_and_projector_run_as_separate_processes_and_rebuild_works
         mine["rooms"][0]["name"], "apart",
         "the rebuilt model serves the same answer"
     );
+    // Chat over the query process's socket: it has no write side, so the op goes over NATS
+    // to the command process.
+    let room = mine["rooms"][0]["id"].as_str().unwrap().to_string();
+    let addr = format!("127.0.0.1:{}", query.port).parse().unwrap();
+    let mut ws = natter_testkit::ws::Ws::connect(addr, &token).await;
+    ws.send(
+        json!({ "op": "send", "room_id": room, "client_id": "split-1", "content": "via nats" }),
+    )
+    .await;
+    let ack = ws
+        .until(|f| f["type"] == "ack" || f["type"] == "error")
+        .await
+        .pop()
+        .unwrap();
+    assert_eq!(ack["type"], "ack", "{ack}");
+    assert_eq!(ack["message"]["content"], "via nats");
     for p in [&mut projector, &mut query, &mut command] {
         assert!(p.stop().success());
     }

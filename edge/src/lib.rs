@@ -9,6 +9,7 @@
 //! - [`views`]: the JSON shapes of users, rooms, invites and messages.
 
 pub mod auth;
+pub mod commands;
 pub mod error;
 pub mod extract;
 pub mod limits;

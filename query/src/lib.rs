@@ -25,6 +25,7 @@ use axum::Router;
 use axum::extract::FromRef;
 use axum::middleware::from_fn_with_state;
 use natter_edge::JwtKeys;
+use natter_edge::commands::CommandPort;
 use natter_events::{EventStore, LiveTail};
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
@@ -79,11 +80,13 @@ impl QueryService {
         store: EventStore,
         tail: &LiveTail,
         nats: async_nats::Client,
+        commands: CommandPort,
         keys: Arc<JwtKeys>,
         config: QueryConfig,
     ) -> anyhow::Result<Self> {
         let (watch, task) = ProjectionWatch::start(pool.clone(), config.min_position_wait).await?;
-        let (gateway, mut tasks) = gateway::Gateway::start(store.clone(), tail, nats).await?;
+        let (gateway, mut tasks) =
+            gateway::Gateway::start(store.clone(), tail, nats, commands).await?;
         tasks.push(("projection position watch", task));
         if let Some(task) = keys.follow_revocations(&store).await? {
             tasks.push(("credential changes", task));

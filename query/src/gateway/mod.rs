@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
+use natter_edge::commands::CommandPort;
 use natter_events::{EventStore, LiveTail};
 use tokio::task::JoinHandle;
 
@@ -30,6 +31,8 @@ use crate::QueryState;
 pub struct Gateway {
     pub hub: Arc<hub::Hub>,
     pub live: Arc<live::Live>,
+    /// Where the `send` and `read` ops go.
+    pub commands: CommandPort,
 }
 
 impl Gateway {
@@ -37,12 +40,17 @@ impl Gateway {
         store: EventStore,
         tail: &LiveTail,
         nats: async_nats::Client,
+        commands: CommandPort,
     ) -> anyhow::Result<(Gateway, Vec<(&'static str, JoinHandle<()>)>)> {
         let (hub, hub_task) = hub::Hub::start(store.clone(), tail)?;
         let (live, live_task) =
             live::Live::start(nats, store.subjects().clone(), hub.clone()).await?;
         Ok((
-            Gateway { hub, live },
+            Gateway {
+                hub,
+                live,
+                commands,
+            },
             vec![
                 ("gateway consumer", hub_task),
                 ("gateway live traffic", live_task),

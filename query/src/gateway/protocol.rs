@@ -40,8 +40,26 @@ pub enum ClientOp {
         signal: SignalKind,
         on: bool,
     },
+    /// A message, as `POST /rooms/{room_id}/messages` takes it; the body's fields are passed
+    /// on as they came, so the write side checks them with its own rules and codes.
+    Send {
+        room_id: Uuid,
+        client_id: String,
+        content: Option<Value>,
+        kind: Option<Value>,
+        attachment: Option<Value>,
+    },
+    /// A read marker, as `POST /rooms/{room_id}/read` takes it.
+    Read {
+        room_id: Uuid,
+        up_to_position: Value,
+        client_id: Option<String>,
+    },
     Ping,
 }
+
+/// The longest `client_id`, as the longest `Idempotency-Key`.
+pub const MAX_CLIENT_ID: usize = 128;
 
 /// A refused frame: the error frame's code and message.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,7 +88,7 @@ pub fn parse(text: &str) -> Result<ClientOp, FrameError> {
         .to_string();
     if !matches!(
         op.as_str(),
-        "subscribe" | "unsubscribe" | "typing" | "signal" | "ping"
+        "subscribe" | "unsubscribe" | "typing" | "signal" | "send" | "read" | "ping"
     ) {
         return Err(FrameError::new("unknown_op", format!("unknown op {op:?}")));
     }
@@ -80,6 +98,30 @@ pub fn parse(text: &str) -> Result<ClientOp, FrameError> {
 
 pub fn error(e: &FrameError) -> String {
     json!({ "type": "error", "code": e.code, "message": e.message }).to_string()
+}
+
+/// A `send` or `read` op done: its position, and the message for a send.
+pub fn ack(client_id: Option<&str>, position: &Value, message: Option<&Value>) -> String {
+    let mut frame = json!({ "type": "ack", "client_id": client_id, "position": position });
+    if let Some(m) = message {
+        frame["message"] = m.clone();
+    }
+    frame.to_string()
+}
+
+/// A `send` or `read` op refused, with the REST code (and `retry_after` when rate limited).
+pub fn op_error(
+    code: &str,
+    message: &str,
+    client_id: Option<&str>,
+    retry_after: Option<u64>,
+) -> String {
+    let mut frame =
+        json!({ "type": "error", "code": code, "message": message, "client_id": client_id });
+    if let Some(secs) = retry_after {
+        frame["retry_after"] = json!(secs);
+    }
+    frame.to_string()
 }
 
 pub fn pong() -> String {

@@ -11,9 +11,10 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
 use natter_edge::auth::bearer_token;
+use natter_edge::commands::Call;
 use natter_edge::{ApiError, Claims};
 use serde::Deserialize;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use uuid::Uuid;
 
 use super::Gateway;
@@ -26,6 +27,8 @@ pub const MAX_CLIENT_FRAME: usize = 16 * 1024;
 /// Rooms one connection may follow at once.
 pub const MAX_SUBSCRIPTIONS: usize = 100;
 /// The server pings this often; a connection silent for three times as long is closed.
+/// `send` and `read` ops of one connection running at once.
+const MAX_OPS_IN_FLIGHT: usize = 64;
 const HEARTBEAT: Duration = Duration::from_secs(30);
 /// How long a closing connection waits for the client to take the close frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(60);
@@ -65,10 +68,10 @@ pub async fn upgrade(
         .write_buffer_size(8 * 1024)
         .max_write_buffer_size(256 * 1024)
         .max_message_size(1024 * 1024)
-        .on_upgrade(move |socket| session(gateway, claims, socket))
+        .on_upgrade(move |socket| session(gateway, claims, token.unwrap_or_default(), socket))
 }
 
-async fn session(gateway: Gateway, claims: Claims, socket: WebSocket) {
+async fn session(gateway: Gateway, claims: Claims, token: String, socket: WebSocket) {
     let (sink, mut stream) = socket.split();
     let (tx, rx) = mpsc::channel(SEND_BUFFER);
     let conn = Conn::new(gateway.hub.next_conn_id(), claims.sub, tx);
@@ -78,6 +81,10 @@ async fn session(gateway: Gateway, claims: Claims, socket: WebSocket) {
     gateway.live.connected(conn.user).await;
 
     let rooms: Arc<Mutex<HashSet<Uuid>>> = Arc::default();
+    let ops = Ops {
+        token: Arc::from(token),
+        in_flight: Arc::new(Semaphore::new(MAX_OPS_IN_FLIGHT)),
+    };
     let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let expires_in = Duration::from_secs(
         u64::try_from(claims.exp - chrono::Utc::now().timestamp()).unwrap_or(0),
@@ -92,7 +99,7 @@ async fn session(gateway: Gateway, claims: Claims, socket: WebSocket) {
                 last_heard = tokio::time::Instant::now();
                 match message {
                     Some(Ok(Message::Text(text))) => {
-                        handle(&gateway, &conn, &rooms, &pending, text.as_str()).await;
+                        handle(&gateway, &conn, &rooms, &pending, &ops, text.as_str()).await;
                     }
                     Some(Ok(Message::Binary(_))) => {
                         conn.offer(error_frame(&FrameError::new("bad_request", "frames are JSON text")));
@@ -128,11 +135,68 @@ fn error_frame(e: &FrameError) -> Utf8Bytes {
     Utf8Bytes::from(protocol::error(e))
 }
 
+/// A connection's way to the write side: its token, and how many of its `send` and `read` ops
+/// may run at once (more wait, and hold up the connection's later frames).
+struct Ops {
+    token: Arc<str>,
+    in_flight: Arc<Semaphore>,
+}
+
+impl Ops {
+    /// Runs a command for `client_id` without holding up the connection (beyond the bound),
+    /// and answers with an `ack` or an `error` frame naming it.
+    async fn run(
+        &self,
+        gateway: &Gateway,
+        conn: &Conn,
+        client_id: Option<String>,
+        call: Call,
+        message: bool,
+    ) {
+        let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let (commands, conn) = (gateway.commands.clone(), conn.clone());
+        tokio::spawn(async move {
+            let answer = commands.call(call).await;
+            let client_id = client_id.as_deref();
+            let frame = if (200..300).contains(&answer.status) {
+                let body = &answer.body;
+                protocol::ack(
+                    client_id,
+                    &body["position"],
+                    message.then(|| &body["message"]),
+                )
+            } else {
+                let error = &answer.body["error"];
+                protocol::op_error(
+                    error["code"].as_str().unwrap_or("unavailable"),
+                    error["message"].as_str().unwrap_or("the command failed"),
+                    client_id,
+                    answer.retry_after,
+                )
+            };
+            conn.offer(Utf8Bytes::from(frame));
+            drop(permit);
+        });
+    }
+}
+
+/// The write side's idempotency key for an op's `client_id`: fixed-length, and apart from
+/// the keys REST clients choose and from the other op's.
+fn op_key(op: &str, client_id: &str) -> String {
+    format!(
+        "ws-{op}-{}",
+        Uuid::new_v5(&Uuid::NAMESPACE_OID, client_id.as_bytes())
+    )
+}
+
 async fn handle(
     gateway: &Gateway,
     conn: &Conn,
     rooms: &Arc<Mutex<HashSet<Uuid>>>,
     pending: &Arc<std::sync::atomic::AtomicUsize>,
+    ops: &Ops,
     text: &str,
 ) {
     use std::sync::atomic::Ordering;
@@ -152,6 +216,67 @@ async fn handle(
     };
     match op {
         ClientOp::Ping => conn.offer(Utf8Bytes::from(protocol::pong())),
+        ClientOp::Send {
+            room_id,
+            client_id,
+            content,
+            kind,
+            attachment,
+        } => {
+            if client_id.is_empty() || client_id.chars().count() > protocol::MAX_CLIENT_ID {
+                conn.offer(Utf8Bytes::from(protocol::op_error(
+                    "validation_failed",
+                    &format!("client_id must be 1-{} characters", protocol::MAX_CLIENT_ID),
+                    Some(&client_id),
+                    None,
+                )));
+                return;
+            }
+            let mut body = serde_json::Map::new();
+            for (field, value) in [
+                ("content", content),
+                ("kind", kind),
+                ("attachment", attachment),
+            ] {
+                if let Some(value) = value {
+                    body.insert(field.to_string(), value);
+                }
+            }
+            let call = Call {
+                method: "POST".into(),
+                path: format!("/rooms/{room_id}/messages"),
+                token: ops.token.to_string(),
+                idempotency_key: Some(op_key("send", &client_id)),
+                body: body.into(),
+            };
+            ops.run(gateway, conn, Some(client_id), call, true).await;
+        }
+        ClientOp::Read {
+            room_id,
+            up_to_position,
+            client_id,
+        } => {
+            if client_id
+                .as_ref()
+                .is_some_and(|c| c.is_empty() || c.chars().count() > protocol::MAX_CLIENT_ID)
+            {
+                conn.offer(Utf8Bytes::from(protocol::op_error(
+                    "validation_failed",
+                    &format!("client_id must be 1-{} characters", protocol::MAX_CLIENT_ID),
+                    client_id.as_deref(),
+                    None,
+                )));
+                return;
+            }
+            let call = Call {
+                method: "POST".into(),
+                path: format!("/rooms/{room_id}/read"),
+                token: ops.token.to_string(),
+                idempotency_key: client_id.as_deref().map(|c| op_key("read", c)),
+                body: serde_json::json!({ "up_to_position": up_to_position }),
+            };
+            ops.run(gateway, conn, client_id, call, false).await;
+        }
         ClientOp::Subscribe {
             room_id,
             since,

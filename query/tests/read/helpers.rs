@@ -8,6 +8,7 @@ use axum::Router;
 use axum::http::Method;
 use natter_command::{CommandConfig, CommandService};
 use natter_edge::JwtKeys;
+use natter_edge::commands::CommandPort;
 use natter_events::{EventStore, LiveTail};
 use natter_projector::{ProjectionStatus, Projector, ProjectorConfig};
 use natter_query::{QueryConfig, QueryService};
@@ -28,11 +29,22 @@ pub struct Stack {
     pub pool: PgPool,
     pub store: EventStore,
     pub projector_config: ProjectorConfig,
+    isolation_prefix: String,
+    _bridge: AbortOnDrop,
     _command: CommandService,
     _query: QueryService,
     projectors: Vec<JoinHandle<()>>,
     extra: Vec<QueryService>,
     _cleanup: Cleanup,
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 pub async fn serve(app: Router) -> std::net::SocketAddr {
@@ -89,11 +101,20 @@ impl Stack {
         .await
         .unwrap();
         let nats = async_nats::connect(nats_url()).await.unwrap();
+        // The command side also serves gateways elsewhere (`second_gateway`) over NATS.
+        let bridge = natter_edge::commands::serve(
+            nats.clone(),
+            natter_edge::commands::subject(&isolation.prefix),
+            command.app(),
+        )
+        .await
+        .unwrap();
         let query = QueryService::start(
             pool.clone(),
             store.clone(),
             &tail,
             nats,
+            CommandPort::Local(command.app()),
             keys,
             QueryConfig {
                 min_position_wait: wait,
@@ -114,6 +135,8 @@ impl Stack {
             _command: command,
             _query: query,
             projectors: Vec::new(),
+            isolation_prefix: isolation.prefix.clone(),
+            _bridge: AbortOnDrop(bridge),
             extra: Vec::new(),
             _cleanup: cleanup,
         }
@@ -138,7 +161,12 @@ impl Stack {
             self.pool.clone(),
             self.store.clone(),
             &tail,
-            nats,
+            nats.clone(),
+            // No write side in this "process": its websocket commands go over NATS.
+            CommandPort::Remote {
+                nats,
+                subject: natter_edge::commands::subject(&self.isolation_prefix),
+            },
             keys,
             QueryConfig::default(),
         )

@@ -7,3 +7,4 @@ mod owners;
 mod pagination;
 mod profile;
 mod projector;
+mod ws_ops;

@@ -1,0 +1,168 @@
+//! Chatting over the socket: the `send` and `read` ops, answered with `ack` or an `error` frame
+//! that names the op's `client_id`, with REST's rules and codes; a resend after a reconnect
+//! appends nothing new; and a gateway without a write side of its own reaches one over NATS.
+
+use std::net::SocketAddr;
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::{Stack, Ws, room_positions};
+
+/// The frame answering `client_id` (other frames skipped).
+async fn answer(ws: &mut Ws, client_id: &str) -> Value {
+    ws.until(|f| (f["type"] == "ack" || f["type"] == "error") && f["client_id"] == client_id)
+        .await
+        .pop()
+        .unwrap()
+}
+
+async fn send_over(ws: &mut Ws, room: Uuid, client_id: &str, content: &str) -> Value {
+    ws.send(json!({ "op": "send", "room_id": room, "client_id": client_id, "content": content }))
+        .await;
+    answer(ws, client_id).await
+}
+
+/// A message sent over a socket of `addr`: acknowledged with its position and the message,
+/// streamed to a subscriber with that position, stored once even when resent after a
+/// reconnect.
+async fn send_and_resend(stack: &Stack, addr: SocketAddr, label: &str) {
+    let party = stack.api.party(label).await;
+    let (room, owner, member) = (party.room, &party.owner.token, &party.member.token);
+    let mut watcher = Ws::connect(addr, owner).await;
+    watcher.subscribe(room, None).await;
+    watcher.until(|f| f["type"] == "subscribed").await;
+
+    let mut ws = Ws::connect(addr, member).await;
+    let ack = send_over(&mut ws, room, "c-1", "over the socket").await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let position = ack["position"].as_u64().unwrap();
+    assert_eq!(ack["message"]["content"], "over the socket");
+    assert_eq!(ack["message"]["position"].as_u64(), Some(position));
+    assert_eq!(ack["message"]["sender_id"], party.member.id.to_string());
+    let frame = watcher.until(|f| f["type"] == "event").await.pop().unwrap();
+    assert_eq!(frame["position"].as_u64(), Some(position));
+    assert_eq!(frame["event"]["data"]["content"], "over the socket");
+
+    // The connection drops; the client resends on a new one with the same client_id.
+    drop(ws);
+    let mut again = Ws::connect(addr, member).await;
+    let ack = send_over(&mut again, room, "c-1", "over the socket").await;
+    assert_eq!(
+        (ack["type"].as_str(), ack["position"].as_u64()),
+        (Some("ack"), Some(position)),
+        "the resend is acknowledged as the original"
+    );
+    let messages = room_positions(&stack.store, room).await;
+    assert_eq!(
+        messages.iter().filter(|p| **p >= position).count(),
+        1,
+        "stored once"
+    );
+
+    // A read marker over the socket, with read-your-writes on the read side.
+    again
+        .send(json!({ "op": "read", "room_id": room, "up_to_position": position, "client_id": "r-1" }))
+        .await;
+    let ack = answer(&mut again, "r-1").await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let at = ack["position"].as_u64().unwrap();
+    let mine = stack.get_at("/me/rooms", member, at).await;
+    assert_eq!(
+        mine.expect(200)["rooms"][0]["last_read_position"].as_u64(),
+        Some(position)
+    );
+}
+
+#[tokio::test]
+async fn send_and_read_over_the_socket_in_one_process() {
+    let stack = Stack::spawn().await;
+    let addr = stack.serve_query().await;
+    send_and_resend(&stack, addr, "local").await;
+}
+
+#[tokio::test]
+async fn a_gateway_without_a_write_side_sends_through_the_command_instances_over_nats() {
+    let mut stack = Stack::spawn().await;
+    let addr = stack.second_gateway().await;
+    send_and_resend(&stack, addr, "remote").await;
+}
+
+#[tokio::test]
+async fn refused_ops_get_the_rest_codes_and_name_their_client_id() {
+    let stack = Stack::spawn().await;
+    let addr = stack.serve_query().await;
+    let party = stack.api.party("refused").await;
+    let stranger = stack.api.register("refused_stranger").await;
+    let private = stack
+        .create_room(
+            &party.owner.token,
+            json!({ "name": "closed", "visibility": "private" }),
+        )
+        .await;
+    let mut ws = Ws::connect(addr, &stranger.token).await;
+    let cases = [
+        (
+            json!({ "room_id": party.room, "content": "hi" }),
+            "forbidden",
+        ),
+        (json!({ "room_id": private, "content": "hi" }), "not_found"),
+        (
+            json!({ "room_id": Uuid::new_v4(), "content": "hi" }),
+            "not_found",
+        ),
+    ];
+    for (i, (fields, code)) in cases.into_iter().enumerate() {
+        let client_id = format!("s-{i}");
+        let mut op = fields;
+        op["op"] = json!("send");
+        op["client_id"] = json!(client_id);
+        ws.send(op).await;
+        let frame = answer(&mut ws, &client_id).await;
+        assert_eq!(
+            (frame["type"].as_str(), frame["code"].as_str()),
+            (Some("error"), Some(code)),
+            "{frame}"
+        );
+    }
+    let mut member = Ws::connect(addr, &party.member.token).await;
+    for (i, (fields, code)) in [
+        (json!({ "content": "" }), "validation_failed"),
+        (json!({ "content": "x".repeat(4001) }), "validation_failed"),
+        (json!({ "content": "nul\u{0}" }), "validation_failed"),
+        (
+            json!({ "content": "hi", "kind": "system" }),
+            "validation_failed",
+        ),
+        (json!({ "content": 7 }), "bad_request"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let client_id = format!("m-{i}");
+        let mut op = fields;
+        op["op"] = json!("send");
+        op["room_id"] = json!(party.room);
+        op["client_id"] = json!(client_id);
+        member.send(op).await;
+        let frame = answer(&mut member, &client_id).await;
+        assert_eq!(frame["code"], code, "{frame}");
+    }
+    // A malformed op is an error frame too, and the connection stays usable.
+    member
+        .send(json!({ "op": "send", "room_id": party.room, "content": "no client id" }))
+        .await;
+    assert_eq!(member.next().await["code"], "bad_request");
+    member
+        .send(json!({ "op": "send", "room_id": party.room, "client_id": "x".repeat(129), "content": "hi" }))
+        .await;
+    assert_eq!(member.next().await["code"], "validation_failed");
+    member
+        .send(json!({ "op": "read", "room_id": party.room, "up_to_position": 0, "client_id": "r" }))
+        .await;
+    assert_eq!(answer(&mut member, "r").await["code"], "validation_failed");
+    let ok = send_over(&mut member, party.room, "fine", "still here").await;
+    assert_eq!(ok["type"], "ack");
+    // Nothing refused reached the log: the party's two events and the one message.
+    assert_eq!(room_positions(&stack.store, party.room).await.len(), 3);
+}
