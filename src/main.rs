@@ -55,8 +55,8 @@ enum Commands {
         /// Prints a machine-readable summary instead of a table.
         #[arg(long)]
         json: bool,
-        /// Runs only these scenarios (send, projector, me-rooms, latency, fanout, catchup,
-        /// resume, replay, memory); repeat the flag for several.
+        /// Runs only these scenarios (send, ws-send, projector, me-rooms, latency, fanout,
+        /// catchup, resume, replay, memory); repeat the flag for several.
         #[arg(long = "scenario")]
         scenarios: Vec<String>,
     },

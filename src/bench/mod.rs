@@ -15,6 +15,7 @@ mod projector;
 mod replay;
 mod send;
 mod ws;
+mod ws_send;
 
 use anyhow::Context as _;
 use futures::future::BoxFuture;
@@ -93,6 +94,7 @@ type Scenario = for<'a> fn(&'a Env, Scale) -> BoxFuture<'a, anyhow::Result<Vec<F
 /// Every scenario, in the order they run (`--scenario` names them).
 const SCENARIOS: &[(&str, Scenario)] = &[
     ("send", |env, scale| Box::pin(send::run(env, scale))),
+    ("ws-send", |env, scale| Box::pin(ws_send::run(env, scale))),
     ("projector", |env, scale| {
         Box::pin(projector::run(env, scale))
     }),

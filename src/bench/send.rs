@@ -16,9 +16,9 @@ use uuid::Uuid;
 
 use super::{Env, Figure, Scale, http1, quantile};
 
-const IN_FLIGHT: usize = 64;
+pub const IN_FLIGHT: usize = 64;
 const ROOMS: usize = 1000;
-const CONTENT_CHARS: usize = 100;
+pub const CONTENT_CHARS: usize = 100;
 
 pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
     let (token, user) = env.register("bench_sender").await?;
@@ -108,12 +108,41 @@ pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
         failed.load(Ordering::Relaxed)
     );
 
-    // The same shape on raw JetStream: a stored message.sent envelope's size, 64 in flight.
+    let raw_rate = raw_publish_rate(env, user, duration).await?;
+
+    Ok(vec![
+        Figure::new(
+            "send",
+            "single send latency p50",
+            quantile(&latencies, 0.5),
+            "ms",
+        ),
+        Figure::new(
+            "send",
+            "single send latency p99",
+            quantile(&latencies, 0.99),
+            "ms",
+        ),
+        Figure::new(
+            "send",
+            format!("sends, {IN_FLIGHT} in flight"),
+            natter_rate,
+            "msg/s",
+        )
+        .against(raw_rate, "send_vs_raw"),
+        Figure::new("send", "stream head lookups per send", lookups_per_send, ""),
+    ])
+}
+
+/// Raw JetStream publish-and-ack with [`IN_FLIGHT`] in flight for `duration`, each message the
+/// size of a stored `message.sent` envelope of [`CONTENT_CHARS`], on a stream of its own
+/// (`{stream}_RAW`, removed with the bench's): the figure natter's sends are read against.
+pub async fn raw_publish_rate(env: &Env, user: Uuid, duration: Duration) -> anyhow::Result<f64> {
     let sample = Envelope::new(
         Uuid::now_v7(),
         Utc::now(),
         Some(user),
-        Some(rooms[0]),
+        Some(Uuid::now_v7()),
         Event::MessageSent(MessageSent {
             message_id: Uuid::now_v7(),
             kind: MessageKind::Text,
@@ -158,30 +187,7 @@ pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
     for w in workers {
         w.await??;
     }
-    let raw_rate = published.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
-
-    Ok(vec![
-        Figure::new(
-            "send",
-            "single send latency p50",
-            quantile(&latencies, 0.5),
-            "ms",
-        ),
-        Figure::new(
-            "send",
-            "single send latency p99",
-            quantile(&latencies, 0.99),
-            "ms",
-        ),
-        Figure::new(
-            "send",
-            format!("sends, {IN_FLIGHT} in flight"),
-            natter_rate,
-            "msg/s",
-        )
-        .against(raw_rate, "send_vs_raw"),
-        Figure::new("send", "stream head lookups per send", lookups_per_send, ""),
-    ])
+    Ok(published.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
 }
 
 /// natter's count of read barriers answered by a stream lookup (from `/metrics`).

@@ -32,6 +32,14 @@ impl Client {
         Ok(())
     }
 
+    /// Sends one op.
+    pub async fn send(&mut self, op: &Value) -> anyhow::Result<()> {
+        self.socket
+            .send(Message::Text(op.to_string().into()))
+            .await?;
+        Ok(())
+    }
+
     /// The next text frame, parsed.
     pub async fn next(&mut self) -> anyhow::Result<Value> {
         loop {
