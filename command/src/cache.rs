@@ -145,12 +145,13 @@ impl RoomCache {
         else {
             return;
         };
-        if part == RoomPart::Msg {
-            return;
-        }
         let Some(entry) = self.entries.get(&room_id) else {
             return;
         };
+        // Messages are decoded only for rooms that fold them (for edits and deletions).
+        if part == RoomPart::Msg && !entry.fold().is_loaded(RoomPart::Msg) {
+            return;
+        }
         match decode_known(message.clone()) {
             Ok(Some(recorded)) => {
                 entry.fold().deliver((part, recorded));
@@ -170,20 +171,16 @@ impl RoomCache {
         *self.seen.borrow()
     }
 
-    /// The cached room, loaded from the log (its `meta` part, and `read` when asked) if needed.
-    pub async fn room(&self, room_id: Uuid, with_reads: bool) -> anyhow::Result<Arc<RoomEntry>> {
+    /// The cached room, with `parts` loaded from the log if they are not yet.
+    pub async fn room(&self, room_id: Uuid, parts: &[RoomPart]) -> anyhow::Result<Arc<RoomEntry>> {
         let entry = self
             .entries
             .get_or_insert_with(&room_id, || {
                 Ok::<_, Infallible>(Arc::new(RoomEntry::new(room_id)))
             })
             .unwrap_or_else(|e| match e {});
-        let mut parts = vec![RoomPart::Meta];
-        if with_reads {
-            parts.push(RoomPart::Read);
-        }
         if parts.iter().any(|p| !entry.fold().is_loaded(*p)) {
-            self.catch_up(&entry, &parts).await?;
+            self.catch_up(&entry, parts).await?;
         }
         Ok(entry)
     }

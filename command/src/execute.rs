@@ -49,17 +49,21 @@ impl From<CommandError> for ApiError {
 pub fn domain_error(e: DomainError) -> ApiError {
     let message = e.to_string();
     match e {
-        DomainError::RoomNotFound | DomainError::InviteNotFound | DomainError::MemberNotFound => {
-            ApiError::not_found(message)
-        }
+        DomainError::RoomNotFound
+        | DomainError::InviteNotFound
+        | DomainError::MemberNotFound
+        | DomainError::MessageNotFound => ApiError::not_found(message),
         DomainError::NotAMember
         | DomainError::NotOwner
         | DomainError::NotJoinable
-        | DomainError::InviteForAnotherUser => ApiError::forbidden(message),
+        | DomainError::InviteForAnotherUser
+        | DomainError::NotTheSender
+        | DomainError::NotSenderOrOwner => ApiError::forbidden(message),
         DomainError::RoomExists
         | DomainError::NotJoined
         | DomainError::AlreadyMember
-        | DomainError::BelowMemberCount => ApiError::conflict(message),
+        | DomainError::BelowMemberCount
+        | DomainError::MessageDeleted => ApiError::conflict(message),
         DomainError::RoomFull => {
             ApiError::new(axum::http::StatusCode::CONFLICT, "room_full", message)
         }
@@ -82,7 +86,7 @@ pub async fn execute(
     let reads = command.action.reads();
     let concurrency = command.action.concurrency();
     let entry = cache
-        .room(room_id, reads.contains(&RoomPart::Read))
+        .room(room_id, reads)
         .await
         .map_err(CommandError::Unavailable)?;
     let _writer = match part {

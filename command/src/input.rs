@@ -127,6 +127,27 @@ impl MessageBody {
     }
 }
 
+/// A message's new content in an edit: as stored (see [`body_text`]), 1 to
+/// [`MAX_CONTENT_CHARS`] characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EditedContent(String);
+
+impl EditedContent {
+    pub fn parse(content: &str) -> Result<Self, ApiError> {
+        let content = body_text("content", content)?;
+        if !(1..=MAX_CONTENT_CHARS).contains(&content.chars().count()) {
+            return Err(ApiError::validation(format!(
+                "content must be 1-{MAX_CONTENT_CHARS} characters"
+            )));
+        }
+        Ok(EditedContent(content))
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +183,14 @@ mod tests {
         assert!(MessageBody::parse(None, "", None).is_err());
         assert!(MessageBody::parse(None, &"x".repeat(MAX_CONTENT_CHARS + 1), None).is_err());
         assert!(MessageBody::parse(None, &"x".repeat(MAX_CONTENT_CHARS), None).is_ok());
+    }
+
+    #[test]
+    fn edited_content_is_text_of_1_to_4000_characters() {
+        assert_eq!(EditedContent::parse("a\r\nb").unwrap().into_inner(), "a\nb");
+        for bad in ["", &"x".repeat(MAX_CONTENT_CHARS + 1), "bell\u{7}"] {
+            assert!(EditedContent::parse(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 use natter_edge::views::{InviteView, MessageView, RoomView};
 use natter_edge::{ApiError, ApiJson, ApiPath, AuthUser, OptionalJson};
 use natter_events::RoomPart;
-use natter_events::catalogue::{Attachment, MessageKind, RoomKind, Visibility};
+use natter_events::catalogue::{Attachment, MessageKind, MessageSent, RoomKind, Visibility};
 use natter_events::room::{Command, RoomCommand};
 use rand::RngCore;
 use serde::Deserialize;
@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::execute::{Executed, execute};
 use crate::idempotency::Ids;
-use crate::input::{MessageBody, RoomName};
+use crate::input::{EditedContent, MessageBody, RoomName};
 
 pub const DEFAULT_MAX_MEMBERS: u32 = 1_000;
 pub const MAX_MEMBERS_LIMIT: u32 = 100_000;
@@ -39,6 +39,10 @@ pub fn router() -> Router<AppState> {
         .route("/rooms/{room_id}/invites/{token}", delete(revoke_invite))
         .route("/invites/{token}/accept", post(accept_invite))
         .route("/rooms/{room_id}/messages", post(send_message))
+        .route(
+            "/rooms/{room_id}/messages/{message_id}",
+            patch(edit_message).delete(delete_message),
+        )
         .route("/rooms/{room_id}/read", post(mark_read))
 }
 
@@ -331,6 +335,57 @@ async fn send_message(
         StatusCode::CREATED,
         Json(json!({ "message": message, "position": done.position })),
     ))
+}
+
+#[derive(Deserialize)]
+struct EditMessage {
+    content: String,
+}
+
+async fn edit_message(
+    State(state): State<AppState>,
+    user: AuthUser,
+    mut ids: Ids,
+    ApiPath((room_id, message_id)): ApiPath<(Uuid, Uuid)>,
+    ApiJson(body): ApiJson<EditMessage>,
+) -> Result<Json<Value>, ApiError> {
+    let content = EditedContent::parse(&body.content)?.into_inner();
+    let now = Utc::now();
+    let action = RoomCommand::EditMessage {
+        message_id,
+        content: content.clone(),
+    };
+    let done = run_at(&state, &user, &mut ids, room_id, now, action).await?;
+    let message = done
+        .entry
+        .with_room(RoomPart::Msg, |room, _| {
+            let m = room?.messages.get(&message_id)?;
+            let sent = MessageSent {
+                message_id,
+                kind: m.kind,
+                content,
+                attachment: m.attachment.clone(),
+            };
+            Some(MessageView {
+                edited_at: Some(now),
+                ..MessageView::new(room_id, m.sender_id, sent, m.position, m.created_at)
+            })
+        })
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("an edited message vanished")))?;
+    Ok(Json(
+        json!({ "message": message, "position": done.position }),
+    ))
+}
+
+async fn delete_message(
+    State(state): State<AppState>,
+    user: AuthUser,
+    mut ids: Ids,
+    ApiPath((room_id, message_id)): ApiPath<(Uuid, Uuid)>,
+) -> Result<Json<Value>, ApiError> {
+    let action = RoomCommand::DeleteMessage { message_id };
+    let done = run(&state, &user, &mut ids, room_id, action).await?;
+    Ok(Json(json!({ "position": done.position })))
 }
 
 #[derive(Deserialize)]

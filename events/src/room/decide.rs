@@ -50,6 +50,15 @@ pub enum RoomCommand {
     MarkRead {
         up_to_position: u64,
     },
+    /// The sender changes a message's content.
+    EditMessage {
+        message_id: Uuid,
+        content: String,
+    },
+    /// The sender or the owner deletes a message; the log keeps it.
+    DeleteMessage {
+        message_id: Uuid,
+    },
 }
 
 /// How an append of a command's event is kept consistent with the state it was decided on.
@@ -68,7 +77,9 @@ impl RoomCommand {
     /// The room subject its event goes to.
     pub fn part(&self) -> RoomPart {
         match self {
-            RoomCommand::SendMessage(_) => RoomPart::Msg,
+            RoomCommand::SendMessage(_)
+            | RoomCommand::EditMessage { .. }
+            | RoomCommand::DeleteMessage { .. } => RoomPart::Msg,
             RoomCommand::MarkRead { .. } => RoomPart::Read,
             _ => RoomPart::Meta,
         }
@@ -76,17 +87,24 @@ impl RoomCommand {
 
     /// The subjects whose events the decision needs folded into the room.
     pub fn reads(&self) -> &'static [RoomPart] {
-        match self.part() {
-            RoomPart::Read => &[RoomPart::Meta, RoomPart::Read],
-            RoomPart::Meta | RoomPart::Msg => &[RoomPart::Meta],
+        match self {
+            RoomCommand::EditMessage { .. } | RoomCommand::DeleteMessage { .. } => {
+                &[RoomPart::Meta, RoomPart::Msg]
+            }
+            _ => match self.part() {
+                RoomPart::Read => &[RoomPart::Meta, RoomPart::Read],
+                RoomPart::Meta | RoomPart::Msg => &[RoomPart::Meta],
+            },
         }
     }
 
     /// How its append is guarded.
     pub fn concurrency(&self) -> Concurrency {
-        match self.part() {
-            RoomPart::Msg => Concurrency::Barrier,
-            RoomPart::Meta | RoomPart::Read => Concurrency::ExpectVersion,
+        match self {
+            RoomCommand::SendMessage(_) => Concurrency::Barrier,
+            // An edit and a deletion of one message must not both pass: they expect the
+            // `msg` subject as they saw it (a concurrent send makes them decide again).
+            _ => Concurrency::ExpectVersion,
         }
     }
 }
@@ -126,6 +144,14 @@ pub enum DomainError {
     MemberNotFound,
     #[error("max_members cannot be below the room's current member count")]
     BelowMemberCount,
+    #[error("message not found")]
+    MessageNotFound,
+    #[error("only the sender may edit a message")]
+    NotTheSender,
+    #[error("only the sender or the room owner may delete a message")]
+    NotSenderOrOwner,
+    #[error("the message was deleted")]
+    MessageDeleted,
     #[error("this invite is for another user")]
     InviteForAnotherUser,
     #[error("the invite has expired")]
@@ -311,6 +337,42 @@ pub fn decide(room: Option<&Room>, command: &Command) -> Result<Option<Event>, D
         RoomCommand::SendMessage(message) => {
             membered()?;
             Ok(Some(Event::MessageSent(message.clone())))
+        }
+        RoomCommand::EditMessage {
+            message_id,
+            content,
+        } => {
+            let room = membered()?;
+            let message = room
+                .messages
+                .get(message_id)
+                .ok_or(DomainError::MessageNotFound)?;
+            if message.sender_id != Some(actor) {
+                return Err(DomainError::NotTheSender);
+            }
+            if message.deleted {
+                return Err(DomainError::MessageDeleted);
+            }
+            Ok(Some(Event::MessageEdited(MessageEdited {
+                message_id: *message_id,
+                content: content.clone(),
+            })))
+        }
+        RoomCommand::DeleteMessage { message_id } => {
+            let room = membered()?;
+            let message = room
+                .messages
+                .get(message_id)
+                .ok_or(DomainError::MessageNotFound)?;
+            if message.sender_id != Some(actor) && room.owner_id != actor {
+                return Err(DomainError::NotSenderOrOwner);
+            }
+            if message.deleted {
+                return Ok(None);
+            }
+            Ok(Some(Event::MessageDeleted(MessageDeleted {
+                message_id: *message_id,
+            })))
         }
         RoomCommand::MarkRead { up_to_position } => {
             let room = membered()?;

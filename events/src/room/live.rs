@@ -146,6 +146,13 @@ impl<E: RoomEvent> LiveRoom<E> {
         part.version = event.position();
         if let Some(envelope) = event.envelope() {
             self.room = evolve(self.room.take(), envelope);
+            // `evolve` knows no positions; a message's is its `message.sent`'s.
+            if let (Some(room), crate::catalogue::Event::MessageSent(m)) =
+                (self.room.as_mut(), &envelope.event)
+                && let Some(message) = room.messages.get_mut(&m.message_id)
+            {
+                message.position = event.position();
+            }
         }
         if event.position() > last {
             Applied::Newest { prev: last }
@@ -170,18 +177,25 @@ impl<E: RoomEvent> LiveRoom<E> {
     ///
     /// A part's events must be applied in log order with the others' (a member who leaves
     /// loses their read marker), so a part loaded into a room whose other parts are already
-    /// folded starts the room over: every part asked for is read from the start.
+    /// folded starts the room over: every part asked for, and every part it held, is read
+    /// from the start (the returned list then names them all).
     pub fn begin_catch_up(&mut self, parts: &[RoomPart]) -> Vec<(RoomPart, u64)> {
+        let mut wanted = parts.to_vec();
         let late = parts.iter().any(|p| !self.is_loaded(*p)) && self.parts.iter().any(|p| p.loaded);
         if late {
+            for part in [RoomPart::Meta, RoomPart::Msg, RoomPart::Read] {
+                if self.is_loaded(part) && !wanted.contains(&part) {
+                    wanted.push(part);
+                }
+            }
             *self = LiveRoom {
                 parked: self.parked.take(),
                 ..LiveRoom::default()
             };
         }
         self.parked.get_or_insert_with(Vec::new);
-        self.catching = parts.to_vec();
-        parts.iter().map(|p| (*p, self.version(*p))).collect()
+        self.catching = wanted.clone();
+        wanted.iter().map(|p| (*p, self.version(*p))).collect()
     }
 
     /// Ends the catch-up with what it found: `read`, the events of the parts it folds after

@@ -8,4 +8,4 @@ pub mod state;
 
 pub use decide::{Command, Concurrency, DomainError, RoomCommand, decide};
 pub use live::{Applied, Delivery, LiveRoom, RoomEvent};
-pub use state::{Invite, InviteGone, Member, Room, evolve};
+pub use state::{Invite, InviteGone, Member, Message, Room, evolve};

@@ -53,7 +53,20 @@ impl Invite {
     }
 }
 
-/// A room folded from its `meta` and `read` subjects.
+/// A message as the room's rules need it (folded only where the `msg` subject is: a room
+/// cached for an edit or a deletion).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub sender_id: Option<Uuid>,
+    pub kind: MessageKind,
+    pub attachment: Option<Attachment>,
+    pub created_at: DateTime<Utc>,
+    /// The position of its `message.sent` (set by the fold that knows positions).
+    pub position: u64,
+    pub deleted: bool,
+}
+
+/// A room folded from its `meta` and `read` subjects (and `msg`, where loaded).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Room {
     pub id: Uuid,
@@ -67,6 +80,8 @@ pub struct Room {
     pub members: HashMap<Uuid, Member>,
     pub invites: HashMap<Uuid, Invite>,
     pub read_markers: HashMap<Uuid, u64>,
+    /// Messages, when the room's `msg` subject is folded too.
+    pub messages: HashMap<Uuid, Message>,
     next_order: u64,
 }
 
@@ -126,6 +141,7 @@ pub fn evolve(room: Option<Room>, envelope: &Envelope) -> Option<Room> {
             members,
             invites: HashMap::new(),
             read_markers: HashMap::new(),
+            messages: HashMap::new(),
             next_order: 1,
         });
     }
@@ -195,6 +211,24 @@ pub fn evolve(room: Option<Room>, envelope: &Envelope) -> Option<Room> {
         Event::InviteRevoked(r) => {
             if let Some(i) = room.invites.get_mut(&r.invite_id) {
                 i.revoked = true;
+            }
+        }
+        Event::MessageSent(m) => {
+            room.messages.insert(
+                m.message_id,
+                Message {
+                    sender_id: envelope.actor_id,
+                    kind: m.kind,
+                    attachment: m.attachment.clone(),
+                    created_at: at,
+                    position: 0,
+                    deleted: false,
+                },
+            );
+        }
+        Event::MessageDeleted(d) => {
+            if let Some(m) = room.messages.get_mut(&d.message_id) {
+                m.deleted = true;
             }
         }
         Event::RoomRead(r) => {
