@@ -1,6 +1,7 @@
 mod errors;
 mod helpers;
 mod idempotency;
+mod messages;
 mod owners;
 mod profile;
 mod races;

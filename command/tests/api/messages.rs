@@ -1,0 +1,171 @@
+//! `PATCH` and `DELETE /rooms/{id}/messages/{message_id}`: who may, what they answer, and an
+//! edit racing a deletion across two instances.
+
+use axum::http::Method;
+use futures::future::join_all;
+use natter_testkit::http::Resp;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, test_config};
+
+async fn edit(app: &TestApp, path: &str, token: &str, content: Value) -> Resp {
+    app.raw(
+        Method::PATCH,
+        path,
+        Some(token),
+        json!({ "content": content }).to_string().into_bytes(),
+        &[("content-type", "application/json")],
+    )
+    .await
+}
+
+/// Sends a message and returns (its id, its position).
+async fn send(app: &TestApp, room: Uuid, token: &str, content: &str) -> (Uuid, u64) {
+    let r = app
+        .post(
+            &format!("/rooms/{room}/messages"),
+            Some(token),
+            json!({ "content": content }),
+        )
+        .await;
+    let body = r.expect(201);
+    (
+        body["message"]["id"].as_str().unwrap().parse().unwrap(),
+        body["position"].as_u64().unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn the_sender_edits_and_the_owner_or_sender_deletes() {
+    let app = TestApp::spawn().await;
+    let party = app.api.party("msgs").await;
+    let (room, owner, member) = (party.room, &party.owner.token, &party.member.token);
+    let (id, sent_at) = send(&app, room, member, "first draft").await;
+    let path = format!("/rooms/{room}/messages/{id}");
+
+    let r = edit(&app, &path, member, json!("second\r\ndraft")).await;
+    let body = r.expect(200);
+    let message = &body["message"];
+    assert_eq!(message["id"], id.to_string());
+    assert_eq!(message["content"], "second\ndraft");
+    assert_eq!(
+        message["position"].as_u64(),
+        Some(sent_at),
+        "the message keeps its place"
+    );
+    assert_eq!(message["sender_id"], party.member.id.to_string());
+    assert!(message["edited_at"].is_string());
+    assert_eq!(message["deleted"], false);
+    assert!(body["position"].as_u64().unwrap() > sent_at);
+
+    // Not the sender: 403 for an edit, even by the owner; not a member: 403.
+    edit(&app, &path, owner, json!("owner's words"))
+        .await
+        .expect_error(403, "forbidden");
+    let stranger = app.api.register("msgs_stranger").await;
+    app.delete(&path, Some(&stranger.token))
+        .await
+        .expect_error(403, "forbidden");
+    // Bad input.
+    for bad in [json!(""), json!("x".repeat(4001)), json!("nul\u{0}")] {
+        edit(&app, &path, member, bad)
+            .await
+            .expect_error(422, "validation_failed");
+    }
+    edit(&app, &path, member, json!(5))
+        .await
+        .expect_error(400, "bad_request");
+    app.delete(&format!("/rooms/{room}/messages/nope"), Some(member))
+        .await
+        .expect_error(400, "bad_request");
+    // Unknown message or room: 404.
+    app.delete(
+        &format!("/rooms/{room}/messages/{}", Uuid::new_v4()),
+        Some(owner),
+    )
+    .await
+    .expect_error(404, "not_found");
+    app.delete(
+        &format!("/rooms/{}/messages/{id}", Uuid::new_v4()),
+        Some(owner),
+    )
+    .await
+    .expect_error(404, "not_found");
+
+    // The owner deletes it; again changes nothing; an edit afterwards is refused.
+    let deleted_at = app.delete(&path, Some(owner)).await.expect(200)["position"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        app.delete(&path, Some(member)).await.expect(200)["position"].as_u64(),
+        Some(deleted_at)
+    );
+    edit(&app, &path, member, json!("too late"))
+        .await
+        .expect_error(409, "conflict");
+    // The log keeps the original, the edit and the deletion.
+    let types: Vec<Value> = app
+        .stream_messages()
+        .await
+        .into_iter()
+        .filter(|(_, s, _, _)| s.ends_with(".msg"))
+        .map(|(_, _, _, e)| e["type"].clone())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            json!("message.sent"),
+            json!("message.edited"),
+            json!("message.deleted")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn edits_racing_a_deletion_on_two_instances_all_come_before_it_or_are_refused() {
+    let a = TestApp::spawn().await;
+    let b = TestApp::on(&a.isolation, test_config()).await;
+    let party = a.api.party("race").await;
+    let (room, owner, member) = (party.room, &party.owner.token, &party.member.token);
+    let (id, _) = send(&a, room, member, "contested").await;
+    let path = format!("/rooms/{room}/messages/{id}");
+    // Both instances fold the room's messages first.
+    for app in [&a, &b] {
+        edit(app, &path, member, json!("warm-up")).await.expect(200);
+    }
+    let edits = join_all((0..20).map(|i| {
+        let app = if i % 2 == 0 { &a } else { &b };
+        edit(app, &path, member, json!(format!("edit {i}")))
+    }));
+    let deletion = b.delete(&path, Some(owner));
+    let (edits, deletion) = tokio::join!(edits, deletion);
+    let deleted_at = deletion.expect(200)["position"].as_u64().unwrap();
+    let mut accepted = Vec::new();
+    for r in &edits {
+        match r.status.as_u16() {
+            200 => accepted.push(r.body["position"].as_u64().unwrap()),
+            409 => r.expect_error(409, "conflict"),
+            other => panic!("an edit answered {other}: {}", r.body),
+        }
+    }
+    assert!(
+        accepted.iter().all(|p| *p < deleted_at),
+        "an accepted edit lies after the deletion: {accepted:?} vs {deleted_at}"
+    );
+    let log = a.stream_messages().await;
+    let edited_after = log
+        .iter()
+        .filter(|(p, _, _, e)| *p > deleted_at && e["type"] == "message.edited")
+        .count();
+    assert_eq!(edited_after, 0, "no edit is stored after the deletion");
+    let stored = log
+        .iter()
+        .filter(|(_, _, _, e)| e["type"] == "message.edited")
+        .count();
+    assert_eq!(
+        stored,
+        accepted.len() + 2,
+        "each accepted edit once, with the warm-ups"
+    );
+}
