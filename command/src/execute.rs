@@ -58,7 +58,8 @@ pub fn domain_error(e: DomainError) -> ApiError {
         | DomainError::NotJoinable
         | DomainError::InviteForAnotherUser
         | DomainError::NotTheSender
-        | DomainError::NotSenderOrOwner => ApiError::forbidden(message),
+        | DomainError::NotSenderOrOwner
+        | DomainError::NotAGroup => ApiError::forbidden(message),
         DomainError::RoomExists
         | DomainError::NotJoined
         | DomainError::AlreadyMember

@@ -12,6 +12,7 @@
 //! - [`ratelimit`], [`passwords`]: send limits and Argon2 hashing.
 
 pub mod cache;
+pub mod directory;
 pub mod execute;
 pub mod idempotency;
 pub mod input;
@@ -32,6 +33,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::cache::RoomCache;
+use crate::directory::Directory;
 use crate::idempotency::IdempotencyStore;
 use crate::passwords::Passwords;
 use crate::ratelimit::{RateSpec, SendLimiter};
@@ -75,6 +77,8 @@ impl Default for CommandConfig {
 pub struct AppState {
     pub store: EventStore,
     pub rooms: RoomCache,
+    /// The user ids that exist.
+    pub directory: Directory,
     pub keys: Arc<JwtKeys>,
     pub config: Arc<CommandConfig>,
     pub limiter: Option<Arc<SendLimiter>>,
@@ -122,7 +126,17 @@ impl CommandService {
         let limiter = config
             .send_rate
             .map(|spec| Arc::new(SendLimiter::new(spec)));
-        let mut tasks = vec![("room cache consumer", live)];
+        let (directory, registrations) = Directory::start(&store, tail).await?;
+        let mut tasks = vec![
+            ("room cache consumer", live),
+            (
+                "user directory",
+                tokio::spawn(async move {
+                    registrations.closed().await;
+                    tracing::error!("the log's live tail stopped; the user directory is stale");
+                }),
+            ),
+        ];
         if let Some(task) = keys.follow_revocations(&store).await? {
             tasks.push(("credential changes", task));
         }
@@ -141,6 +155,7 @@ impl CommandService {
         let state = AppState {
             store,
             rooms,
+            directory,
             keys,
             config: Arc::new(config),
             limiter,

@@ -33,6 +33,7 @@ pub fn router() -> Router<AppState> {
         .route("/rooms", post(create_room))
         .route("/rooms/{room_id}", patch(update_room).delete(delete_room))
         .route("/rooms/{room_id}/members/{user_id}", delete(remove_member))
+        .route("/direct/{user_id}", post(open_direct))
         .route("/rooms/{room_id}/join", post(join))
         .route("/rooms/{room_id}/leave", post(leave))
         .route("/rooms/{room_id}/invites", post(create_invite))
@@ -174,6 +175,50 @@ async fn remove_member(
     let action = RoomCommand::RemoveMember { user_id: member };
     let done = run(&state, &user, &mut ids, room_id, action).await?;
     Ok(Json(json!({ "position": done.position })))
+}
+
+/// The id of the one direct room of two users, the same whichever of them asks: concurrent
+/// first calls all try to create this one room, and its creation expects an empty subject.
+fn direct_room_id(a: Uuid, b: Uuid) -> Uuid {
+    let (low, high) = if a < b { (a, b) } else { (b, a) };
+    let mut pair = [0u8; 32];
+    pair[..16].copy_from_slice(low.as_bytes());
+    pair[16..].copy_from_slice(high.as_bytes());
+    Uuid::new_v5(&DIRECT_ROOMS, &pair)
+}
+
+/// The namespace of direct room ids.
+const DIRECT_ROOMS: Uuid = Uuid::from_u128(0x6e61_7474_6572_6469_7265_6374_0000_0001);
+
+async fn open_direct(
+    State(state): State<AppState>,
+    user: AuthUser,
+    mut ids: Ids,
+    ApiPath(other): ApiPath<Uuid>,
+) -> Result<Json<Value>, ApiError> {
+    if other == user.id {
+        return Err(ApiError::validation(
+            "a direct room is with another user, not yourself",
+        ));
+    }
+    if !state.directory.contains(other) {
+        // Perhaps registered through another instance a moment ago: look again once this
+        // instance has seen everything acknowledged so far.
+        state.rooms.barrier().await.map_err(ApiError::unavailable)?;
+        if !state.directory.contains(other) {
+            return Err(ApiError::not_found("user not found"));
+        }
+    }
+    let room_id = direct_room_id(user.id, other);
+    let done = run(
+        &state,
+        &user,
+        &mut ids,
+        room_id,
+        RoomCommand::OpenDirect { with: other },
+    )
+    .await?;
+    room_response(done)
 }
 
 async fn join(

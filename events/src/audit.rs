@@ -154,6 +154,7 @@ impl Verifier {
                     self.find(position, format!("room {room} is created twice"));
                 }
                 users.push(c.owner_id);
+                users.extend(c.with_user_id);
             }
             Event::MemberJoined(j) => users.push(j.user_id),
             Event::MemberLeft(l) => users.extend(std::iter::once(l.user_id).chain(l.new_owner_id)),

@@ -90,6 +90,11 @@ impl Subjects {
         format!("{}.events.user.{}", self.prefix, user_id)
     }
 
+    /// Every username's subject.
+    pub fn all_usernames(&self) -> String {
+        format!("{}.events.username.>", self.prefix)
+    }
+
     /// `username` must already be normalised (lower-case, `a-z 0-9 _ -`).
     pub fn username(&self, username: &str) -> String {
         format!("{}.events.username.{}", self.prefix, username)

@@ -141,6 +141,9 @@ impl Batch {
             },
         );
         self.join(room, c.owner_id, Role::Owner.as_str(), at, position);
+        if let Some(with) = c.with_user_id {
+            self.join(room, with, Role::Member.as_str(), at, position);
+        }
     }
 
     fn room_updated(&mut self, room: Uuid, u: &RoomUpdated, position: i64) {

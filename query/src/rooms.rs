@@ -230,6 +230,8 @@ struct MyRoomRow {
     unread_count: i64,
     last_read_position: i64,
     last_message_position: Option<i64>,
+    /// For a direct room, the other user (`{id, username, display_name}`).
+    other_user: Option<sqlx::types::Json<Value>>,
 }
 
 async fn my_rooms(
@@ -237,7 +239,12 @@ async fn my_rooms(
     user: AuthUser,
 ) -> Result<Json<Value>, ApiError> {
     let sql = format!(
-        "SELECT {ROOM_COLUMNS}, m.unread_count, m.last_read_position, r.last_message_position \
+        "SELECT {ROOM_COLUMNS}, m.unread_count, m.last_read_position, r.last_message_position, \
+                CASE WHEN r.kind = 'direct' THEN ( \
+                    SELECT json_build_object('id', u.id, 'username', u.username, \
+                                             'display_name', u.display_name) \
+                    FROM members o JOIN users u ON u.id = o.user_id \
+                    WHERE o.room_id = r.id AND o.user_id <> $1 LIMIT 1) END AS other_user \
          FROM members m JOIN rooms r ON r.id = m.room_id AND NOT r.deleted \
          WHERE m.user_id = $1 \
          ORDER BY COALESCE(r.last_message_position, r.created_position) DESC"
@@ -271,6 +278,9 @@ async fn my_rooms(
         room["unread_count"] = json!(row.unread_count);
         room["last_read_position"] = json!(row.last_read_position);
         room["last_message"] = json!(last_message);
+        if let Some(other) = &row.other_user {
+            room["other_user"] = other.0.clone();
+        }
         rooms.push(room);
     }
     Ok(Json(json!({ "rooms": rooms })))

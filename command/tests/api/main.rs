@@ -1,3 +1,4 @@
+mod direct;
 mod errors;
 mod helpers;
 mod idempotency;

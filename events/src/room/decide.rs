@@ -18,6 +18,10 @@ pub enum RoomCommand {
         kind: RoomKind,
         max_members: u32,
     },
+    /// The one `direct` room of the actor and `with`, created on first use.
+    OpenDirect {
+        with: Uuid,
+    },
     /// The owner changes the room's settings; a field left out stays as it is.
     Update {
         name: Option<String>,
@@ -146,6 +150,8 @@ pub enum DomainError {
     BelowMemberCount,
     #[error("message not found")]
     MessageNotFound,
+    #[error("a direct room has no invites, settings or removals, and cannot be left")]
+    NotAGroup,
     #[error("only the sender may edit a message")]
     NotTheSender,
     #[error("only the sender or the room owner may delete a message")]
@@ -182,8 +188,17 @@ pub fn decide(room: Option<&Room>, command: &Command) -> Result<Option<Event>, D
         room.filter(|r| r.visible_to(actor, now))
             .ok_or(DomainError::RoomNotFound)
     };
+    // The owner's controls, and leaving, are for group rooms.
+    let group = |room: &'_ Room| {
+        if room.kind == RoomKind::Group {
+            Ok(())
+        } else {
+            Err(DomainError::NotAGroup)
+        }
+    };
     let owned = || {
         let room = visible()?;
+        group(room)?;
         if room.owner_id == actor && room.is_member(actor) {
             Ok(room)
         } else {
@@ -238,6 +253,18 @@ pub fn decide(room: Option<&Room>, command: &Command) -> Result<Option<Event>, D
             }
             Ok(Some(joined(room, actor, Some(invite.id))))
         }
+        RoomCommand::OpenDirect { with } => match room {
+            Some(room) if room.kind == RoomKind::Direct && room.is_member(actor) => Ok(None),
+            Some(_) => Err(DomainError::RoomNotFound),
+            None => Ok(Some(Event::RoomCreated(RoomCreated {
+                name: String::new(),
+                visibility: Visibility::Private,
+                kind: RoomKind::Direct,
+                max_members: 2,
+                owner_id: actor,
+                with_user_id: Some(*with),
+            }))),
+        },
         RoomCommand::Update {
             name,
             visibility,
@@ -288,6 +315,9 @@ pub fn decide(room: Option<&Room>, command: &Command) -> Result<Option<Event>, D
         }
         RoomCommand::Leave => {
             let room = visible()?;
+            if room.is_member(actor) {
+                group(room)?;
+            }
             let member = room.members.get(&actor).ok_or(DomainError::NotJoined)?;
             let new_owner_id = if member.role == Role::Owner {
                 room.members

@@ -129,6 +129,17 @@ pub fn evolve(room: Option<Room>, envelope: &Envelope) -> Option<Room> {
                 order: 0,
             },
         );
+        // A direct room holds its two users from the start.
+        if let Some(with) = c.with_user_id {
+            members.insert(
+                with,
+                Member {
+                    role: Role::Member,
+                    joined_at: at,
+                    order: 1,
+                },
+            );
+        }
         return Some(Room {
             id: envelope.room_id.unwrap_or_default(),
             name: c.name.clone(),
@@ -142,7 +153,7 @@ pub fn evolve(room: Option<Room>, envelope: &Envelope) -> Option<Room> {
             invites: HashMap::new(),
             read_markers: HashMap::new(),
             messages: HashMap::new(),
-            next_order: 1,
+            next_order: 1 + u64::from(c.with_user_id.is_some()),
         });
     }
     let mut room = room?;

@@ -1,5 +1,6 @@
 mod access;
 mod audit;
+mod direct;
 mod edits;
 mod helpers;
 mod history;
