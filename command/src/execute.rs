@@ -64,7 +64,8 @@ pub fn domain_error(e: DomainError) -> ApiError {
         | DomainError::NotJoined
         | DomainError::AlreadyMember
         | DomainError::BelowMemberCount
-        | DomainError::MessageDeleted => ApiError::conflict(message),
+        | DomainError::MessageDeleted
+        | DomainError::PairTaken => ApiError::conflict(message),
         DomainError::RoomFull => {
             ApiError::new(axum::http::StatusCode::CONFLICT, "room_full", message)
         }

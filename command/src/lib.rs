@@ -79,6 +79,8 @@ pub struct AppState {
     pub rooms: RoomCache,
     /// The user ids that exist.
     pub directory: Directory,
+    /// The pair room slot `/match` tries first (a hint: the log decides).
+    pub match_slot: Arc<std::sync::atomic::AtomicU64>,
     pub keys: Arc<JwtKeys>,
     pub config: Arc<CommandConfig>,
     pub limiter: Option<Arc<SendLimiter>>,
@@ -156,6 +158,7 @@ impl CommandService {
             store,
             rooms,
             directory,
+            match_slot: Arc::default(),
             keys,
             config: Arc::new(config),
             limiter,

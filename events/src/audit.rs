@@ -156,7 +156,9 @@ impl Verifier {
                 users.push(c.owner_id);
                 users.extend(c.with_user_id);
             }
-            Event::MemberJoined(j) => users.push(j.user_id),
+            Event::MemberJoined(j) => {
+                users.extend(std::iter::once(j.user_id).chain(j.matched_with))
+            }
             Event::MemberLeft(l) => users.extend(std::iter::once(l.user_id).chain(l.new_owner_id)),
             Event::MemberRemoved(r) => users.push(r.user_id),
             Event::InviteCreated(i) => users.extend(i.invitee_id),

@@ -112,6 +112,9 @@ pub struct MemberJoined {
     /// The invite this join used, if any (it counts towards the invite's `max_uses`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invite: Option<Uuid>,
+    /// In a `pair` room, the user who waited there and is now matched with this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matched_with: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -45,6 +45,7 @@ fn history() -> Vec<Recorded> {
                 user_id: bob,
                 role: Role::Member,
                 invite: None,
+                matched_with: None,
             }),
         ),
         at(

@@ -49,6 +49,7 @@ pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
                     user_id: reader,
                     role: Role::Member,
                     invite: None,
+                    matched_with: None,
                 }),
             ),
         ));

@@ -4,6 +4,7 @@ mod helpers;
 mod idempotency;
 mod messages;
 mod owners;
+mod pairs;
 mod profile;
 mod races;
 mod stream;

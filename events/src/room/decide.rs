@@ -22,6 +22,9 @@ pub enum RoomCommand {
     OpenDirect {
         with: Uuid,
     },
+    /// Random 1:1 matching at one `pair` room (a slot of the matching queue): open it and
+    /// wait, or join the user waiting there.
+    Match,
     /// The owner changes the room's settings; a field left out stays as it is.
     Update {
         name: Option<String>,
@@ -152,6 +155,9 @@ pub enum DomainError {
     MessageNotFound,
     #[error("a direct room has no invites, settings or removals, and cannot be left")]
     NotAGroup,
+    /// The pair room is matched or ended: the caller moves on to the next one.
+    #[error("this pair room is taken")]
+    PairTaken,
     #[error("only the sender may edit a message")]
     NotTheSender,
     #[error("only the sender or the room owner may delete a message")]
@@ -265,6 +271,28 @@ pub fn decide(room: Option<&Room>, command: &Command) -> Result<Option<Event>, D
                 with_user_id: Some(*with),
             }))),
         },
+        RoomCommand::Match => match room {
+            None => Ok(Some(Event::RoomCreated(RoomCreated {
+                name: String::new(),
+                visibility: Visibility::Private,
+                kind: RoomKind::Pair,
+                max_members: 2,
+                owner_id: actor,
+                with_user_id: None,
+            }))),
+            Some(room) if room.kind != RoomKind::Pair => Err(DomainError::RoomNotFound),
+            // Still waiting here: the same room.
+            Some(room) if !room.deleted && room.is_member(actor) && room.member_count() == 1 => {
+                Ok(None)
+            }
+            Some(room) if room.deleted || room.member_count() != 1 => Err(DomainError::PairTaken),
+            Some(room) => Ok(Some(Event::MemberJoined(MemberJoined {
+                user_id: actor,
+                role: Role::Member,
+                invite: None,
+                matched_with: room.members.keys().next().copied(),
+            }))),
+        },
         RoomCommand::Update {
             name,
             visibility,
@@ -315,6 +343,10 @@ pub fn decide(room: Option<&Room>, command: &Command) -> Result<Option<Event>, D
         }
         RoomCommand::Leave => {
             let room = visible()?;
+            // Leaving a pair ends it for both.
+            if room.kind == RoomKind::Pair && room.is_member(actor) {
+                return Ok(Some(Event::RoomDeleted(RoomDeleted {})));
+            }
             if room.is_member(actor) {
                 group(room)?;
             }
@@ -430,5 +462,6 @@ fn joined(room: &Room, user_id: Uuid, invite: Option<Uuid>) -> Event {
         user_id,
         role,
         invite,
+        matched_with: None,
     })
 }

@@ -3,5 +3,6 @@
 mod direct;
 mod messages;
 mod owners;
+mod pairs;
 mod rules;
 mod support;

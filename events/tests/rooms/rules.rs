@@ -426,6 +426,7 @@ fn the_first_to_join_a_room_everyone_left_becomes_its_owner() {
         user_id: ALICE,
         role: Role::Owner,
         invite: None,
+        matched_with: None,
     };
     assert_eq!(
         when(&given(&everyone_left), ALICE, RoomCommand::Join),

@@ -70,6 +70,7 @@ pub fn joined(user: Uuid, invite: Option<Uuid>) -> (Uuid, Event) {
             user_id: user,
             role: Role::Member,
             invite,
+            matched_with: None,
         }),
     )
 }

@@ -145,18 +145,17 @@ impl Hub {
         let Some(envelope) = &incoming.known else {
             return;
         };
-        let named = match &envelope.event {
-            Event::InviteCreated(i) => i.invitee_id,
-            Event::MemberJoined(j) => Some(j.user_id),
-            Event::MemberLeft(l) => Some(l.user_id),
-            Event::MemberRemoved(r) => Some(r.user_id),
-            _ => None,
+        // A join into a pair room also names the user who waited there: the match.
+        let named: Vec<Uuid> = match &envelope.event {
+            Event::InviteCreated(i) => i.invitee_id.into_iter().collect(),
+            Event::MemberJoined(j) => std::iter::once(j.user_id).chain(j.matched_with).collect(),
+            Event::MemberLeft(l) => vec![l.user_id],
+            Event::MemberRemoved(r) => vec![r.user_id],
+            _ => Vec::new(),
         };
-        let Some(user) = named else { return };
-        let users = self.users.lock().expect("users lock");
-        let Some(conns) = users.get(&user) else {
+        if named.is_empty() {
             return;
-        };
+        }
         let text = Utf8Bytes::from(protocol::event(
             room_id,
             incoming.position,
@@ -164,8 +163,14 @@ impl Hub {
             &incoming.json,
             true,
         ));
-        for conn in conns.values().filter(|c| !subscribed.contains(&c.id)) {
-            conn.offer(text.clone());
+        let users = self.users.lock().expect("users lock");
+        for user in named {
+            let Some(conns) = users.get(&user) else {
+                continue;
+            };
+            for conn in conns.values().filter(|c| !subscribed.contains(&c.id)) {
+                conn.offer(text.clone());
+            }
         }
     }
 

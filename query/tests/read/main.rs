@@ -7,6 +7,7 @@ mod history;
 mod live;
 mod owners;
 mod pagination;
+mod pairs;
 mod profile;
 mod projector;
 mod ws_ops;
