@@ -271,4 +271,116 @@ mod tests {
         let positions: Vec<u64> = v.findings.iter().map(|f| f.position).collect();
         assert_eq!(positions, vec![4, 5, 6, 6], "{:?}", v.findings);
     }
+
+    #[test]
+    fn the_verifier_knows_the_newer_events_and_where_they_belong() {
+        let s = Subjects::new("t").unwrap();
+        let (ann, bob, room) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let reg = |user: Uuid, name: &str| {
+            Envelope::new(
+                Uuid::new_v4(),
+                Utc::now(),
+                Some(user),
+                None,
+                Event::UserRegistered(UserRegistered {
+                    user_id: user,
+                    username: name.into(),
+                    display_name: name.into(),
+                    password_hash: "h".into(),
+                }),
+            )
+        };
+        let at = |event| Envelope::new(Uuid::new_v4(), Utc::now(), Some(ann), Some(room), event);
+        let mut v = Verifier::new(s.clone());
+        v.check(&message(1, s.username("ann"), &reg(ann, "ann")));
+        v.check(&message(2, s.username("bob"), &reg(bob, "bob")));
+        let events = [
+            (
+                RoomPart::Meta,
+                Event::RoomCreated(RoomCreated {
+                    name: String::new(),
+                    visibility: Visibility::Private,
+                    kind: RoomKind::Pair,
+                    max_members: 2,
+                    owner_id: ann,
+                    with_user_id: None,
+                }),
+            ),
+            (
+                RoomPart::Meta,
+                Event::MemberJoined(MemberJoined {
+                    user_id: bob,
+                    role: Role::Member,
+                    invite: None,
+                    matched_with: Some(ann),
+                }),
+            ),
+            (
+                RoomPart::Meta,
+                Event::RoomUpdated(RoomUpdated {
+                    name: Some("x".into()),
+                    ..RoomUpdated::default()
+                }),
+            ),
+            (
+                RoomPart::Msg,
+                Event::MessageEdited(MessageEdited {
+                    message_id: Uuid::new_v4(),
+                    content: "e".into(),
+                }),
+            ),
+            (
+                RoomPart::Msg,
+                Event::MessageDeleted(MessageDeleted {
+                    message_id: Uuid::new_v4(),
+                }),
+            ),
+            (
+                RoomPart::Meta,
+                Event::MemberRemoved(MemberRemoved { user_id: bob }),
+            ),
+            (RoomPart::Meta, Event::RoomDeleted(RoomDeleted {})),
+        ];
+        for (i, (part, event)) in events.into_iter().enumerate() {
+            v.check(&message(3 + i as u64, s.room(room, part), &at(event)));
+        }
+        v.check(&message(
+            10,
+            s.user(ann),
+            &Envelope::new(
+                Uuid::new_v4(),
+                Utc::now(),
+                Some(ann),
+                None,
+                Event::CredentialsSet(CredentialsSet {
+                    user_id: ann,
+                    password_hash: "h2".into(),
+                    display_name: Some("Ann".into()),
+                }),
+            ),
+        ));
+        assert_eq!(v.findings, vec![]);
+        // An edit on the room's meta subject is out of place; a join naming an unknown
+        // partner is a dangling reference.
+        v.check(&message(
+            11,
+            s.room(room, RoomPart::Meta),
+            &at(Event::MessageEdited(MessageEdited {
+                message_id: Uuid::new_v4(),
+                content: "e".into(),
+            })),
+        ));
+        v.check(&message(
+            12,
+            s.room(room, RoomPart::Meta),
+            &at(Event::MemberJoined(MemberJoined {
+                user_id: bob,
+                role: Role::Member,
+                invite: None,
+                matched_with: Some(Uuid::new_v4()),
+            })),
+        ));
+        let positions: Vec<u64> = v.findings.iter().map(|f| f.position).collect();
+        assert_eq!(positions, vec![11, 12], "{:?}", v.findings);
+    }
 }
