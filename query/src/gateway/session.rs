@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
 use natter_edge::auth::bearer_token;
 use natter_edge::commands::Call;
-use natter_edge::{ApiError, Claims};
+use natter_edge::{ApiError, Claims, JwtKeys};
 use serde::Deserialize;
 use tokio::sync::{Semaphore, mpsc, watch};
 use uuid::Uuid;
@@ -29,6 +29,8 @@ pub const MAX_SUBSCRIPTIONS: usize = 100;
 /// The server pings this often; a connection silent for three times as long is closed.
 /// `send` and `read` ops of one connection running at once.
 const MAX_OPS_IN_FLIGHT: usize = 64;
+/// How often a connection checks whether its token was revoked.
+const REVOCATION_CHECK: Duration = Duration::from_millis(500);
 const HEARTBEAT: Duration = Duration::from_secs(30);
 /// How long a closing connection waits for the client to take the close frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(60);
@@ -64,14 +66,21 @@ pub async fn upgrade(
         }
     };
     let gateway = state.gateway.clone();
+    let keys = state.keys.clone();
     ws.read_buffer_size(4 * 1024)
         .write_buffer_size(8 * 1024)
         .max_write_buffer_size(256 * 1024)
         .max_message_size(1024 * 1024)
-        .on_upgrade(move |socket| session(gateway, claims, token.unwrap_or_default(), socket))
+        .on_upgrade(move |socket| session(gateway, keys, claims, token.unwrap_or_default(), socket))
 }
 
-async fn session(gateway: Gateway, claims: Claims, token: String, socket: WebSocket) {
+async fn session(
+    gateway: Gateway,
+    keys: Arc<JwtKeys>,
+    claims: Claims,
+    token: String,
+    socket: WebSocket,
+) {
     let (sink, mut stream) = socket.split();
     let (tx, rx) = mpsc::channel(SEND_BUFFER);
     let conn = Conn::new(gateway.hub.next_conn_id(), claims.sub, tx);
@@ -92,6 +101,9 @@ async fn session(gateway: Gateway, claims: Claims, token: String, socket: WebSoc
     let expiry = tokio::time::sleep(expires_in);
     tokio::pin!(expiry);
     let mut idle_check = tokio::time::interval(HEARTBEAT);
+    // A password change revokes the token this connection was opened with: it closes (4001)
+    // within a moment, as every request with that token is refused.
+    let mut revocation_check = tokio::time::interval(REVOCATION_CHECK);
     let mut last_heard = tokio::time::Instant::now();
     let close: Option<(u16, &'static str)> = loop {
         tokio::select! {
@@ -114,6 +126,11 @@ async fn session(gateway: Gateway, claims: Claims, token: String, socket: WebSoc
             }
             _ = conn.kill.killed() => break Some((CLOSE_TOO_SLOW, "too slow: reconnect and resubscribe with since")),
             _ = &mut expiry => break Some((CLOSE_UNAUTHORIZED, "token expired")),
+            _ = revocation_check.tick() => {
+                if keys.revocations().refuses(claims.sub, claims.issued_at_ms()) {
+                    break Some((CLOSE_UNAUTHORIZED, "token revoked: the password changed"));
+                }
+            }
             _ = idle_check.tick() => {
                 if last_heard.elapsed() > HEARTBEAT * 3 {
                     break Some((1001, "idle"));

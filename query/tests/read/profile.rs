@@ -29,6 +29,8 @@ async fn a_profile_change_reaches_the_read_models_and_revokes_old_tokens_for_que
     let me = stack.get_at("/me", member, at).await;
     assert_eq!(me.expect(200)["display_name"], "Just Renamed");
 
+    let addr = stack.serve_query().await;
+    let mut open = crate::helpers::Ws::connect(addr, member).await;
     let changed = patch_me(
         &stack,
         member,
@@ -65,4 +67,9 @@ async fn a_profile_change_reaches_the_read_models_and_revokes_old_tokens_for_que
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(refused, "the query side kept taking the revoked token");
+    assert_eq!(
+        open.close_code().await,
+        Some(4001),
+        "a socket opened with the revoked token is closed"
+    );
 }
