@@ -199,6 +199,31 @@ impl Env {
         ))
     }
 
+    /// Creates `n` rooms owned by `token`'s user, named `{prefix} {i}`, 32 at a time.
+    pub async fn create_rooms(
+        &self,
+        token: &str,
+        n: usize,
+        prefix: &str,
+    ) -> anyhow::Result<Vec<Uuid>> {
+        use futures::{StreamExt, TryStreamExt, stream};
+        stream::iter(0..n)
+            .map(|i| async move {
+                let (status, body) = self
+                    .post(
+                        "/rooms",
+                        Some(token),
+                        &json!({ "name": format!("{prefix} {i}") }),
+                    )
+                    .await?;
+                anyhow::ensure!(status == 201, "creating a room: {status} {body}");
+                Ok::<Uuid, anyhow::Error>(body["room"]["id"].as_str().unwrap_or_default().parse()?)
+            })
+            .buffer_unordered(32)
+            .try_collect()
+            .await
+    }
+
     /// Appends events straight to the log (for pre-filling), with at most `window` acks in
     /// flight. Returns the last position.
     pub async fn append_all(

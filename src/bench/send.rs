@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::Utc;
-use futures::{StreamExt, TryStreamExt, stream};
 use natter_events::Envelope;
 use natter_events::catalogue::{Event, MessageKind, MessageSent};
 use serde_json::json;
@@ -22,24 +21,7 @@ pub const CONTENT_CHARS: usize = 100;
 
 pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
     let (token, user) = env.register("bench_sender").await?;
-    let rooms: Vec<Uuid> = stream::iter(0..ROOMS)
-        .map(|i| {
-            let token = token.clone();
-            async move {
-                let (status, body) = env
-                    .post(
-                        "/rooms",
-                        Some(&token),
-                        &json!({ "name": format!("bench {i}") }),
-                    )
-                    .await?;
-                anyhow::ensure!(status == 201, "creating a room: {status} {body}");
-                Ok::<Uuid, anyhow::Error>(body["room"]["id"].as_str().unwrap_or_default().parse()?)
-            }
-        })
-        .buffer_unordered(32)
-        .try_collect()
-        .await?;
+    let rooms = env.create_rooms(&token, ROOMS, "bench").await?;
     let body = json!({ "content": "x".repeat(CONTENT_CHARS) });
 
     // One request at a time: what a single client waits for.

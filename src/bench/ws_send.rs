@@ -6,9 +6,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, TryStreamExt, stream};
 use serde_json::json;
-use uuid::Uuid;
 
 use super::send::{CONTENT_CHARS, IN_FLIGHT, raw_publish_rate};
 use super::{Env, Figure, Scale, ws};
@@ -17,24 +15,7 @@ const ROOMS: usize = 64;
 
 pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
     let (token, user) = env.register("bench_ws_sender").await?;
-    let rooms: Vec<Uuid> = stream::iter(0..ROOMS)
-        .map(|i| {
-            let token = token.clone();
-            async move {
-                let (status, body) = env
-                    .post(
-                        "/rooms",
-                        Some(&token),
-                        &json!({ "name": format!("ws bench {i}") }),
-                    )
-                    .await?;
-                anyhow::ensure!(status == 201, "creating a room: {status} {body}");
-                Ok::<Uuid, anyhow::Error>(body["room"]["id"].as_str().unwrap_or_default().parse()?)
-            }
-        })
-        .buffer_unordered(16)
-        .try_collect()
-        .await?;
+    let rooms = env.create_rooms(&token, ROOMS, "ws bench").await?;
     let content = "x".repeat(CONTENT_CHARS);
     let duration = scale.pick(Duration::from_secs(3), Duration::from_secs(15));
     let mut client = ws::Client::connect(env.addr, &token).await?;

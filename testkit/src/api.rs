@@ -116,6 +116,18 @@ impl Api {
         .await
     }
 
+    pub async fn patch(&self, path: &str, token: Option<&str>, body: Value) -> Resp {
+        let headers = [("content-type", "application/json")];
+        self.request(
+            Method::PATCH,
+            path,
+            token,
+            body.to_string().into_bytes(),
+            &headers,
+        )
+        .await
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> Resp {
         self.request(Method::GET, path, token, Vec::new(), &[])
             .await

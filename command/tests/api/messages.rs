@@ -1,7 +1,6 @@
 //! `PATCH` and `DELETE /rooms/{id}/messages/{message_id}`: who may, what they answer, and an
 //! edit racing a deletion across two instances.
 
-use axum::http::Method;
 use futures::future::join_all;
 use natter_testkit::http::Resp;
 use serde_json::{Value, json};
@@ -10,14 +9,9 @@ use uuid::Uuid;
 use crate::helpers::{TestApp, test_config};
 
 async fn edit(app: &TestApp, path: &str, token: &str, content: Value) -> Resp {
-    app.raw(
-        Method::PATCH,
-        path,
-        Some(token),
-        json!({ "content": content }).to_string().into_bytes(),
-        &[("content-type", "application/json")],
-    )
-    .await
+    app.api
+        .patch(path, Some(token), json!({ "content": content }))
+        .await
 }
 
 /// Sends a message and returns (its id, its position).

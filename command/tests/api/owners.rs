@@ -2,22 +2,15 @@
 //! `DELETE /rooms/{id}/members/{user_id}`, their statuses, and the race of a removal with the
 //! removed member's sends across two instances.
 
-use axum::http::Method;
 use futures::future::join_all;
+use natter_testkit::http::Resp;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::{TestApp, test_config};
 
-async fn patch(app: &TestApp, path: &str, token: &str, body: Value) -> natter_testkit::http::Resp {
-    app.raw(
-        Method::PATCH,
-        path,
-        Some(token),
-        body.to_string().into_bytes(),
-        &[("content-type", "application/json")],
-    )
-    .await
+async fn patch(app: &TestApp, path: &str, token: &str, body: Value) -> Resp {
+    app.api.patch(path, Some(token), body).await
 }
 
 #[tokio::test]

@@ -10,14 +10,7 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, test_config};
 
 async fn patch_me(app: &TestApp, token: &str, body: Value) -> Resp {
-    app.raw(
-        Method::PATCH,
-        "/me",
-        Some(token),
-        body.to_string().into_bytes(),
-        &[("content-type", "application/json")],
-    )
-    .await
+    app.api.patch("/me", Some(token), body).await
 }
 
 async fn login(app: &TestApp, username: &str, password: &str) -> Resp {

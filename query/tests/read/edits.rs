@@ -10,13 +10,7 @@ use crate::helpers::{Stack, Ws, assert_same_models};
 async fn edit(stack: &Stack, path: &str, token: &str, content: &str) -> Resp {
     stack
         .api
-        .request(
-            axum::http::Method::PATCH,
-            path,
-            Some(token),
-            json!({ "content": content }).to_string().into_bytes(),
-            &[("content-type", "application/json")],
-        )
+        .patch(path, Some(token), json!({ "content": content }))
         .await
 }
 

@@ -8,16 +8,7 @@ use serde_json::{Value, json};
 use crate::helpers::{Stack, Ws};
 
 async fn patch(stack: &Stack, path: &str, token: &str, body: Value) -> Resp {
-    stack
-        .api
-        .request(
-            axum::http::Method::PATCH,
-            path,
-            Some(token),
-            body.to_string().into_bytes(),
-            &[("content-type", "application/json")],
-        )
-        .await
+    stack.api.patch(path, Some(token), body).await
 }
 
 fn position(r: &Resp, status: u16) -> u64 {

@@ -7,16 +7,7 @@ use serde_json::{Value, json};
 use crate::helpers::Stack;
 
 async fn patch_me(stack: &Stack, token: &str, body: Value) -> Resp {
-    stack
-        .api
-        .request(
-            axum::http::Method::PATCH,
-            "/me",
-            Some(token),
-            body.to_string().into_bytes(),
-            &[("content-type", "application/json")],
-        )
-        .await
+    stack.api.patch("/me", Some(token), body).await
 }
 
 #[tokio::test]
