@@ -63,8 +63,9 @@ async fn race(n: usize, label: &str) {
         n,
         "everyone in exactly one room"
     );
-    // Each caller's answer is their room in the log. Of a pair, the one who joined is told
-    // `matched: true`; the one who waited learns of it on their socket (`feed: me`).
+    // Each caller's answer is their room in the log, `matched` telling whether it held two
+    // when answered: the one who joined is always told so; the one who waited is told so only
+    // if the partner came before their answer (else they learn of it on their socket).
     for (room, callers) in &rooms {
         let in_log = &members[room];
         let told: Vec<bool> = callers
