@@ -4,7 +4,9 @@
 //! commands keep working while Postgres is down.
 //!
 //! - [`users`]: registration (the username claim) and login.
-//! - [`rooms`]: rooms, invites, messages, read markers.
+//! - [`rooms`]: rooms, the owner's controls, membership, invites.
+//! - [`messages`]: messages (send, edit, delete) and read markers.
+//! - [`one_to_one`]: direct rooms and random 1:1 matching.
 //! - [`input`]: the input rules as types (room names, message bodies, attachments).
 //! - [`execute`]: the decide → append → (conflict: catch up, retry) loop.
 //! - [`cache`]: the room cache and its live consumer.
@@ -16,6 +18,8 @@ pub mod directory;
 pub mod execute;
 pub mod idempotency;
 pub mod input;
+pub mod messages;
+pub mod one_to_one;
 pub mod passwords;
 pub mod ratelimit;
 pub mod rooms;
@@ -175,6 +179,8 @@ impl CommandService {
                 "/api/v1",
                 users::router()
                     .merge(rooms::router())
+                    .merge(messages::router())
+                    .merge(one_to_one::router())
                     .route_layer(from_fn_with_state(
                         self.state.clone(),
                         idempotency::middleware,

@@ -1,6 +1,9 @@
 //! What a caller may do to a room: [`decide`] turns a [`Command`] into at most one event, on
 //! the room's folded state. Pure: the caller puts `now` and fresh ids into the command. One
 //! event per command means no append ever needs multi-message atomicity.
+//!
+//! Over 400 lines on purpose: every command and its rule sit together in one flat `match`,
+//! so the room's rules read in one place.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
