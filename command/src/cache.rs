@@ -8,6 +8,7 @@
 //! parks live events while a catch-up reads, so none falls between the two.
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -79,6 +80,9 @@ pub struct RoomCache {
     seen: Arc<watch::Sender<u64>>,
     /// How long a command waits for the live consumer to reach the log's head.
     barrier_wait: Duration,
+    /// Whether any room here folds its messages (after an edit or a deletion): until one
+    /// does, message events cost the live consumer nothing beyond their subject.
+    folds_messages: Arc<AtomicBool>,
 }
 
 impl RoomCache {
@@ -88,6 +92,7 @@ impl RoomCache {
             entries: Arc::new(quick_cache::sync::Cache::new(capacity)),
             seen: Arc::new(watch::Sender::new(0)),
             barrier_wait,
+            folds_messages: Arc::default(),
         }
     }
 
@@ -145,6 +150,9 @@ impl RoomCache {
         else {
             return;
         };
+        if part == RoomPart::Msg && !self.folds_messages.load(Ordering::Relaxed) {
+            return;
+        }
         let Some(entry) = self.entries.get(&room_id) else {
             return;
         };
@@ -189,6 +197,9 @@ impl RoomCache {
     pub async fn catch_up(&self, entry: &RoomEntry, parts: &[RoomPart]) -> anyhow::Result<()> {
         let _loading = entry.loading.lock().await;
         let from = entry.fold().begin_catch_up(parts);
+        if from.iter().any(|(p, _)| *p == RoomPart::Msg) {
+            self.folds_messages.store(true, Ordering::Relaxed);
+        }
         let read = async {
             let mut read = Vec::new();
             for (part, after) in from {
