@@ -7,12 +7,15 @@
 //! - [`rooms`]: rooms, the owner's controls, membership, invites.
 //! - [`messages`]: messages (send, edit, delete) and read markers.
 //! - [`one_to_one`]: direct rooms and random 1:1 matching.
+//! - [`services`]: app-managed users, created and given tokens with an API token.
+//! - [`admin`]: operators' commands: API tokens, broadcasts, disconnecting a user.
 //! - [`input`]: the input rules as types (room names, message bodies, attachments).
 //! - [`execute`]: the decide → append → (conflict: catch up, retry) loop.
 //! - [`cache`]: the room cache and its live consumer.
 //! - [`idempotency`]: `Idempotency-Key` over a JetStream key-value bucket.
 //! - [`ratelimit`], [`passwords`]: send limits and Argon2 hashing.
 
+pub mod admin;
 pub mod cache;
 pub mod directory;
 pub mod execute;
@@ -23,6 +26,7 @@ pub mod one_to_one;
 pub mod passwords;
 pub mod ratelimit;
 pub mod rooms;
+pub mod services;
 pub mod users;
 
 use std::sync::Arc;
@@ -99,9 +103,14 @@ impl FromRef<AppState> for Arc<JwtKeys> {
 }
 
 impl AppState {
-    /// A login token; the role follows `NATTER_ADMINS`.
+    /// A login token; the role follows `NATTER_ADMINS`, which names users who sign in with a
+    /// password (an app-managed user is never an admin, whatever their name).
     pub fn issue_token(&self, user_id: Uuid, username: &str) -> Result<String, ApiError> {
-        let role = if self.config.admins.iter().any(|a| a == username) {
+        let app_managed = matches!(
+            self.directory.get(user_id),
+            Some(directory::Entry::AppManaged(_))
+        );
+        let role = if !app_managed && self.config.admins.iter().any(|a| a == username) {
             UserRole::Admin
         } else {
             UserRole::User
@@ -143,7 +152,7 @@ impl CommandService {
                 }),
             ),
         ];
-        if let Some(task) = keys.follow_revocations(&store).await? {
+        if let Some(task) = keys.follow_credentials(&store, tail).await? {
             tasks.push(("credential changes", task));
         }
         if let Some(limiter) = limiter.clone() {
@@ -181,6 +190,8 @@ impl CommandService {
                     .merge(rooms::router())
                     .merge(messages::router())
                     .merge(one_to_one::router())
+                    .merge(services::router())
+                    .merge(admin::router())
                     .route_layer(from_fn_with_state(
                         self.state.clone(),
                         idempotency::middleware,

@@ -54,7 +54,7 @@ async fn send_message(
     let now = Utc::now();
     let action = RoomCommand::SendMessage(sent.clone());
     // A send is never already satisfied: its position is the message's.
-    let done = run_at(&state, &user, &mut ids, room_id, now, action).await?;
+    let done = run_at(&state, user.id, &mut ids, room_id, now, action).await?;
     let message = MessageView::new(room_id, Some(user.id), sent, done.position, now);
     Ok((
         StatusCode::CREATED,
@@ -80,7 +80,7 @@ async fn edit_message(
         message_id,
         content: content.clone(),
     };
-    let done = run_at(&state, &user, &mut ids, room_id, now, action).await?;
+    let done = run_at(&state, user.id, &mut ids, room_id, now, action).await?;
     let message = done
         .entry
         .with_room(RoomPart::Msg, |room, _| {
@@ -109,7 +109,7 @@ async fn delete_message(
     ApiPath((room_id, message_id)): ApiPath<(Uuid, Uuid)>,
 ) -> Result<Json<Value>, ApiError> {
     let action = RoomCommand::DeleteMessage { message_id };
-    let done = run(&state, &user, &mut ids, room_id, action).await?;
+    let done = run(&state, user.id, &mut ids, room_id, action).await?;
     Ok(Json(json!({ "position": done.position })))
 }
 
@@ -143,6 +143,6 @@ async fn mark_read(
     let action = RoomCommand::MarkRead {
         up_to_position: up_to,
     };
-    let done = run(&state, &user, &mut ids, room_id, action).await?;
+    let done = run(&state, user.id, &mut ids, room_id, action).await?;
     Ok(Json(json!({ "position": done.position })))
 }

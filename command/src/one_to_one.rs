@@ -57,7 +57,7 @@ async fn open_direct(
     let room_id = direct_room_id(user.id, other);
     let done = run(
         &state,
-        &user,
+        user.id,
         &mut ids,
         room_id,
         RoomCommand::OpenDirect { with: other },

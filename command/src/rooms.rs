@@ -41,32 +41,28 @@ pub fn router() -> Router<AppState> {
         .route("/invites/{token}/accept", post(accept_invite))
 }
 
-/// Runs `action` by `user` on the room at `now`, with the next of `ids` as the event id.
+/// Runs `action` by `actor` on the room at `now`, with the next of `ids` as the event id.
 pub(crate) async fn run_at(
     state: &AppState,
-    user: &AuthUser,
+    actor: Uuid,
     ids: &mut Ids,
     room_id: Uuid,
     now: DateTime<Utc>,
     action: RoomCommand,
 ) -> Result<Executed, ApiError> {
-    let command = Command {
-        actor: user.id,
-        now,
-        action,
-    };
+    let command = Command { actor, now, action };
     Ok(execute(state, room_id, command, ids.next_id()).await?)
 }
 
 /// [`run_at`] now.
 pub(crate) async fn run(
     state: &AppState,
-    user: &AuthUser,
+    actor: Uuid,
     ids: &mut Ids,
     room_id: Uuid,
     action: RoomCommand,
 ) -> Result<Executed, ApiError> {
-    run_at(state, user, ids, room_id, Utc::now(), action).await
+    run_at(state, actor, ids, room_id, Utc::now(), action).await
 }
 
 pub(crate) fn room_view(done: &Executed) -> Result<RoomView, ApiError> {
@@ -103,7 +99,7 @@ async fn create_room(
         max_members,
     };
     let room_id = ids.next_id();
-    let done = run(&state, &user, &mut ids, room_id, action).await?;
+    let done = run(&state, user.id, &mut ids, room_id, action).await?;
     Ok((StatusCode::CREATED, room_response(done)?))
 }
 
@@ -141,7 +137,7 @@ async fn update_room(
         visibility: body.visibility,
         max_members: body.max_members.map(check_max_members).transpose()?,
     };
-    let done = run(&state, &user, &mut ids, room_id, action).await?;
+    let done = run(&state, user.id, &mut ids, room_id, action).await?;
     room_response(done)
 }
 
@@ -151,7 +147,7 @@ async fn delete_room(
     mut ids: Ids,
     ApiPath(room_id): ApiPath<Uuid>,
 ) -> Result<Json<Value>, ApiError> {
-    let done = run(&state, &user, &mut ids, room_id, RoomCommand::Delete).await?;
+    let done = run(&state, user.id, &mut ids, room_id, RoomCommand::Delete).await?;
     Ok(Json(json!({ "position": done.position })))
 }
 
@@ -167,7 +163,7 @@ async fn remove_member(
         ));
     }
     let action = RoomCommand::RemoveMember { user_id: member };
-    let done = run(&state, &user, &mut ids, room_id, action).await?;
+    let done = run(&state, user.id, &mut ids, room_id, action).await?;
     Ok(Json(json!({ "position": done.position })))
 }
 
@@ -177,7 +173,7 @@ async fn join(
     mut ids: Ids,
     ApiPath(room_id): ApiPath<Uuid>,
 ) -> Result<Json<Value>, ApiError> {
-    let done = run(&state, &user, &mut ids, room_id, RoomCommand::Join).await?;
+    let done = run(&state, user.id, &mut ids, room_id, RoomCommand::Join).await?;
     room_response(done)
 }
 
@@ -187,7 +183,7 @@ async fn leave(
     mut ids: Ids,
     ApiPath(room_id): ApiPath<Uuid>,
 ) -> Result<Json<Value>, ApiError> {
-    let done = run(&state, &user, &mut ids, room_id, RoomCommand::Leave).await?;
+    let done = run(&state, user.id, &mut ids, room_id, RoomCommand::Leave).await?;
     Ok(Json(json!({ "position": done.position })))
 }
 
@@ -257,7 +253,7 @@ async fn create_invite(
         expires_at,
         max_uses,
     };
-    let done = run_at(&state, &user, &mut ids, room_id, now, action).await?;
+    let done = run_at(&state, user.id, &mut ids, room_id, now, action).await?;
     let invite = InviteView {
         token,
         room_id,
@@ -282,7 +278,7 @@ async fn revoke_invite(
         .filter(|(token_room, _)| *token_room == room_id)
         .ok_or_else(|| ApiError::not_found("invite not found"))?;
     let action = RoomCommand::RevokeInvite { token_hash: hash };
-    let done = run(&state, &user, &mut ids, room_id, action).await?;
+    let done = run(&state, user.id, &mut ids, room_id, action).await?;
     Ok(Json(json!({ "position": done.position })))
 }
 
@@ -295,6 +291,6 @@ async fn accept_invite(
     let (room_id, hash) =
         parse_token(&token).ok_or_else(|| ApiError::not_found("invite not found"))?;
     let action = RoomCommand::AcceptInvite { token_hash: hash };
-    let done = run(&state, &user, &mut ids, room_id, action).await?;
+    let done = run(&state, user.id, &mut ids, room_id, action).await?;
     room_response(done)
 }

@@ -7,8 +7,8 @@ use axum::{Json, Router};
 use chrono::Utc;
 use natter_edge::views::UserView;
 use natter_edge::{ApiError, ApiJson, AuthUser};
-use natter_events::user::{self, User, decide_register, normalize_username};
-use natter_events::{AppendError, Envelope, Expect, Recorded};
+use natter_events::user::{self, SignIn, User, decide_register, normalize_username};
+use natter_events::{AppendError, Envelope, Expect};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -59,35 +59,74 @@ pub(crate) fn check_display_name(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A username and display name as given, checked: the stored (lower-case) username and the
+/// display name (the username when none is given).
+pub(crate) fn new_user_names(
+    username: &str,
+    display_name: Option<String>,
+) -> Result<(String, String), ApiError> {
+    let username = normalize_username(username).map_err(ApiError::validation)?;
+    let display_name = display_name.unwrap_or_else(|| username.clone());
+    check_display_name(&display_name)?;
+    Ok((username, display_name))
+}
+
 async fn register(
     State(state): State<AppState>,
     mut ids: Ids,
     ApiJson(body): ApiJson<Register>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let username = normalize_username(&body.username).map_err(ApiError::validation)?;
+    let (username, display_name) = new_user_names(&body.username, body.display_name)?;
     check_password(&body.password)?;
-    let display_name = body.display_name.unwrap_or_else(|| username.clone());
-    check_display_name(&display_name)?;
-
-    let subject = state.store.subjects().username(&username);
-    // Fail fast without hashing when the name is visibly taken; the append below decides.
-    let claim = state
-        .store
-        .last_event(&subject)
-        .await
-        .map_err(ApiError::unavailable)?
-        .and_then(|r| user::evolve(None, &r.envelope));
-    let user_id = ids.next_id();
+    // Fail fast without hashing when the name is visibly taken; the append decides.
+    if username_claim(&state, &username).await?.is_some() {
+        return Err(ApiError::conflict("username is taken"));
+    }
     let password_hash = state.passwords.hash(body.password).await?;
-    let event = decide_register(
-        claim.as_ref(),
+    let user_id = ids.next_id();
+    let (user, position) = create_user(
+        &state,
+        &mut ids,
         user_id,
         &username,
         &display_name,
-        &password_hash,
+        SignIn::Password(password_hash),
+        user_id,
     )
-    .map_err(|e| ApiError::conflict(e.to_string()))?;
-    let envelope = Envelope::new(ids.next_id(), Utc::now(), Some(user_id), None, event);
+    .await?;
+    let token = state.issue_token(user.id, &user.username)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "user": UserView::from(&user), "token": token, "position": position })),
+    ))
+}
+
+/// The user holding `username` (normalised), from its subject's registration.
+async fn username_claim(state: &AppState, username: &str) -> Result<Option<User>, ApiError> {
+    Ok(state
+        .store
+        .last_event(&state.store.subjects().username(username))
+        .await
+        .map_err(ApiError::unavailable)?
+        .and_then(|r| user::evolve(None, &r.envelope)))
+}
+
+/// Claims `username` for a new user `user_id` (one event on the username's subject, which
+/// must be empty: usernames stay unique across users who sign in with a password and users
+/// an app manages) with `actor` as the event's actor.
+pub(crate) async fn create_user(
+    state: &AppState,
+    ids: &mut Ids,
+    user_id: uuid::Uuid,
+    username: &str,
+    display_name: &str,
+    sign_in: SignIn,
+    actor: uuid::Uuid,
+) -> Result<(User, u64), ApiError> {
+    let subject = state.store.subjects().username(username);
+    let event = decide_register(None, user_id, username, display_name, sign_in)
+        .map_err(|e| ApiError::conflict(e.to_string()))?;
+    let envelope = Envelope::new(ids.next_id(), Utc::now(), Some(actor), None, event);
     let position = match state
         .store
         .append(
@@ -103,21 +142,16 @@ async fn register(
         Err(AppendError::Unavailable(e)) => return Err(ApiError::unavailable(e)),
     };
     let user = user::evolve(None, &envelope).expect("a registration folds into a user");
-    let token = state.issue_token(user.id, &user.username)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "user": UserView::from(&user), "token": token, "position": position })),
-    ))
+    state.directory.add(
+        user.id,
+        user.is_app_managed().then_some(user.username.as_str()),
+    );
+    Ok((user, position))
 }
 
 /// The user registered under `username` (normalised), folded with their own subject.
 pub(crate) async fn load_user(state: &AppState, username: &str) -> Result<Option<User>, ApiError> {
-    let registration: Option<Recorded> = state
-        .store
-        .last_event(&state.store.subjects().username(username))
-        .await
-        .map_err(ApiError::unavailable)?;
-    let Some(user) = registration.and_then(|r| user::evolve(None, &r.envelope)) else {
+    let Some(user) = username_claim(state, username).await? else {
         return Ok(None);
     };
     let later = state
@@ -139,13 +173,12 @@ async fn login(
         Ok(name) => load_user(&state, &name).await?,
         Err(_) => None,
     };
-    let ok = state
-        .passwords
-        .verify(
-            body.password,
-            user.as_ref().map(|u| u.password_hash.clone()),
-        )
-        .await?;
+    // A user an app manages has no password: refused like an unknown name, in as long.
+    let hash = user
+        .as_ref()
+        .filter(|u| !u.is_app_managed())
+        .map(|u| u.password_hash.clone());
+    let ok = state.passwords.verify(body.password, hash).await?;
     let user = user.filter(|_| ok).ok_or_else(bad_login)?;
     let token = state.issue_token(user.id, &user.username)?;
     Ok(Json(
@@ -182,6 +215,11 @@ async fn update_me(
         .ok_or_else(|| ApiError::not_found("user not found"))?;
     let password_hash = match body.password {
         None => None,
+        Some(_) if current.is_app_managed() => {
+            return Err(ApiError::forbidden(
+                "this user signs in through their app and has no password to change",
+            ));
+        }
         Some(password) => {
             let current_password = body.current_password.ok_or_else(|| {
                 ApiError::forbidden("changing the password needs current_password")
@@ -242,8 +280,8 @@ async fn update_me(
         // This instance refuses the old tokens at once; the others as they read the event.
         state
             .keys
-            .revocations()
-            .changed(user.id, envelope.occurred_at.timestamp_millis());
+            .credentials()
+            .password_changed(user.id, envelope.occurred_at.timestamp_millis());
         out["token"] = json!(state.issue_token(updated.id, &updated.username)?);
     }
     Ok(Json(out))

@@ -3,17 +3,21 @@
 //!
 //! - [`error`]: `ApiError`, the contract's JSON error body with the status mapping.
 //! - [`extract`]: `ApiJson`, `ApiPath`, `ApiQuery` with JSON rejections.
-//! - [`auth`]: JWT issue/verify and the `AuthUser` extractor.
+//! - [`auth`]: login tokens (JWT) and API tokens, and the `AuthUser`, `Caller`, `Admin` and
+//!   `Service` extractors.
+//! - [`credentials`]: password changes and API tokens, folded from the log by every instance.
 //! - [`limits`]: request bodies: early `413`, `408` for a body that does not arrive.
 //! - [`text`]: the contract's rules for names and message bodies (control characters).
+//! - [`gateways`]: asking every websocket gateway at once (connections, disconnects).
 //! - [`views`]: the JSON shapes of users, rooms, invites and messages.
 
 pub mod auth;
 pub mod commands;
+pub mod credentials;
 pub mod error;
 pub mod extract;
+pub mod gateways;
 pub mod limits;
-pub mod revocations;
 pub mod text;
 pub mod views;
 
@@ -21,7 +25,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 
-pub use auth::{AuthUser, Claims, JwtKeys, UserRole};
+pub use auth::{Admin, AuthUser, Caller, Claims, JwtKeys, Service, UserRole};
 pub use error::ApiError;
 pub use extract::{ApiJson, ApiPath, ApiQuery, OptionalJson};
 pub use limits::RequestLimits;

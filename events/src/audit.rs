@@ -101,7 +101,8 @@ impl Verifier {
             (SubjectKind::Username(name), Event::UserRegistered(r)) => *name == r.username,
             (SubjectKind::User(id), Event::UserUpdated(u)) => *id == u.user_id,
             (SubjectKind::User(id), Event::CredentialsSet(c)) => *id == c.user_id,
-            (SubjectKind::User(_), Event::TokenIssued(_) | Event::TokenRevoked(_)) => true,
+            (SubjectKind::Token(id), Event::TokenIssued(t)) => *id == t.token_id,
+            (SubjectKind::Token(id), Event::TokenRevoked(t)) => *id == t.token_id,
             (SubjectKind::Room(room, part), event) => {
                 let part_fits = match event {
                     Event::MessageSent(_) | Event::MessageEdited(_) | Event::MessageDeleted(_) => {
@@ -224,6 +225,7 @@ mod tests {
                 username: "ann".into(),
                 display_name: "Ann".into(),
                 password_hash: "h".into(),
+                service_token_id: None,
             }),
         );
         let created = Envelope::new(
@@ -287,6 +289,7 @@ mod tests {
                     username: name.into(),
                     display_name: name.into(),
                     password_hash: "h".into(),
+                    service_token_id: None,
                 }),
             )
         };

@@ -59,8 +59,14 @@ pub struct UserRegistered {
     pub username: String,
     pub display_name: String,
     /// Argon2 PHC string. Registration is a single event (it is also the username claim),
-    /// so the initial credentials travel here; history and audit outputs redact it.
+    /// so the initial credentials travel here; history and audit outputs redact it. Empty
+    /// for a user an app created with a service token: they have no password.
+    #[serde(default)]
     pub password_hash: String,
+    /// The service token that created this user (`POST /users`), who signs in through that
+    /// app rather than with a password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_token_id: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,6 +163,18 @@ pub struct MessageSent {
     pub attachment: Option<Attachment>,
 }
 
+impl MessageSent {
+    /// Who sent it, given the envelope's actor: nobody for a `system` message (the actor is
+    /// the operator who broadcast it, kept for auditors).
+    pub fn sender(&self, actor_id: Option<Uuid>) -> Option<Uuid> {
+        if self.kind == MessageKind::System {
+            None
+        } else {
+            actor_id
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageEdited {
     pub message_id: Uuid,
@@ -179,6 +197,25 @@ pub struct TokenIssued {
     pub token_id: Uuid,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// What the token may do.
+    #[serde(default)]
+    pub role: TokenRole,
+    /// SHA-256 (hex) of the token; the token itself is shown once and never stored.
+    /// Redacted in every output all the same.
+    #[serde(default)]
+    pub token_hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// An API token's rights: a `service` creates users and mints their tokens; an `admin` may
+/// also do all an operator may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenRole {
+    #[default]
+    Service,
+    Admin,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,6 +238,7 @@ macro_rules! wire_str {
 wire_str!(Visibility { Public => "public", Private => "private" });
 wire_str!(RoomKind { Group => "group", Direct => "direct", Pair => "pair" });
 wire_str!(Role { Owner => "owner", Member => "member" });
+wire_str!(TokenRole { Service => "service", Admin => "admin" });
 wire_str!(MessageKind { Text => "text", Image => "image", Video => "video", File => "file", System => "system" });
 
 /// Every event type natter writes. The serde tag is the wire `type`, the content its `data`.
@@ -296,7 +334,10 @@ impl Event {
     /// Whether the payload holds a secret (a password hash) that outputs must redact and the
     /// websocket must never carry.
     pub fn carries_credentials(type_name: &str) -> bool {
-        matches!(type_name, "user.registered" | "user.credentials_set")
+        matches!(
+            type_name,
+            "user.registered" | "user.credentials_set" | "token.issued"
+        )
     }
 }
 

@@ -130,13 +130,17 @@ impl RawEnvelope {
         }))
     }
 
-    /// A copy safe to show to people: password hashes replaced by `"[redacted]"`.
+    /// A copy safe to show to people: password and API token hashes replaced by
+    /// `"[redacted]"`.
     pub fn redacted(mut self) -> Self {
         if Event::carries_credentials(&self.type_name)
             && let Some(obj) = self.data.as_object_mut()
-            && obj.contains_key("password_hash")
         {
-            obj.insert("password_hash".into(), Value::String("[redacted]".into()));
+            for key in ["password_hash", "token_hash"] {
+                if obj.contains_key(key) {
+                    obj.insert(key.into(), Value::String("[redacted]".into()));
+                }
+            }
         }
         self
     }
@@ -287,6 +291,7 @@ mod tests {
             username: "alice".into(),
             display_name: "Alice".into(),
             password_hash: "$argon2id$secret".into(),
+            service_token_id: None,
         }));
         let shown = serde_json::to_string(&env.to_raw().redacted()).unwrap();
         assert!(!shown.contains("argon2"));

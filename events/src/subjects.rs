@@ -30,6 +30,8 @@ pub enum SubjectKind {
     Room(Uuid, RoomPart),
     User(Uuid),
     Username(String),
+    /// An API token's issue and revocation.
+    Token(Uuid),
 }
 
 /// Builds and parses subjects for one prefix.
@@ -95,6 +97,16 @@ impl Subjects {
         format!("{}.events.username.>", self.prefix)
     }
 
+    /// Every API token's subject.
+    pub fn all_tokens(&self) -> String {
+        format!("{}.events.token.*", self.prefix)
+    }
+
+    /// An API token's subject: its issue, then perhaps its revocation.
+    pub fn token(&self, token_id: Uuid) -> String {
+        format!("{}.events.token.{}", self.prefix, token_id)
+    }
+
     /// `username` must already be normalised (lower-case, `a-z 0-9 _ -`).
     pub fn username(&self, username: &str) -> String {
         format!("{}.events.username.{}", self.prefix, username)
@@ -123,6 +135,7 @@ impl Subjects {
             }
             ("user", id, None) => SubjectKind::User(id.parse().ok()?),
             ("username", name, None) => SubjectKind::Username(name.to_string()),
+            ("token", id, None) => SubjectKind::Token(id.parse().ok()?),
             _ => return None,
         };
         parts.next().is_none().then_some(kind)

@@ -13,8 +13,19 @@ pub struct User {
     pub id: Uuid,
     pub username: String,
     pub display_name: String,
+    /// Empty for a user an app manages (who has no password).
     pub password_hash: String,
+    /// The service token that created an app-managed user.
+    pub service_token_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
+}
+
+impl User {
+    /// Whether an app manages this user's sign-in (created with a service token, no
+    /// password of their own).
+    pub fn is_app_managed(&self) -> bool {
+        self.service_token_id.is_some()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -40,22 +51,36 @@ pub fn normalize_username(raw: &str) -> Result<String, &'static str> {
     Ok(name)
 }
 
+/// How a new user signs in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignIn {
+    /// With a password: its Argon2 hash.
+    Password(String),
+    /// Through the app whose service token created them: no password.
+    App { service_token_id: Uuid },
+}
+
 /// Registration: `claim` is what the username's subject already holds (`None` if free).
 pub fn decide_register(
     claim: Option<&User>,
     user_id: Uuid,
     username: &str,
     display_name: &str,
-    password_hash: &str,
+    sign_in: SignIn,
 ) -> Result<Event, UserError> {
     if claim.is_some() {
         return Err(UserError::UsernameTaken);
     }
+    let (password_hash, service_token_id) = match sign_in {
+        SignIn::Password(hash) => (hash, None),
+        SignIn::App { service_token_id } => (String::new(), Some(service_token_id)),
+    };
     Ok(Event::UserRegistered(UserRegistered {
         user_id,
         username: username.to_string(),
         display_name: display_name.to_string(),
-        password_hash: password_hash.to_string(),
+        password_hash,
+        service_token_id,
     }))
 }
 
@@ -93,6 +118,7 @@ pub fn evolve(user: Option<User>, envelope: &Envelope) -> Option<User> {
             username: r.username.clone(),
             display_name: r.display_name.clone(),
             password_hash: r.password_hash.clone(),
+            service_token_id: r.service_token_id,
             created_at: envelope.occurred_at,
         }),
         Event::UserUpdated(u) => user.map(|mut user| {
@@ -132,13 +158,29 @@ mod tests {
             username: "bob".into(),
             display_name: "Bob".into(),
             password_hash: "h".into(),
+            service_token_id: None,
             created_at: Utc::now(),
         };
         assert_eq!(
-            decide_register(Some(&existing), Uuid::new_v4(), "bob", "B", "h2"),
+            decide_register(
+                Some(&existing),
+                Uuid::new_v4(),
+                "bob",
+                "B",
+                SignIn::Password("h2".into())
+            ),
             Err(UserError::UsernameTaken)
         );
-        assert!(decide_register(None, Uuid::new_v4(), "bob", "B", "h2").is_ok());
+        assert!(
+            decide_register(
+                None,
+                Uuid::new_v4(),
+                "bob",
+                "B",
+                SignIn::Password("h2".into())
+            )
+            .is_ok()
+        );
     }
 
     fn bob() -> User {
@@ -147,6 +189,7 @@ mod tests {
             username: "bob".into(),
             display_name: "Bob".into(),
             password_hash: "old".into(),
+            service_token_id: None,
             created_at: Utc::now(),
         }
     }

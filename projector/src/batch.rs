@@ -92,7 +92,7 @@ impl Batch {
             Event::MemberLeft(l) => self.member_left(room, l, position),
             Event::MemberRemoved(r) => self.gone(room, r.user_id),
             Event::RoomRead(r) => self.room_read(room, r),
-            Event::MessageSent(m) => self.message_sent(room, *actor_id, m, at, position),
+            Event::MessageSent(m) => self.message_sent(room, m.sender(*actor_id), m, at, position),
             Event::MessageEdited(e) => self.message_edited(e, at),
             Event::MessageDeleted(d) => self.message_deleted(d.message_id),
         }

@@ -10,7 +10,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use futures::StreamExt;
 use natter_edge::views::RoomView;
-use natter_edge::{ApiError, ApiPath, ApiQuery, AuthUser};
+use natter_edge::{ApiError, ApiPath, ApiQuery, Caller};
 use natter_events::history::{self, Bound, Range};
 use natter_events::room::{Room, evolve};
 use natter_events::{RoomPart, catalogue::Visibility};
@@ -73,11 +73,11 @@ async fn fold_room(
 }
 
 /// Members and admins may read a room's history; a private room is invisible to others.
-async fn authorize(state: &QueryState, user: &AuthUser, room_id: Uuid) -> Result<(), ApiError> {
+async fn authorize(state: &QueryState, caller: &Caller, room_id: Uuid) -> Result<(), ApiError> {
     let (room, _) = fold_room(state, room_id, None).await?;
     match room {
-        Some(_) if user.is_admin() => Ok(()),
-        Some(r) if r.is_member(user.id) => Ok(()),
+        Some(_) if caller.is_admin() => Ok(()),
+        Some(r) if caller.user().is_some_and(|u| r.is_member(u.id)) => Ok(()),
         Some(r) if !r.deleted && r.visibility == Visibility::Public => Err(ApiError::forbidden(
             "only members and admins may read a room's history",
         )),
@@ -128,7 +128,7 @@ struct RoomEvents {
 
 async fn room_events(
     State(state): State<QueryState>,
-    user: AuthUser,
+    caller: Caller,
     ApiPath(room_id): ApiPath<Uuid>,
     ApiQuery(params): ApiQuery<RoomEvents>,
 ) -> Result<Response, ApiError> {
@@ -138,7 +138,7 @@ async fn room_events(
         ..Range::default()
     };
     let head = head(&state).await?;
-    authorize(&state, &user, room_id).await?;
+    authorize(&state, &caller, room_id).await?;
     let filter = state.store.subjects().room_events(room_id);
     let lines = history::read(&state.store, &filter, &range)
         .await
@@ -158,10 +158,10 @@ struct AdminEvents {
 
 async fn admin_events(
     State(state): State<QueryState>,
-    user: AuthUser,
+    caller: Caller,
     ApiQuery(params): ApiQuery<AdminEvents>,
 ) -> Result<Response, ApiError> {
-    if !user.is_admin() {
+    if !caller.is_admin() {
         return Err(ApiError::forbidden("admins only"));
     }
     let range = Range {
@@ -188,13 +188,13 @@ struct At {
 
 async fn room_state(
     State(state): State<QueryState>,
-    user: AuthUser,
+    caller: Caller,
     ApiPath(room_id): ApiPath<Uuid>,
     ApiQuery(params): ApiQuery<At>,
 ) -> Result<Response, ApiError> {
     let at = bound(params.at.as_deref(), "at")?;
     let head = head(&state).await?;
-    authorize(&state, &user, room_id).await?;
+    authorize(&state, &caller, room_id).await?;
     let (room, position) = fold_room(&state, room_id, at).await?;
     let room = room.ok_or_else(|| ApiError::not_found("the room did not exist at that point"))?;
     let mut members: Vec<_> = room.members.iter().collect();

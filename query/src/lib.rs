@@ -6,10 +6,12 @@
 //! - [`messages`]: message pages and single messages.
 //! - [`users`]: `/me` and public profiles.
 //! - [`gateway`]: the websocket gateway (`/ws`), streaming room events from JetStream.
+//! - [`admin`]: operators' queries: stats, connections over every gateway, API tokens.
 //! - [`history`]: history and audit from JetStream (room events, admin events, state at a point).
 //! - [`position`]: the applied position and the `min_position` middleware.
 //! - [`rows`]: read-model rows and their JSON shapes.
 
+pub mod admin;
 pub mod gateway;
 pub mod history;
 pub mod messages;
@@ -88,7 +90,7 @@ impl QueryService {
         let (gateway, mut tasks) =
             gateway::Gateway::start(store.clone(), tail, nats, commands).await?;
         tasks.push(("projection position watch", task));
-        if let Some(task) = keys.follow_revocations(&store).await? {
+        if let Some(task) = keys.follow_credentials(&store, tail).await? {
             tasks.push(("credential changes", task));
         }
         Ok(QueryService {
@@ -111,6 +113,7 @@ impl QueryService {
                 rooms::router()
                     .merge(messages::router())
                     .merge(users::router())
+                    .merge(admin::router())
                     .route_layer(from_fn_with_state(
                         self.state.watch.clone(),
                         position::middleware,

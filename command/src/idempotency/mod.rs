@@ -181,12 +181,15 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, ApiE
         .to_string();
 
     let (mut parts, body) = req.into_parts();
-    // Keys are per caller: an authenticated request is scoped to its user; one that is not
-    // (registration) to the anonymous scope. An invalid token is left to the handler to refuse.
-    let scope = bearer_token(&parts)
-        .and_then(|t| state.keys.verify(t).ok())
-        .map(|c| c.sub.to_string())
-        .unwrap_or_else(|| "anonymous".into());
+    // Keys are per caller: an authenticated request is scoped to its user or API token; one
+    // that is not (registration) to the anonymous scope. An invalid token is left to the
+    // handler to refuse.
+    let scope = match bearer_token(&parts) {
+        Some(token) => state.keys.authenticate(token).await.ok(),
+        None => None,
+    }
+    .map(|caller| caller.actor_id().to_string())
+    .unwrap_or_else(|| "anonymous".into());
     let body = to_bytes(body, state.config.body_limit).await.map_err(|e| {
         if natter_edge::limits::is_body_timeout(&e) {
             natter_edge::limits::timeout()
@@ -241,7 +244,9 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, ApiE
     Ok(Response::from_parts(head, Body::from(bytes)))
 }
 
-/// Removes a top-level `token` (a login token is a secret and is not stored).
+/// Removes a top-level `token` (a secret, never stored). A replay mints a new login token
+/// in its place for the response's user (`user.id`, or `user_id` with `expires_at`); an API
+/// token (`POST /admin/tokens`) is shown once, so its replay has none.
 fn strip_token(body: &[u8]) -> (String, bool) {
     if let Ok(serde_json::Value::Object(mut obj)) = serde_json::from_slice(body)
         && obj.remove("token").is_some()
@@ -261,6 +266,13 @@ fn replay(stored: StoredResponse, state: &AppState) -> Result<Response, ApiError
         let username = user["username"].as_str().map(str::to_string);
         if let (Some(id), Some(username)) = (id, username) {
             let token = state.issue_token(id, &username)?;
+            value["token"] = serde_json::Value::String(token);
+        } else if let Some(id) = value["user_id"].as_str().and_then(|s| s.parse().ok())
+            && let Some(until) = value["expires_at"]
+                .as_str()
+                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            && let Some(token) = crate::services::remint(state, id, until.with_timezone(&Utc))?
+        {
             value["token"] = serde_json::Value::String(token);
         }
         body = value.to_string();

@@ -107,33 +107,53 @@ impl TestApp {
     /// Every message in the stream, read with a plain ordered consumer:
     /// (position, subject, headers, payload).
     pub async fn stream_messages(&self) -> Vec<(u64, String, async_nats::HeaderMap, Value)> {
-        let client = async_nats::connect(nats_url()).await.unwrap();
-        let js = async_nats::jetstream::new(client);
-        let mut stream = js.get_stream(&self.isolation.stream).await.unwrap();
-        let last = stream.info().await.unwrap().state.last_sequence;
-        let mut out = Vec::new();
-        if last == 0 {
-            return out;
-        }
-        let consumer = stream
-            .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default())
+        read_stream(&self.isolation.stream)
             .await
-            .unwrap();
-        let mut messages = consumer.messages().await.unwrap();
-        while let Some(m) = messages.next().await {
-            let m = m.unwrap();
-            let seq = m.info().unwrap().stream_sequence;
-            let payload: Value = serde_json::from_slice(&m.payload).unwrap();
-            out.push((
-                seq,
-                m.subject.to_string(),
-                m.headers.clone().unwrap_or_default(),
-                payload,
-            ));
-            if seq >= last {
-                break;
-            }
-        }
-        out
+            .into_iter()
+            .map(|(seq, subject, headers, payload)| {
+                (seq, subject, headers, serde_json::from_slice(&payload).unwrap())
+            })
+            .collect()
     }
+
+    /// Every value in the idempotency bucket's stream, as text.
+    pub async fn idempotency_values(&self) -> Vec<String> {
+        read_stream(&format!("KV_{}_idem", self.isolation.stream))
+            .await
+            .into_iter()
+            .map(|(_, _, _, payload)| String::from_utf8_lossy(&payload).into_owned())
+            .collect()
+    }
+}
+
+/// Every message of stream `name`, read with a plain ordered consumer:
+/// (position, subject, headers, payload).
+async fn read_stream(name: &str) -> Vec<(u64, String, async_nats::HeaderMap, bytes::Bytes)> {
+    let client = async_nats::connect(nats_url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js.get_stream(name).await.unwrap();
+    let last = stream.info().await.unwrap().state.last_sequence;
+    let mut out = Vec::new();
+    if last == 0 {
+        return out;
+    }
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default())
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    while let Some(m) = messages.next().await {
+        let m = m.unwrap();
+        let seq = m.info().unwrap().stream_sequence;
+        out.push((
+            seq,
+            m.subject.to_string(),
+            m.headers.clone().unwrap_or_default(),
+            m.payload.clone(),
+        ));
+        if seq >= last {
+            break;
+        }
+    }
+    out
 }

@@ -1,3 +1,4 @@
+mod admin;
 mod direct;
 mod errors;
 mod helpers;

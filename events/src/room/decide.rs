@@ -57,6 +57,8 @@ pub enum RoomCommand {
     },
     /// The message as it is to be sent (its content already checked by the edge).
     SendMessage(MessageSent),
+    /// An operator's `system` message: for any room that exists, from no member.
+    Broadcast(MessageSent),
     MarkRead {
         up_to_position: u64,
     },
@@ -88,6 +90,7 @@ impl RoomCommand {
     pub fn part(&self) -> RoomPart {
         match self {
             RoomCommand::SendMessage(_)
+            | RoomCommand::Broadcast(_)
             | RoomCommand::EditMessage { .. }
             | RoomCommand::DeleteMessage { .. } => RoomPart::Msg,
             RoomCommand::MarkRead { .. } => RoomPart::Read,
@@ -111,7 +114,7 @@ impl RoomCommand {
     /// How its append is guarded.
     pub fn concurrency(&self) -> Concurrency {
         match self {
-            RoomCommand::SendMessage(_) => Concurrency::Barrier,
+            RoomCommand::SendMessage(_) | RoomCommand::Broadcast(_) => Concurrency::Barrier,
             // An edit and a deletion of one message must not both pass: they expect the
             // `msg` subject as they saw it (a concurrent send makes them decide again).
             _ => Concurrency::ExpectVersion,
@@ -402,6 +405,14 @@ pub fn decide(room: Option<&Room>, command: &Command) -> Result<Option<Event>, D
         RoomCommand::SendMessage(message) => {
             membered()?;
             Ok(Some(Event::MessageSent(message.clone())))
+        }
+        RoomCommand::Broadcast(message) => {
+            room.filter(|r| !r.deleted)
+                .ok_or(DomainError::RoomNotFound)?;
+            Ok(Some(Event::MessageSent(MessageSent {
+                kind: MessageKind::System,
+                ..message.clone()
+            })))
         }
         RoomCommand::EditMessage {
             message_id,

@@ -228,7 +228,7 @@ pub fn evolve(room: Option<Room>, envelope: &Envelope) -> Option<Room> {
             room.messages.insert(
                 m.message_id,
                 Message {
-                    sender_id: envelope.actor_id,
+                    sender_id: m.sender(envelope.actor_id),
                     kind: m.kind,
                     attachment: m.attachment.clone(),
                     created_at: at,

@@ -26,7 +26,7 @@ use crate::subjects::Subjects;
 use crate::witness::Witness;
 
 pub use append::{AppendError, Expect};
-pub use read::{RawMessage, Start, decode_known};
+pub use read::{RawMessage, Start, StreamSize, decode_known};
 
 /// The header naming an event's type, so tools can filter without decoding payloads.
 pub const EVENT_TYPE_HEADER: &str = "Natter-Event-Type";

@@ -48,6 +48,14 @@ pub enum Start {
     At(DateTime<Utc>),
 }
 
+/// The event stream's size, as `GET /admin/stats` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct StreamSize {
+    pub messages: u64,
+    pub bytes: u64,
+    pub last_position: u64,
+}
+
 impl EventStore {
     /// The position of the first message at or after `from` on `filter` (wildcards allowed),
     /// if there is one.
@@ -94,13 +102,22 @@ impl EventStore {
 
     /// The position of the last event in the whole stream.
     pub async fn head(&self) -> anyhow::Result<u64> {
+        Ok(self.size().await?.last_position)
+    }
+
+    /// How much the stream holds.
+    pub async fn size(&self) -> anyhow::Result<StreamSize> {
         let info = self
             .inner
             .stream
             .get_info()
             .await
             .context("reading the event stream's state")?;
-        Ok(info.state.last_sequence)
+        Ok(StreamSize {
+            messages: info.state.messages,
+            bytes: info.state.bytes,
+            last_position: info.state.last_sequence,
+        })
     }
 
     /// Every event of `subject` after position `after`, in order, decoded. Events of types this

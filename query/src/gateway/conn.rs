@@ -1,12 +1,14 @@
 //! One websocket connection as the hub sees it: where its frames go (a bounded outbox, in
 //! frames and in bytes), and the switch that closes it when it falls behind.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::ws::Utf8Bytes;
 use tokio::sync::{Notify, mpsc};
 use uuid::Uuid;
+
+use super::protocol::{CLOSE_TOO_SLOW, TOO_SLOW};
 
 /// Frames queued for one connection before it counts as too slow.
 pub const SEND_BUFFER: usize = 2048;
@@ -15,21 +17,30 @@ pub const SEND_BUFFER_BYTES: usize = 1024 * 1024;
 
 pub type ConnId = u64;
 
-/// Signals a connection to close because it fell behind.
+/// Why a connection is being closed from the server's side.
+pub type CloseReason = (u16, &'static str);
+
+/// Signals a connection to close: it fell behind (4008), or an admin disconnected it (4003).
+/// The first reason given is the one the client gets.
 #[derive(Default)]
 pub struct Kill {
-    flag: AtomicBool,
+    reason: OnceLock<CloseReason>,
     notify: Notify,
 }
 
 impl Kill {
-    pub fn kill(&self) {
-        self.flag.store(true, Ordering::SeqCst);
+    pub fn kill(&self, code: u16, why: &'static str) {
+        let _ = self.reason.set((code, why));
         self.notify.notify_waiters();
     }
 
     pub fn is_killed(&self) -> bool {
-        self.flag.load(Ordering::SeqCst)
+        self.reason.get().is_some()
+    }
+
+    /// The close code and reason, once killed.
+    pub fn reason(&self) -> Option<CloseReason> {
+        self.reason.get().copied()
     }
 
     pub async fn killed(&self) {
@@ -63,16 +74,18 @@ impl Queued {
 pub struct Conn {
     pub id: ConnId,
     pub user: Uuid,
+    pub username: Arc<str>,
     tx: mpsc::Sender<Utf8Bytes>,
     pub kill: Arc<Kill>,
     pub queued: Arc<Queued>,
 }
 
 impl Conn {
-    pub fn new(id: ConnId, user: Uuid, tx: mpsc::Sender<Utf8Bytes>) -> Self {
+    pub fn new(id: ConnId, user: Uuid, username: &str, tx: mpsc::Sender<Utf8Bytes>) -> Self {
         Conn {
             id,
             user,
+            username: Arc::from(username),
             tx,
             kill: Arc::new(Kill::default()),
             queued: Arc::new(Queued::default()),
@@ -84,14 +97,14 @@ impl Conn {
     pub fn offer(&self, frame: Utf8Bytes) {
         let len = frame.len();
         if self.queued.bytes.load(Ordering::SeqCst) + len > SEND_BUFFER_BYTES {
-            self.kill.kill();
+            self.kill.kill(CLOSE_TOO_SLOW, TOO_SLOW);
             return;
         }
         match self.tx.try_send(frame) {
             Ok(()) => {
                 self.queued.bytes.fetch_add(len, Ordering::SeqCst);
             }
-            Err(mpsc::error::TrySendError::Full(_)) => self.kill.kill(),
+            Err(mpsc::error::TrySendError::Full(_)) => self.kill.kill(CLOSE_TOO_SLOW, TOO_SLOW),
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }

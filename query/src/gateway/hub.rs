@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
+use natter_edge::gateways::UserConnections;
 use natter_events::catalogue::Event;
 use natter_events::envelope::public_json;
 use natter_events::{Decoded, Envelope, EventStore, LiveTail, RawMessage, RoomPart, SubjectKind};
@@ -194,6 +195,47 @@ impl Hub {
                 users.remove(&conn.user);
             }
         }
+    }
+
+    /// This gateway's open sockets, and its users with the most sockets (at most `limit`).
+    pub fn connections(&self, limit: usize) -> (u64, Vec<UserConnections>, bool) {
+        let users = self.users.lock().expect("users lock");
+        let total = users.values().map(|c| c.len() as u64).sum();
+        let mut listed: Vec<UserConnections> = users
+            .iter()
+            .filter_map(|(id, conns)| {
+                let any = conns.values().next()?;
+                Some(UserConnections {
+                    user_id: *id,
+                    username: any.username.to_string(),
+                    connections: conns.len() as u64,
+                })
+            })
+            .collect();
+        drop(users);
+        let truncated = listed.len() > limit;
+        if truncated {
+            listed.select_nth_unstable_by(limit, |a, b| b.connections.cmp(&a.connections));
+            listed.truncate(limit);
+        }
+        (total, listed, truncated)
+    }
+
+    /// Closes every socket of `user` on this gateway with 4003; returns how many.
+    pub fn disconnect(&self, user: Uuid) -> u64 {
+        let users = self.users.lock().expect("users lock");
+        let Some(conns) = users.get(&user) else {
+            return 0;
+        };
+        let mut closed = 0;
+        for conn in conns.values() {
+            if !conn.kill.is_killed() {
+                closed += 1;
+            }
+            conn.kill
+                .kill(protocol::CLOSE_BY_ADMIN, "disconnected by an admin");
+        }
+        closed
     }
 
     fn slot(&self, room_id: Uuid) -> Arc<FeedSlot> {

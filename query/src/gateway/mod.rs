@@ -8,7 +8,9 @@
 //! - [`session`]: one connection: auth, ops, bounded send queue, close codes.
 //! - [`live`]: typing, signals and presence on core NATS.
 //! - [`protocol`]: the frames.
+//! - [`admin`]: answers to operators (connections, disconnects), asked of every gateway.
 
+pub mod admin;
 pub mod conn;
 pub mod feed;
 pub mod hub;
@@ -43,6 +45,7 @@ impl Gateway {
         commands: CommandPort,
     ) -> anyhow::Result<(Gateway, Vec<(&'static str, JoinHandle<()>)>)> {
         let (hub, hub_task) = hub::Hub::start(store.clone(), tail)?;
+        let admin_task = admin::serve(nats.clone(), store.subjects().prefix(), hub.clone()).await?;
         let (live, live_task) =
             live::Live::start(nats, store.subjects().clone(), hub.clone()).await?;
         Ok((
@@ -54,6 +57,7 @@ impl Gateway {
             vec![
                 ("gateway consumer", hub_task),
                 ("gateway live traffic", live_task),
+                ("gateway admin answers", admin_task),
             ],
         ))
     }

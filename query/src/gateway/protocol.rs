@@ -7,8 +7,13 @@ use uuid::Uuid;
 
 /// Close code: the token is missing, invalid or expired.
 pub const CLOSE_UNAUTHORIZED: u16 = 4001;
+/// Close code: an admin disconnected the user (`DELETE /admin/connections/{user_id}`); the
+/// client should not reconnect on its own.
+pub const CLOSE_BY_ADMIN: u16 = 4003;
 /// Close code: the client did not keep up; reconnect and resubscribe with `since`.
 pub const CLOSE_TOO_SLOW: u16 = 4008;
+/// The reason given with [`CLOSE_TOO_SLOW`].
+pub const TOO_SLOW: &str = "too slow: reconnect and resubscribe with since";
 
 /// A media signal a member can announce to the room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::Gateway;
 use super::conn::{Conn, SEND_BUFFER};
-use super::protocol::{self, CLOSE_TOO_SLOW, CLOSE_UNAUTHORIZED, ClientOp, FrameError};
+use super::protocol::{self, CLOSE_UNAUTHORIZED, ClientOp, FrameError};
 use crate::QueryState;
 
 /// Largest client frame accepted (bigger ones get an error frame).
@@ -49,15 +49,26 @@ pub async fn upgrade(
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     let token = bearer_token(&parts).map(str::to_string).or(param.token);
-    let claims = match token.as_deref().map(|t| state.keys.verify(t)) {
-        Some(Ok(claims)) => claims,
-        Some(Err(e)) => return e.into_response(),
-        None => {
-            return ApiError::unauthorized(
-                "a token is required (Authorization: Bearer or ?token=)",
-            )
+    let Some(token_text) = token.as_deref() else {
+        return ApiError::unauthorized("a token is required (Authorization: Bearer or ?token=)")
             .into_response();
-        }
+    };
+    // A websocket is a user's: an API token (for no user) is refused once known valid.
+    if let Err(e) = state
+        .keys
+        .authenticate(token_text)
+        .await
+        .and_then(|caller| {
+            caller.user().map(|_| ()).ok_or_else(|| {
+                ApiError::forbidden("a websocket is a user's; an API token acts for no user")
+            })
+        })
+    {
+        return e.into_response();
+    }
+    let claims = match state.keys.verify(token_text) {
+        Ok(claims) => claims,
+        Err(e) => return e.into_response(),
     };
     let ws = match ws {
         Ok(ws) => ws,
@@ -83,7 +94,7 @@ async fn session(
 ) {
     let (sink, mut stream) = socket.split();
     let (tx, rx) = mpsc::channel(SEND_BUFFER);
-    let conn = Conn::new(gateway.hub.next_conn_id(), claims.sub, tx);
+    let conn = Conn::new(gateway.hub.next_conn_id(), claims.sub, &claims.username, tx);
     let (close_tx, close_rx) = watch::channel(None::<(u16, &'static str)>);
     let writer = tokio::spawn(writer(sink, rx, conn.clone(), close_rx));
     gateway.hub.connected(&conn);
@@ -124,10 +135,10 @@ async fn session(
                     }
                 }
             }
-            _ = conn.kill.killed() => break Some((CLOSE_TOO_SLOW, "too slow: reconnect and resubscribe with since")),
+            _ = conn.kill.killed() => break conn.kill.reason(),
             _ = &mut expiry => break Some((CLOSE_UNAUTHORIZED, "token expired")),
             _ = revocation_check.tick() => {
-                if keys.revocations().refuses(claims.sub, claims.issued_at_ms()) {
+                if keys.credentials().refuses(claims.sub, claims.issued_at_ms()) {
                     break Some((CLOSE_UNAUTHORIZED, "token revoked: the password changed"));
                 }
             }
@@ -432,10 +443,7 @@ async fn writer(
         }
     }
     let reason = *close.borrow();
-    let reason = reason.or(conn.kill.is_killed().then_some((
-        CLOSE_TOO_SLOW,
-        "too slow: reconnect and resubscribe with since",
-    )));
+    let reason = reason.or(conn.kill.reason());
     if let Some((code, why)) = reason {
         let frame = Message::Close(Some(CloseFrame {
             code,

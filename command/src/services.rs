@@ -1,0 +1,144 @@
+//! App-managed users: an app that keeps its own accounts creates natter users with its API
+//! token (`POST /users`) and mints their login tokens (`POST /users/{user_id}/tokens`). Such
+//! a user has no password, so cannot log in with one; their tokens are ordinary login tokens
+//! (role `user`, whatever `NATTER_ADMINS` says) that outlive the API token that minted them.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use chrono::{TimeZone, Utc};
+use natter_edge::views::UserView;
+use natter_edge::{ApiError, ApiJson, ApiPath, OptionalJson, Service, UserRole};
+use natter_events::user::SignIn;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::directory::Entry;
+use crate::idempotency::Ids;
+use crate::users::{create_user, new_user_names};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/users", post(create))
+        .route("/users/{user_id}/tokens", post(mint))
+}
+
+#[derive(Deserialize)]
+struct CreateUser {
+    username: String,
+    display_name: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct Mint {
+    expires_in_secs: Option<i64>,
+}
+
+/// `POST /users`: a user the calling app manages, with a login token for them.
+async fn create(
+    State(state): State<AppState>,
+    service: Service,
+    mut ids: Ids,
+    ApiJson(body): ApiJson<CreateUser>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let (username, display_name) = new_user_names(&body.username, body.display_name)?;
+    let user_id = ids.next_id();
+    let (user, position) = create_user(
+        &state,
+        &mut ids,
+        user_id,
+        &username,
+        &display_name,
+        SignIn::App {
+            service_token_id: service.token_id,
+        },
+        service.token_id,
+    )
+    .await?;
+    let (token, _) =
+        state
+            .keys
+            .issue_for(user.id, &user.username, UserRole::User, state.keys.ttl())?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "user": UserView::from(&user), "token": token, "position": position })),
+    ))
+}
+
+/// `POST /users/{user_id}/tokens`: another login token for an app-managed user, valid for
+/// `expires_in_secs` (1 s up to the configured login-token lifetime, which is the default).
+/// A user who signs in with a password is not the app's to act for: `403`.
+async fn mint(
+    State(state): State<AppState>,
+    _service: Service,
+    ApiPath(user_id): ApiPath<Uuid>,
+    OptionalJson(body): OptionalJson<Mint>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let longest = state.keys.ttl();
+    let lifetime = match body.expires_in_secs {
+        None => longest,
+        Some(secs) if secs >= 1 && secs as u64 <= longest.as_secs() => {
+            Duration::from_secs(secs as u64)
+        }
+        Some(_) => {
+            return Err(ApiError::validation(format!(
+                "expires_in_secs must be 1 to {}",
+                longest.as_secs()
+            )));
+        }
+    };
+    let entry = match state.directory.get(user_id) {
+        Some(entry) => entry,
+        None => {
+            // Perhaps created through another instance a moment ago.
+            state.rooms.barrier().await.map_err(ApiError::unavailable)?;
+            state
+                .directory
+                .get(user_id)
+                .ok_or_else(|| ApiError::not_found("user not found"))?
+        }
+    };
+    let Entry::AppManaged(username) = entry else {
+        return Err(ApiError::forbidden(
+            "this user signs in with a password; a service mints tokens only for the users it created",
+        ));
+    };
+    let (token, exp) = state
+        .keys
+        .issue_for(user_id, &username, UserRole::User, lifetime)?;
+    let expires_at = Utc
+        .timestamp_opt(exp, 0)
+        .single()
+        .ok_or_else(|| ApiError::validation("expiry out of range"))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "token": token, "expires_at": expires_at, "user_id": user_id })),
+    ))
+}
+
+/// For an idempotent replay of [`mint`]: a new token for the same user, expiring when the
+/// first did (`None` once that has passed, or for a user this instance does not know).
+pub(crate) fn remint(
+    state: &AppState,
+    user_id: Uuid,
+    until: chrono::DateTime<Utc>,
+) -> Result<Option<String>, ApiError> {
+    let Ok(left @ 1..) = u64::try_from((until - Utc::now()).num_seconds()) else {
+        return Ok(None);
+    };
+    let Some(Entry::AppManaged(username)) = state.directory.get(user_id) else {
+        return Ok(None);
+    };
+    let (token, _) = state.keys.issue_for(
+        user_id,
+        &username,
+        UserRole::User,
+        Duration::from_secs(left),
+    )?;
+    Ok(Some(token))
+}
