@@ -14,7 +14,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, post};
 use axum::{Json, Router};
-use chrono::Utc;
 use natter_edge::credentials::NewApiToken;
 use natter_edge::views::MessageView;
 use natter_edge::{Admin, ApiError, ApiJson, ApiPath};
@@ -63,7 +62,7 @@ async fn issue_token(
             "name must be 1-100 characters without control characters",
         ));
     }
-    let now = Utc::now();
+    let now = crate::now();
     let expires_at = match body.expires_in_secs {
         None => None,
         Some(secs @ 1..=MAX_TOKEN_SECS) => Some(now + chrono::Duration::seconds(secs)),
@@ -139,7 +138,7 @@ async fn revoke_token(
         };
         let envelope = Envelope::new(
             ids.next_id(),
-            Utc::now(),
+            crate::now(),
             Some(admin.actor_id()),
             None,
             Event::TokenRevoked(TokenRevoked { token_id, name }),
@@ -198,7 +197,7 @@ async fn broadcast(
         content,
         attachment: None,
     };
-    let now = Utc::now();
+    let now = crate::now();
     let action = RoomCommand::Broadcast(sent.clone());
     let done = run_at(&state, admin.actor_id(), &mut ids, room_id, now, action).await?;
     let message = MessageView::new(room_id, None, sent, done.position, now);

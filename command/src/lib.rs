@@ -80,6 +80,13 @@ impl Default for CommandConfig {
     }
 }
 
+/// The write side's clock, to the microsecond: the precision Postgres keeps, so a command's
+/// answer, its event and the read models show one and the same time.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound as _;
+    chrono::Utc::now().trunc_subsecs(6)
+}
+
 /// Cheap handles shared by every handler.
 #[derive(Clone)]
 pub struct AppState {

@@ -4,7 +4,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{patch, post};
 use axum::{Json, Router};
-use chrono::Utc;
 use natter_edge::views::MessageView;
 use natter_edge::{ApiError, ApiJson, ApiPath, AuthUser};
 use natter_events::RoomPart;
@@ -51,7 +50,7 @@ async fn send_message(
             .map_err(ApiError::rate_limited)?;
     }
     let sent = body.into_message(ids.next_id());
-    let now = Utc::now();
+    let now = crate::now();
     let action = RoomCommand::SendMessage(sent.clone());
     // A send is never already satisfied: its position is the message's.
     let done = run_at(&state, user.id, &mut ids, room_id, now, action).await?;
@@ -75,7 +74,7 @@ async fn edit_message(
     ApiJson(body): ApiJson<EditMessage>,
 ) -> Result<Json<Value>, ApiError> {
     let content = EditedContent::parse(&body.content)?.into_inner();
-    let now = Utc::now();
+    let now = crate::now();
     let action = RoomCommand::EditMessage {
         message_id,
         content: content.clone(),

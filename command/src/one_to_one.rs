@@ -4,7 +4,6 @@
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
-use chrono::Utc;
 use natter_edge::{ApiError, ApiPath, AuthUser};
 use natter_events::RoomPart;
 use natter_events::room::{Command, DomainError, RoomCommand};
@@ -124,7 +123,7 @@ async fn find_match(
     for _ in 0..MAX_SLOTS_PER_MATCH {
         let command = Command {
             actor: user.id,
-            now: Utc::now(),
+            now: crate::now(),
             action: RoomCommand::Match,
         };
         // The same event id at each slot would be deduplicated across slots: derive one per

@@ -62,7 +62,7 @@ pub(crate) async fn run(
     room_id: Uuid,
     action: RoomCommand,
 ) -> Result<Executed, ApiError> {
-    run_at(state, actor, ids, room_id, Utc::now(), action).await
+    run_at(state, actor, ids, room_id, crate::now(), action).await
 }
 
 pub(crate) fn room_view(done: &Executed) -> Result<RoomView, ApiError> {
@@ -244,7 +244,7 @@ async fn create_invite(
         return Err(ApiError::validation("you cannot invite yourself"));
     }
     let token = new_token(room_id);
-    let now = Utc::now();
+    let now = crate::now();
     let expires_at = now + Duration::seconds(secs);
     let action = RoomCommand::CreateInvite {
         invite_id: ids.next_id(),

@@ -4,7 +4,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{patch, post};
 use axum::{Json, Router};
-use chrono::Utc;
 use natter_edge::views::UserView;
 use natter_edge::{ApiError, ApiJson, AuthUser};
 use natter_events::user::{self, SignIn, User, decide_register, normalize_username};
@@ -126,7 +125,7 @@ pub(crate) async fn create_user(
     let subject = state.store.subjects().username(username);
     let event = decide_register(None, user_id, username, display_name, sign_in)
         .map_err(|e| ApiError::conflict(e.to_string()))?;
-    let envelope = Envelope::new(ids.next_id(), Utc::now(), Some(actor), None, event);
+    let envelope = Envelope::new(ids.next_id(), crate::now(), Some(actor), None, event);
     let position = match state
         .store
         .append(
@@ -253,7 +252,7 @@ async fn update_me(
             json!({ "user": UserView::from(&current), "position": position }),
         ));
     };
-    let envelope = Envelope::new(ids.next_id(), Utc::now(), Some(user.id), None, event);
+    let envelope = Envelope::new(ids.next_id(), crate::now(), Some(user.id), None, event);
     // The user's subject serializes their changes: a concurrent change makes this a conflict,
     // which the caller retries on the new state.
     let position = match state

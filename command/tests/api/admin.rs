@@ -64,7 +64,11 @@ async fn an_api_token_works_until_revoked_and_its_users_tokens_outlive_it() {
     .expect(201);
 
     let minted = app
-        .post(&format!("/users/{user_id}/tokens"), Some(&service), json!({}))
+        .post(
+            &format!("/users/{user_id}/tokens"),
+            Some(&service),
+            json!({}),
+        )
         .await
         .expect(201)
         .clone();
@@ -81,9 +85,13 @@ async fn an_api_token_works_until_revoked_and_its_users_tokens_outlive_it() {
     app.post("/users", Some(&service), json!({ "username": "another" }))
         .await
         .expect_error(401, "unauthorized");
-    app.post(&format!("/users/{user_id}/tokens"), Some(&service), json!({}))
-        .await
-        .expect_error(401, "unauthorized");
+    app.post(
+        &format!("/users/{user_id}/tokens"),
+        Some(&service),
+        json!({}),
+    )
+    .await
+    .expect_error(401, "unauthorized");
     for token in [&user_token, &minted_token] {
         app.post(
             &format!("/rooms/{room}/messages"),
@@ -124,9 +132,13 @@ async fn only_admins_issue_tokens_and_only_services_create_users() {
     // An admin token is an admin; it also acts as a service.
     let (_, admin) = api_token(&app, &root, json!({ "name": "ops", "role": "admin" })).await;
     let (_, from_admin_token) = api_token(&app, &admin, body.clone()).await;
-    app.post("/users", Some(&admin), json!({ "username": "by_admin_token" }))
-        .await
-        .expect(201);
+    app.post(
+        "/users",
+        Some(&admin),
+        json!({ "username": "by_admin_token" }),
+    )
+    .await
+    .expect(201);
     app.post(
         "/users",
         Some(&from_admin_token),
@@ -163,7 +175,10 @@ async fn only_admins_issue_tokens_and_only_services_create_users() {
         (json!({ "name": "" }), "empty name"),
         (json!({ "name": "x\u{7}" }), "control character"),
         (json!({ "name": "x", "role": "root" }), "unknown role"),
-        (json!({ "name": "x", "expires_in_secs": 0 }), "zero lifetime"),
+        (
+            json!({ "name": "x", "expires_in_secs": 0 }),
+            "zero lifetime",
+        ),
         (json!({ "name": 5 }), "wrong type"),
     ] {
         let resp = app.post("/admin/tokens", Some(&root), body).await;
@@ -251,9 +266,13 @@ async fn an_app_managed_user_has_no_password_and_shares_the_username_space() {
         .expect_error(422, "validation_failed");
     }
     let (_, registered) = app.register("erin").await;
-    app.post(&format!("/users/{registered}/tokens"), Some(&service), json!({}))
-        .await
-        .expect_error(403, "forbidden");
+    app.post(
+        &format!("/users/{registered}/tokens"),
+        Some(&service),
+        json!({}),
+    )
+    .await
+    .expect_error(403, "forbidden");
     app.post(
         &format!("/users/{}/tokens", Uuid::new_v4()),
         Some(&service),
@@ -356,7 +375,10 @@ async fn a_retried_token_request_does_not_show_the_token_again() {
     assert!(again.get("token").is_none(), "shown once: {again}");
     // Nothing in the stream (events or stored responses) holds the token in clear.
     for (_, subject, _, payload) in app.stream_messages().await {
-        assert!(!payload.to_string().contains(&token), "{subject}: {payload}");
+        assert!(
+            !payload.to_string().contains(&token),
+            "{subject}: {payload}"
+        );
     }
     let kv = app.idempotency_values().await;
     assert!(!kv.is_empty(), "the response was stored");
@@ -371,7 +393,10 @@ async fn a_broadcast_is_a_system_message_in_any_room_that_exists() {
     let root = root(&app).await;
     let (alice, _) = app.register("alice").await;
     let room = app
-        .create_room(&alice, json!({ "name": "private", "visibility": "private" }))
+        .create_room(
+            &alice,
+            json!({ "name": "private", "visibility": "private" }),
+        )
         .await;
     let sent = app
         .post(
@@ -411,7 +436,11 @@ async fn a_broadcast_is_a_system_message_in_any_room_that_exists() {
     for (body, status, code) in [
         (json!({ "content": "" }), 422, "validation_failed"),
         (json!({ "content": "a\u{0}b" }), 422, "validation_failed"),
-        (json!({ "content": "x".repeat(4001) }), 422, "validation_failed"),
+        (
+            json!({ "content": "x".repeat(4001) }),
+            422,
+            "validation_failed",
+        ),
         (json!({}), 422, "validation_failed"),
     ] {
         let resp = app
@@ -462,7 +491,10 @@ async fn a_retried_user_creation_or_mint_answers_with_a_working_token_for_the_sa
     let retry = |path: String, key: &'static str, body: Value| {
         let (app, service) = (&app, service.clone());
         async move {
-            let headers = [("content-type", "application/json"), ("idempotency-key", key)];
+            let headers = [
+                ("content-type", "application/json"),
+                ("idempotency-key", key),
+            ];
             let body = serde_json::to_vec(&body).unwrap();
             let mut answers = Vec::new();
             for _ in 0..2 {

@@ -111,7 +111,12 @@ impl TestApp {
             .await
             .into_iter()
             .map(|(seq, subject, headers, payload)| {
-                (seq, subject, headers, serde_json::from_slice(&payload).unwrap())
+                (
+                    seq,
+                    subject,
+                    headers,
+                    serde_json::from_slice(&payload).unwrap(),
+                )
             })
             .collect()
     }

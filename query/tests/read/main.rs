@@ -1,4 +1,5 @@
 mod access;
+mod admin;
 mod audit;
 mod direct;
 mod edits;
