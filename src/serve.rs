@@ -129,8 +129,19 @@ pub async fn run(
         metrics,
         live_tail: tail,
     }));
-    let app =
-        natter_edge::finish(router, config.request_limits()).layer(TraceLayer::new_for_http());
+    let app = natter_edge::finish(router, config.request_limits()).layer(
+        TraceLayer::new_for_http().make_span_with(
+            // The path only: a query string may hold a token (`/ws?token=`), which no log
+            // may show.
+            |request: &axum::http::Request<axum::body::Body>| {
+                tracing::debug_span!(
+                    "request",
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                )
+            },
+        ),
+    );
 
     let listener = TcpListener::bind(config.http_addr)
         .await
