@@ -27,6 +27,7 @@ pub struct Verifier {
     ids: HashSet<Uuid>,
     rooms: HashSet<Uuid>,
     users: HashSet<Uuid>,
+    tokens: HashSet<Uuid>,
     /// Events by type (unknown types included, under their own name).
     pub counts: BTreeMap<String, u64>,
     pub events: u64,
@@ -41,6 +42,7 @@ impl Verifier {
             ids: HashSet::new(),
             rooms: HashSet::new(),
             users: HashSet::new(),
+            tokens: HashSet::new(),
             counts: BTreeMap::new(),
             events: 0,
             findings: Vec::new(),
@@ -149,6 +151,31 @@ impl Verifier {
         match &envelope.event {
             Event::UserRegistered(r) => {
                 self.users.insert(r.user_id);
+                if let Some(token) = r.service_token_id
+                    && !self.tokens.contains(&token)
+                {
+                    self.find(
+                        position,
+                        format!("user.registered names API token {token}, which was never issued"),
+                    );
+                }
+            }
+            Event::TokenIssued(t) => {
+                if !self.tokens.insert(t.token_id) {
+                    self.find(
+                        position,
+                        format!("API token {} is issued twice", t.token_id),
+                    );
+                }
+            }
+            Event::TokenRevoked(t) if !self.tokens.contains(&t.token_id) => {
+                self.find(
+                    position,
+                    format!(
+                        "token.revoked names API token {}, which was never issued",
+                        t.token_id
+                    ),
+                );
             }
             Event::RoomCreated(c) => {
                 if !self.rooms.insert(room) {
@@ -385,5 +412,46 @@ mod tests {
         ));
         let positions: Vec<u64> = v.findings.iter().map(|f| f.position).collect();
         assert_eq!(positions, vec![11, 12], "{:?}", v.findings);
+    }
+
+    #[test]
+    fn api_tokens_and_the_users_they_create_are_checked() {
+        let s = Subjects::new("t").unwrap();
+        let (token, user) = (Uuid::new_v4(), Uuid::new_v4());
+        let at = |event| Envelope::new(Uuid::new_v4(), Utc::now(), Some(token), None, event);
+        let issued = || {
+            at(Event::TokenIssued(TokenIssued {
+                token_id: token,
+                name: Some("svc".into()),
+                role: TokenRole::Service,
+                token_hash: "h".into(),
+                expires_at: None,
+            }))
+        };
+        let registered = at(Event::UserRegistered(UserRegistered {
+            user_id: user,
+            username: "app".into(),
+            display_name: "app".into(),
+            password_hash: String::new(),
+            service_token_id: Some(token),
+        }));
+        let revoked = |token_id| {
+            at(Event::TokenRevoked(TokenRevoked {
+                token_id,
+                name: None,
+            }))
+        };
+        let mut v = Verifier::new(s.clone());
+        v.check(&message(1, s.token(token), &issued()));
+        v.check(&message(2, s.username("app"), &registered));
+        v.check(&message(3, s.token(token), &revoked(token)));
+        assert_eq!(v.findings, vec![]);
+
+        let stranger = Uuid::new_v4();
+        v.check(&message(4, s.token(stranger), &revoked(stranger)));
+        v.check(&message(5, s.token(stranger), &revoked(token)));
+        v.check(&message(6, s.token(token), &issued()));
+        let positions: Vec<u64> = v.findings.iter().map(|f| f.position).collect();
+        assert_eq!(positions, vec![4, 5, 6], "{:?}", v.findings);
     }
 }

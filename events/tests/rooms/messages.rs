@@ -113,3 +113,62 @@ fn an_unknown_message_is_not_found_and_a_removed_sender_edits_nothing() {
         "the owner still cleans up after them"
     );
 }
+
+fn broadcast() -> RoomCommand {
+    let RoomCommand::SendMessage(m) = send("maintenance tonight") else {
+        unreachable!("send builds a SendMessage")
+    };
+    RoomCommand::Broadcast(m)
+}
+
+#[test]
+fn a_broadcast_is_a_system_message_from_no_member_in_any_room_that_exists() {
+    let private = given(&[created(Visibility::Private, 10)]);
+    let Ok(Some(Event::MessageSent(m))) = when(&private, BOB, broadcast()) else {
+        panic!("an operator who is no member broadcasts into a private room");
+    };
+    assert_eq!(
+        m.kind,
+        MessageKind::System,
+        "whatever kind it was built with"
+    );
+    assert_eq!(m.sender(Some(BOB)), None, "no human sender");
+
+    // Nobody edits it (it has no sender); the owner may delete it.
+    let room = given(&[
+        created(Visibility::Public, 10),
+        (
+            BOB,
+            Event::MessageSent(MessageSent {
+                message_id: MESSAGE,
+                ..m
+            }),
+        ),
+    ]);
+    assert_eq!(
+        when(&room, BOB, edit("x")),
+        Err(DomainError::NotAMember),
+        "the operator is no member"
+    );
+    assert_eq!(
+        when(&room, OWNER, edit("x")),
+        Err(DomainError::NotTheSender)
+    );
+    assert!(matches!(
+        when(&room, OWNER, delete()),
+        Ok(Some(Event::MessageDeleted(_)))
+    ));
+
+    let gone = given(&[
+        created(Visibility::Public, 10),
+        (OWNER, Event::RoomDeleted(RoomDeleted {})),
+    ]);
+    assert_eq!(
+        when(&gone, BOB, broadcast()),
+        Err(DomainError::RoomNotFound)
+    );
+    assert_eq!(
+        when(&None, BOB, broadcast()),
+        Err(DomainError::RoomNotFound)
+    );
+}
