@@ -161,7 +161,8 @@ impl Verifier {
                 }
             }
             Event::TokenIssued(t) => {
-                if !self.tokens.insert(t.token_id) {
+                let first = self.tokens.insert(t.token_id);
+                if !first {
                     self.find(
                         position,
                         format!("API token {} is issued twice", t.token_id),

@@ -61,7 +61,7 @@ pub struct UserRegistered {
     /// Argon2 PHC string. Registration is a single event (it is also the username claim),
     /// so the initial credentials travel here; history and audit outputs redact it. Empty
     /// for a user an app created with a service token: they have no password.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub password_hash: String,
     /// The service token that created this user (`POST /users`), who signs in through that
     /// app rather than with a password.

@@ -125,10 +125,15 @@ async fn only_admins_issue_tokens_and_only_services_create_users() {
     app.post("/admin/tokens", None, body.clone())
         .await
         .expect_error(401, "unauthorized");
-    let (_, service) = api_token(&app, &root, json!({ "name": "svc" })).await;
+    let (service_id, service) = api_token(&app, &root, json!({ "name": "svc" })).await;
     app.post("/admin/tokens", Some(&service), body.clone())
         .await
         .expect_error(403, "forbidden");
+    for token in [&alice, &service] {
+        app.delete(&format!("/admin/tokens/{service_id}"), Some(token))
+            .await
+            .expect_error(403, "forbidden");
+    }
     // An admin token is an admin; it also acts as a service.
     let (_, admin) = api_token(&app, &root, json!({ "name": "ops", "role": "admin" })).await;
     let (_, from_admin_token) = api_token(&app, &admin, body.clone()).await;
