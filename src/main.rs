@@ -1,5 +1,6 @@
 //! The `natter` binary: every role of the chat backend, and the operators' tools.
 
+mod api_doc;
 mod audit;
 mod bench;
 mod config;
@@ -46,6 +47,12 @@ enum Commands {
     /// Reads the whole log and checks it: exit 0 when sound, non-zero naming the bad
     /// positions.
     Verify,
+    /// Prints the description of the API: `openapi` (REST, OpenAPI 3.1) or `asyncapi` (the
+    /// websocket, AsyncAPI 3.0), as the server serves them; needs no server.
+    Describe {
+        #[arg(value_enum)]
+        document: Document,
+    },
     /// Measures natter against the raw limits of its own NATS and Postgres, in one run, with
     /// a stream, prefix and database of its own.
     Bench {
@@ -60,6 +67,12 @@ enum Commands {
         #[arg(long = "scenario")]
         scenarios: Vec<String>,
     },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Document {
+    Openapi,
+    Asyncapi,
 }
 
 fn main() -> std::process::ExitCode {
@@ -84,6 +97,14 @@ fn main() -> std::process::ExitCode {
             Commands::Rebuild => rebuild::rebuild(cli.config).await,
             Commands::Replay(args) => audit::replay(cli.config, args).await,
             Commands::Verify => audit::verify(cli.config).await,
+            Commands::Describe { document } => {
+                let doc = match document {
+                    Document::Openapi => api_doc::openapi(),
+                    Document::Asyncapi => api_doc::asyncapi(),
+                };
+                println!("{}", serde_json::to_string_pretty(doc)?);
+                Ok(())
+            }
             Commands::Bench {
                 quick,
                 json,

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use natter_events::{EventStore, LiveTail};
@@ -15,6 +14,8 @@ use natter_projector::ProjectionStatus;
 use natter_query::position::ProjectionWatch;
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the live tail may take to reach the head `/readyz` read before it counts as
@@ -62,14 +63,46 @@ pub struct OpsState {
 }
 
 pub fn routes(state: OpsState) -> Router {
-    Router::new()
-        .route(
-            "/healthz",
-            get(|| async { Json(json!({ "status": "ok" })) }),
-        )
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(state)
+    let (router, _) = api().split_for_parts();
+    router.with_state(state)
+}
+
+fn api() -> OpenApiRouter<OpsState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi_json))
+        .routes(routes!(asyncapi_json))
+}
+
+/// The OpenAPI description of the ops endpoints.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().into_openapi()
+}
+
+/// `{status: "ok"}`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Health {
+    status: &'static str,
+}
+
+/// The process is alive.
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "alive", body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// natter's REST API as OpenAPI 3.1, derived from the handlers.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "ops", responses((status = 200, description = "this document", content_type = "application/json")))]
+async fn openapi_json() -> Json<&'static Value> {
+    Json(crate::api_doc::openapi())
+}
+
+/// The websocket protocol as AsyncAPI 3.0, its schemas derived from the gateway's types.
+#[utoipa::path(get, path = "/api/v1/asyncapi.json", tag = "ops", responses((status = 200, description = "the AsyncAPI document", content_type = "application/json")))]
+async fn asyncapi_json() -> Json<&'static Value> {
+    Json(crate::api_doc::asyncapi())
 }
 
 /// The projection's state as this process knows it; `None` where it runs neither side.
@@ -87,6 +120,7 @@ fn projection(state: &OpsState, head: Option<u64>) -> Option<Value> {
     Some(json!({ "position": position, "lag": lag, "active": active, "halted": halted }))
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, description = "NATS, the stream, the live tail and (for roles that need it) Postgres answer; details per check and the projection's position and lag", content_type = "application/json"), (status = 503, description = "not ready: the same details say what is not", content_type = "application/json")))]
 async fn readyz(State(state): State<OpsState>) -> (StatusCode, Json<Value>) {
     let nats = state.nats.connection_state() == async_nats::connection::State::Connected;
     let (stream_ok, head, stream) =
@@ -145,6 +179,7 @@ async fn readyz(State(state): State<OpsState>) -> (StatusCode, Json<Value>) {
     )
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text", content_type = "text/plain")))]
 async fn metrics(State(state): State<OpsState>) -> String {
     let head = state.store.head().await.ok();
     if let Some(p) = projection(&state, head) {

@@ -10,20 +10,22 @@
 
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, post};
-use axum::{Json, Router};
+use chrono::{DateTime, Utc};
 use natter_edge::credentials::NewApiToken;
-use natter_edge::views::MessageView;
+use natter_edge::views::{MessageAnswer, MessageView, Positioned};
 use natter_edge::{Admin, ApiError, ApiJson, ApiPath};
 use natter_events::catalogue::{
     Event, MessageKind, MessageSent, TokenIssued, TokenRevoked, TokenRole,
 };
 use natter_events::room::RoomCommand;
 use natter_events::{AppendError, Envelope, Expect};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::AppState;
@@ -34,15 +36,36 @@ use crate::rooms::run_at;
 /// The longest an API token may be issued for (none given: it does not expire).
 const MAX_TOKEN_SECS: i64 = 10 * 365 * 24 * 3600;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/admin/tokens", post(issue_token))
-        .route("/admin/tokens/{token_id}", delete(revoke_token))
-        .route("/admin/rooms/{room_id}/broadcast", post(broadcast))
-        .route("/admin/connections/{user_id}", delete(disconnect))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(issue_token))
+        .routes(routes!(revoke_token))
+        .routes(routes!(broadcast))
+        .routes(routes!(disconnect))
 }
 
-#[derive(Deserialize)]
+/// A new API token: the only time the token is shown.
+#[derive(Serialize, ToSchema)]
+struct IssuedToken {
+    id: Uuid,
+    /// `natter_<id>_<secret>`; stored only as a hash.
+    token: String,
+    name: String,
+    role: TokenRole,
+    expires_at: Option<DateTime<Utc>>,
+    position: u64,
+}
+
+/// `{closed, gateways}`.
+#[derive(Serialize, ToSchema)]
+struct Disconnected {
+    /// Sockets closed (4003) over every gateway that answered.
+    closed: u64,
+    /// Gateways that answered.
+    gateways: usize,
+}
+
+#[derive(Deserialize, ToSchema)]
 struct IssueToken {
     name: String,
     role: Option<TokenRole>,
@@ -50,12 +73,13 @@ struct IssueToken {
 }
 
 /// `POST /admin/tokens`: 201 `{id, token, name, role, expires_at, position}`.
+#[utoipa::path(post, path = "/admin/tokens", tag = "admin", request_body = IssueToken, responses((status = 201, description = "issued; admins only", body = IssuedToken)), security(("login_token" = []), ("api_token" = [])))]
 async fn issue_token(
     State(state): State<AppState>,
     Admin(admin): Admin,
     mut ids: Ids,
     ApiJson(body): ApiJson<IssueToken>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<IssuedToken>), ApiError> {
     let name = body.name.trim().to_string();
     if !(1..=100).contains(&name.chars().count()) || name.chars().any(char::is_control) {
         return Err(ApiError::validation(
@@ -94,25 +118,26 @@ async fn issue_token(
     state.keys.credentials().issued(&issued, now);
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "id": new.id,
-            "token": new.token,
-            "name": name,
-            "role": role,
-            "expires_at": expires_at,
-            "position": position,
-        })),
+        Json(IssuedToken {
+            id: new.id,
+            token: new.token,
+            name,
+            role,
+            expires_at,
+            position,
+        }),
     ))
 }
 
 /// `DELETE /admin/tokens/{token_id}`: 200 `{position}`; revoking a revoked token changes
 /// nothing (its position is the revocation's).
+#[utoipa::path(delete, path = "/admin/tokens/{token_id}", tag = "admin", params(("token_id" = Uuid, Path, description = "the API token id")), responses((status = 200, description = "revoked (again: nothing changes); admins only", body = Positioned)), security(("login_token" = []), ("api_token" = [])))]
 async fn revoke_token(
     State(state): State<AppState>,
     Admin(admin): Admin,
     mut ids: Ids,
     ApiPath(token_id): ApiPath<Uuid>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Positioned>, ApiError> {
     let subject = state.store.subjects().token(token_id);
     for _ in 0..3 {
         let history = state
@@ -128,7 +153,9 @@ async fn revoke_token(
                 Event::TokenIssued(t) => name = Some(t.name.clone()),
                 Event::TokenRevoked(_) => {
                     state.keys.credentials().revoked(token_id);
-                    return Ok(Json(json!({ "position": recorded.position })));
+                    return Ok(Json(Positioned {
+                        position: recorded.position,
+                    }));
                 }
                 _ => {}
             }
@@ -146,7 +173,7 @@ async fn revoke_token(
         match append(&state, token_id, &envelope, Expect::LastAt(version)).await {
             Ok(position) => {
                 state.keys.credentials().revoked(token_id);
-                return Ok(Json(json!({ "position": position })));
+                return Ok(Json(Positioned { position }));
             }
             // Revoked concurrently: read again and answer with that revocation.
             Err(e) if e.status == StatusCode::CONFLICT => continue,
@@ -176,20 +203,21 @@ async fn append(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct Broadcast {
     content: String,
 }
 
 /// `POST /admin/rooms/{room_id}/broadcast`: 201 `{message, position}`, a `system` message
 /// (no sender) that reaches the room like any other; any room that exists, private or not.
+#[utoipa::path(post, path = "/admin/rooms/{room_id}/broadcast", tag = "admin", params(("room_id" = Uuid, Path, description = "the room")), request_body = Broadcast, responses((status = 201, description = "a `system` message in the room; admins only", body = MessageAnswer)), security(("login_token" = []), ("api_token" = [])))]
 async fn broadcast(
     State(state): State<AppState>,
     Admin(admin): Admin,
     mut ids: Ids,
     ApiPath(room_id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<Broadcast>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<MessageAnswer>), ApiError> {
     let content = EditedContent::parse(&body.content)?.into_inner();
     let sent = MessageSent {
         message_id: ids.next_id(),
@@ -203,17 +231,21 @@ async fn broadcast(
     let message = MessageView::new(room_id, None, sent, done.position, now);
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "message": message, "position": done.position })),
+        Json(MessageAnswer {
+            message,
+            position: done.position,
+        }),
     ))
 }
 
 /// `DELETE /admin/connections/{user_id}`: 200 `{closed, gateways}`, the sockets closed (4003)
 /// over every gateway that answered within the deadline.
+#[utoipa::path(delete, path = "/admin/connections/{user_id}", tag = "admin", params(("user_id" = Uuid, Path, description = "the user")), responses((status = 200, description = "their sockets closed on every gateway; admins only", body = Disconnected)), security(("login_token" = []), ("api_token" = [])))]
 async fn disconnect(
     State(state): State<AppState>,
     _admin: Admin,
     ApiPath(user_id): ApiPath<Uuid>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Disconnected>, ApiError> {
     let nats = state.store.jetstream().client();
     let (closed, gateways) = tokio::time::timeout(
         Duration::from_secs(5),
@@ -222,5 +254,5 @@ async fn disconnect(
     .await
     .map_err(|_| ApiError::unavailable(anyhow::anyhow!("NATS did not take the request")))?
     .map_err(ApiError::unavailable)?;
-    Ok(Json(json!({ "closed": closed, "gateways": gateways })))
+    Ok(Json(Disconnected { closed, gateways }))
 }

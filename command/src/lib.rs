@@ -38,6 +38,7 @@ use axum::middleware::from_fn_with_state;
 use natter_edge::{ApiError, JwtKeys, UserRole};
 use natter_events::{EventStore, LiveTail};
 use tokio::task::JoinHandle;
+use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
 use crate::cache::RoomCache;
@@ -126,6 +127,23 @@ impl AppState {
     }
 }
 
+/// Every command route under `/api/v1`, with its OpenAPI description.
+fn api() -> OpenApiRouter<AppState> {
+    users::router()
+        .merge(rooms::router())
+        .merge(messages::router())
+        .merge(one_to_one::router())
+        .merge(services::router())
+        .merge(admin::router())
+}
+
+/// The OpenAPI description of the command routes, their paths under `/api/v1`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    OpenApiRouter::<AppState>::new()
+        .nest("/api/v1", api())
+        .into_openapi()
+}
+
 /// A running write side: its state and the background tasks it needs.
 pub struct CommandService {
     pub state: AppState,
@@ -190,19 +208,14 @@ impl CommandService {
 
     /// The command routes under `/api/v1`, without fallbacks (so they merge with other roles').
     pub fn routes(&self) -> Router {
+        let (commands, _) = api().split_for_parts();
         Router::new()
             .nest(
                 "/api/v1",
-                users::router()
-                    .merge(rooms::router())
-                    .merge(messages::router())
-                    .merge(one_to_one::router())
-                    .merge(services::router())
-                    .merge(admin::router())
-                    .route_layer(from_fn_with_state(
-                        self.state.clone(),
-                        idempotency::middleware,
-                    )),
+                commands.route_layer(from_fn_with_state(
+                    self.state.clone(),
+                    idempotency::middleware,
+                )),
             )
             .with_state(self.state.clone())
     }

@@ -1,16 +1,17 @@
 //! Message and read-marker commands: send, edit, delete, mark read.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{patch, post};
-use axum::{Json, Router};
-use natter_edge::views::MessageView;
+use natter_edge::views::{MessageAnswer, MessageView, Positioned};
 use natter_edge::{ApiError, ApiJson, ApiPath, AuthUser};
 use natter_events::RoomPart;
 use natter_events::catalogue::{Attachment, MessageKind, MessageSent};
 use natter_events::room::RoomCommand;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::AppState;
@@ -18,17 +19,14 @@ use crate::idempotency::Ids;
 use crate::input::{EditedContent, MessageBody};
 use crate::rooms::{run, run_at};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/rooms/{room_id}/messages", post(send_message))
-        .route(
-            "/rooms/{room_id}/messages/{message_id}",
-            patch(edit_message).delete(delete_message),
-        )
-        .route("/rooms/{room_id}/read", post(mark_read))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(send_message))
+        .routes(routes!(edit_message, delete_message))
+        .routes(routes!(mark_read))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct SendMessage {
     #[serde(default)]
     content: String,
@@ -36,13 +34,14 @@ struct SendMessage {
     attachment: Option<Attachment>,
 }
 
+#[utoipa::path(post, path = "/rooms/{room_id}/messages", tag = "messages", params(("room_id" = Uuid, Path, description = "the room")), request_body = SendMessage, responses((status = 201, description = "sent; members only", body = MessageAnswer), (status = 429, description = "rate limited (`Retry-After`)", body = natter_edge::error::ErrorBody)), security(("login_token" = [])))]
 async fn send_message(
     State(state): State<AppState>,
     user: AuthUser,
     mut ids: Ids,
     ApiPath(room_id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<SendMessage>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<MessageAnswer>), ApiError> {
     let body = MessageBody::parse(body.kind, &body.content, body.attachment)?;
     if let Some(limiter) = &state.limiter {
         limiter
@@ -57,22 +56,26 @@ async fn send_message(
     let message = MessageView::new(room_id, Some(user.id), sent, done.position, now);
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "message": message, "position": done.position })),
+        Json(MessageAnswer {
+            message,
+            position: done.position,
+        }),
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct EditMessage {
     content: String,
 }
 
+#[utoipa::path(patch, path = "/rooms/{room_id}/messages/{message_id}", tag = "messages", params(("room_id" = Uuid, Path, description = "the room"), ("message_id" = Uuid, Path, description = "the message")), request_body = EditMessage, responses((status = 200, description = "edited; sender only", body = MessageAnswer)), security(("login_token" = [])))]
 async fn edit_message(
     State(state): State<AppState>,
     user: AuthUser,
     mut ids: Ids,
     ApiPath((room_id, message_id)): ApiPath<(Uuid, Uuid)>,
     ApiJson(body): ApiJson<EditMessage>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MessageAnswer>, ApiError> {
     let content = EditedContent::parse(&body.content)?.into_inner();
     let now = crate::now();
     let action = RoomCommand::EditMessage {
@@ -96,34 +99,39 @@ async fn edit_message(
             })
         })
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("an edited message vanished")))?;
-    Ok(Json(
-        json!({ "message": message, "position": done.position }),
-    ))
+    Ok(Json(MessageAnswer {
+        message,
+        position: done.position,
+    }))
 }
 
+#[utoipa::path(delete, path = "/rooms/{room_id}/messages/{message_id}", tag = "messages", params(("room_id" = Uuid, Path, description = "the room"), ("message_id" = Uuid, Path, description = "the message")), responses((status = 200, description = "deleted (again: nothing changes); sender or owner", body = Positioned)), security(("login_token" = [])))]
 async fn delete_message(
     State(state): State<AppState>,
     user: AuthUser,
     mut ids: Ids,
     ApiPath((room_id, message_id)): ApiPath<(Uuid, Uuid)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Positioned>, ApiError> {
     let action = RoomCommand::DeleteMessage { message_id };
     let done = run(&state, user.id, &mut ids, room_id, action).await?;
-    Ok(Json(json!({ "position": done.position })))
+    Ok(Json(Positioned {
+        position: done.position,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct MarkRead {
     up_to_position: u64,
 }
 
+#[utoipa::path(post, path = "/rooms/{room_id}/read", tag = "messages", params(("room_id" = Uuid, Path, description = "the room")), request_body = MarkRead, responses((status = 200, description = "the marker is at least there (it never moves backwards)", body = Positioned)), security(("login_token" = [])))]
 async fn mark_read(
     State(state): State<AppState>,
     user: AuthUser,
     mut ids: Ids,
     ApiPath(room_id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<MarkRead>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Positioned>, ApiError> {
     let up_to = body.up_to_position;
     if up_to == 0 {
         return Err(ApiError::validation(
@@ -143,5 +151,7 @@ async fn mark_read(
         up_to_position: up_to,
     };
     let done = run(&state, user.id, &mut ids, room_id, action).await?;
-    Ok(Json(json!({ "position": done.position })))
+    Ok(Json(Positioned {
+        position: done.position,
+    }))
 }

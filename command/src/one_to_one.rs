@@ -1,13 +1,16 @@
 //! The rooms of two: `POST /direct/{user_id}` (the one direct room of two users) and
 //! `POST /match` (random 1:1 matching over numbered pair rooms).
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::post;
-use axum::{Json, Router};
+use natter_edge::views::{RoomAnswer, RoomView};
 use natter_edge::{ApiError, ApiPath, AuthUser};
 use natter_events::RoomPart;
 use natter_events::room::{Command, DomainError, RoomCommand};
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::AppState;
@@ -15,10 +18,19 @@ use crate::execute::{CommandError, execute};
 use crate::idempotency::Ids;
 use crate::rooms::{room_response, room_view, run};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/direct/{user_id}", post(open_direct))
-        .route("/match", post(find_match))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(open_direct))
+        .routes(routes!(find_match))
+}
+
+/// `POST /match`'s answer.
+#[derive(Serialize, ToSchema)]
+struct MatchAnswer {
+    room: RoomView,
+    /// Whether the room held two when answered (`false`: waiting for a partner).
+    matched: bool,
+    position: u64,
 }
 
 /// The id of the one direct room of two users, the same whichever of them asks: concurrent
@@ -34,12 +46,13 @@ fn direct_room_id(a: Uuid, b: Uuid) -> Uuid {
 /// The namespace of direct room ids.
 const DIRECT_ROOMS: Uuid = Uuid::from_u128(0x6e61_7474_6572_6469_7265_6374_0000_0001);
 
+#[utoipa::path(post, path = "/direct/{user_id}", tag = "rooms", params(("user_id" = Uuid, Path, description = "the other user")), responses((status = 200, description = "the one direct room of the two, created on first use", body = RoomAnswer)), security(("login_token" = [])))]
 async fn open_direct(
     State(state): State<AppState>,
     user: AuthUser,
     mut ids: Ids,
     ApiPath(other): ApiPath<Uuid>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RoomAnswer>, ApiError> {
     if other == user.id {
         return Err(ApiError::validation(
             "a direct room is with another user, not yourself",
@@ -112,11 +125,12 @@ async fn last_slot(state: &AppState) -> Result<u64, ApiError> {
     Ok(lo)
 }
 
+#[utoipa::path(post, path = "/match", tag = "rooms", responses((status = 200, description = "a pair room: matched, or waiting", body = MatchAnswer)), security(("login_token" = [])))]
 async fn find_match(
     State(state): State<AppState>,
     user: AuthUser,
     mut ids: Ids,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MatchAnswer>, ApiError> {
     use std::sync::atomic::Ordering;
     let mut slot = last_slot(&state).await?;
     let event_id = ids.next_id();
@@ -133,11 +147,11 @@ async fn find_match(
             Ok(done) => {
                 state.match_slot.fetch_max(slot, Ordering::Relaxed);
                 let room = room_view(&done)?;
-                return Ok(Json(json!({
-                    "matched": room.member_count == 2,
-                    "room": room,
-                    "position": done.position,
-                })));
+                return Ok(Json(MatchAnswer {
+                    matched: room.member_count == 2,
+                    room,
+                    position: done.position,
+                }));
             }
             Err(CommandError::Domain(DomainError::PairTaken)) => slot += 1,
             Err(e) => return Err(e.into()),

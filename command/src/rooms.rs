@@ -1,22 +1,23 @@
 //! Room commands: creation, the owner's controls, membership and invites. Messages and read
 //! markers are in `messages.rs`, direct and pair rooms in `one_to_one.rs`.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, patch, post};
-use axum::{Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
-use natter_edge::views::{InviteView, RoomView};
+use natter_edge::views::{InviteAnswer, InviteView, Positioned, RoomAnswer, RoomView};
 use natter_edge::{ApiError, ApiJson, ApiPath, AuthUser, OptionalJson};
 use natter_events::RoomPart;
 use natter_events::catalogue::{RoomKind, Visibility};
 use natter_events::room::{Command, RoomCommand};
 use rand::RngCore;
 use serde::Deserialize;
-use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::AppState;
@@ -29,16 +30,16 @@ pub const MAX_MEMBERS_LIMIT: u32 = 100_000;
 const DEFAULT_INVITE_SECS: i64 = 7 * 24 * 3600;
 const MAX_INVITE_SECS: i64 = 30 * 24 * 3600;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/rooms", post(create_room))
-        .route("/rooms/{room_id}", patch(update_room).delete(delete_room))
-        .route("/rooms/{room_id}/members/{user_id}", delete(remove_member))
-        .route("/rooms/{room_id}/join", post(join))
-        .route("/rooms/{room_id}/leave", post(leave))
-        .route("/rooms/{room_id}/invites", post(create_invite))
-        .route("/rooms/{room_id}/invites/{token}", delete(revoke_invite))
-        .route("/invites/{token}/accept", post(accept_invite))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_room))
+        .routes(routes!(update_room, delete_room))
+        .routes(routes!(remove_member))
+        .routes(routes!(join))
+        .routes(routes!(leave))
+        .routes(routes!(create_invite))
+        .routes(routes!(revoke_invite))
+        .routes(routes!(accept_invite))
 }
 
 /// Runs `action` by `actor` on the room at `now`, with the next of `ids` as the event id.
@@ -71,25 +72,27 @@ pub(crate) fn room_view(done: &Executed) -> Result<RoomView, ApiError> {
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("a room vanished after a command")))
 }
 
-pub(crate) fn room_response(done: Executed) -> Result<Json<Value>, ApiError> {
-    Ok(Json(
-        json!({ "room": room_view(&done)?, "position": done.position }),
-    ))
+pub(crate) fn room_response(done: Executed) -> Result<Json<RoomAnswer>, ApiError> {
+    Ok(Json(RoomAnswer {
+        room: room_view(&done)?,
+        position: done.position,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct CreateRoom {
     name: String,
     visibility: Option<Visibility>,
     max_members: Option<u32>,
 }
 
+#[utoipa::path(post, path = "/rooms", tag = "rooms", request_body = CreateRoom, responses((status = 201, description = "created; the caller is its owner", body = RoomAnswer)), security(("login_token" = [])))]
 async fn create_room(
     State(state): State<AppState>,
     user: AuthUser,
     mut ids: Ids,
     ApiJson(body): ApiJson<CreateRoom>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<RoomAnswer>), ApiError> {
     let name = RoomName::parse(&body.name)?;
     let max_members = check_max_members(body.max_members.unwrap_or(DEFAULT_MAX_MEMBERS))?;
     let action = RoomCommand::Create {
@@ -113,20 +116,21 @@ fn check_max_members(max_members: u32) -> Result<u32, ApiError> {
     Ok(max_members)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct UpdateRoom {
     name: Option<String>,
     visibility: Option<Visibility>,
     max_members: Option<u32>,
 }
 
+#[utoipa::path(patch, path = "/rooms/{room_id}", tag = "rooms", params(("room_id" = Uuid, Path, description = "the room")), request_body = UpdateRoom, responses((status = 200, description = "updated (only what changed); owner only", body = RoomAnswer)), security(("login_token" = [])))]
 async fn update_room(
     State(state): State<AppState>,
     user: AuthUser,
     mut ids: Ids,
     ApiPath(room_id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<UpdateRoom>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RoomAnswer>, ApiError> {
     let action = RoomCommand::Update {
         name: body
             .name
@@ -141,22 +145,26 @@ async fn update_room(
     room_response(done)
 }
 
+#[utoipa::path(delete, path = "/rooms/{room_id}", tag = "rooms", params(("room_id" = Uuid, Path, description = "the room")), responses((status = 200, description = "deleted; owner only", body = Positioned)), security(("login_token" = [])))]
 async fn delete_room(
     State(state): State<AppState>,
     user: AuthUser,
     mut ids: Ids,
     ApiPath(room_id): ApiPath<Uuid>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Positioned>, ApiError> {
     let done = run(&state, user.id, &mut ids, room_id, RoomCommand::Delete).await?;
-    Ok(Json(json!({ "position": done.position })))
+    Ok(Json(Positioned {
+        position: done.position,
+    }))
 }
 
+#[utoipa::path(delete, path = "/rooms/{room_id}/members/{user_id}", tag = "rooms", params(("room_id" = Uuid, Path, description = "the room"), ("user_id" = Uuid, Path, description = "the member")), responses((status = 200, description = "removed; owner only", body = Positioned)), security(("login_token" = [])))]
 async fn remove_member(
     State(state): State<AppState>,
     user: AuthUser,
     mut ids: Ids,
     ApiPath((room_id, member)): ApiPath<(Uuid, Uuid)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Positioned>, ApiError> {
     if member == user.id {
         return Err(ApiError::validation(
             "an owner cannot remove themself; leave the room instead",
@@ -164,30 +172,36 @@ async fn remove_member(
     }
     let action = RoomCommand::RemoveMember { user_id: member };
     let done = run(&state, user.id, &mut ids, room_id, action).await?;
-    Ok(Json(json!({ "position": done.position })))
+    Ok(Json(Positioned {
+        position: done.position,
+    }))
 }
 
+#[utoipa::path(post, path = "/rooms/{room_id}/join", tag = "rooms", params(("room_id" = Uuid, Path, description = "the room")), responses((status = 200, description = "a member (already one: nothing changes)", body = RoomAnswer)), security(("login_token" = [])))]
 async fn join(
     State(state): State<AppState>,
     user: AuthUser,
     mut ids: Ids,
     ApiPath(room_id): ApiPath<Uuid>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RoomAnswer>, ApiError> {
     let done = run(&state, user.id, &mut ids, room_id, RoomCommand::Join).await?;
     room_response(done)
 }
 
+#[utoipa::path(post, path = "/rooms/{room_id}/leave", tag = "rooms", params(("room_id" = Uuid, Path, description = "the room")), responses((status = 200, description = "left", body = Positioned)), security(("login_token" = [])))]
 async fn leave(
     State(state): State<AppState>,
     user: AuthUser,
     mut ids: Ids,
     ApiPath(room_id): ApiPath<Uuid>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Positioned>, ApiError> {
     let done = run(&state, user.id, &mut ids, room_id, RoomCommand::Leave).await?;
-    Ok(Json(json!({ "position": done.position })))
+    Ok(Json(Positioned {
+        position: done.position,
+    }))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 struct CreateInvite {
     user_id: Option<Uuid>,
     expires_in_secs: Option<i64>,
@@ -220,13 +234,14 @@ fn token_hash(token: &str) -> String {
         .collect()
 }
 
+#[utoipa::path(post, path = "/rooms/{room_id}/invites", tag = "invites", params(("room_id" = Uuid, Path, description = "the room")), request_body(content = CreateInvite, description = "optional"), responses((status = 201, description = "created; owner only; the token is shown once", body = InviteAnswer)), security(("login_token" = [])))]
 async fn create_invite(
     State(state): State<AppState>,
     user: AuthUser,
     mut ids: Ids,
     ApiPath(room_id): ApiPath<Uuid>,
     OptionalJson(body): OptionalJson<CreateInvite>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<InviteAnswer>), ApiError> {
     let secs = body.expires_in_secs.unwrap_or(DEFAULT_INVITE_SECS);
     if !(1..=MAX_INVITE_SECS).contains(&secs) {
         return Err(ApiError::validation(format!(
@@ -264,30 +279,37 @@ async fn create_invite(
     };
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "invite": invite, "position": done.position })),
+        Json(InviteAnswer {
+            invite,
+            position: done.position,
+        }),
     ))
 }
 
+#[utoipa::path(delete, path = "/rooms/{room_id}/invites/{token}", tag = "invites", params(("room_id" = Uuid, Path, description = "the room"), ("token" = String, Path, description = "the invite token")), responses((status = 200, description = "revoked; owner only", body = Positioned)), security(("login_token" = [])))]
 async fn revoke_invite(
     State(state): State<AppState>,
     user: AuthUser,
     mut ids: Ids,
     ApiPath((room_id, token)): ApiPath<(Uuid, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Positioned>, ApiError> {
     let (_, hash) = parse_token(&token)
         .filter(|(token_room, _)| *token_room == room_id)
         .ok_or_else(|| ApiError::not_found("invite not found"))?;
     let action = RoomCommand::RevokeInvite { token_hash: hash };
     let done = run(&state, user.id, &mut ids, room_id, action).await?;
-    Ok(Json(json!({ "position": done.position })))
+    Ok(Json(Positioned {
+        position: done.position,
+    }))
 }
 
+#[utoipa::path(post, path = "/invites/{token}/accept", tag = "invites", params(("token" = String, Path, description = "the invite token")), responses((status = 200, description = "a member", body = RoomAnswer)), security(("login_token" = [])))]
 async fn accept_invite(
     State(state): State<AppState>,
     user: AuthUser,
     mut ids: Ids,
     ApiPath(token): ApiPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RoomAnswer>, ApiError> {
     let (room_id, hash) =
         parse_token(&token).ok_or_else(|| ApiError::not_found("invite not found"))?;
     let action = RoomCommand::AcceptInvite { token_hash: hash };

@@ -5,16 +5,17 @@
 
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Json, Router};
-use chrono::{TimeZone, Utc};
-use natter_edge::views::UserView;
+use chrono::{DateTime, TimeZone, Utc};
+use natter_edge::views::{SessionAnswer, UserView};
 use natter_edge::{ApiError, ApiJson, ApiPath, OptionalJson, Service, UserRole};
 use natter_events::user::SignIn;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::AppState;
@@ -22,30 +23,44 @@ use crate::directory::Entry;
 use crate::idempotency::Ids;
 use crate::users::{create_user, new_user_names};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/users", post(create))
-        .route("/users/{user_id}/tokens", post(mint))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(mint))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct CreateUser {
+    /// 3-32 characters of `a-z 0-9 _ -`, unique among all users.
     username: String,
+    /// 1-64 characters; the username when absent.
     display_name: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 struct Mint {
+    /// 1 s up to the configured login-token lifetime (the default).
     expires_in_secs: Option<i64>,
 }
 
-/// `POST /users`: a user the calling app manages, with a login token for them.
+/// A login token minted for an app-managed user.
+#[derive(Serialize, ToSchema)]
+struct MintedToken {
+    token: String,
+    expires_at: DateTime<Utc>,
+    user_id: Uuid,
+}
+
+/// Create a user the calling app manages (no password), with a login token for them.
+#[utoipa::path(post, path = "/users", tag = "service clients", request_body = CreateUser,
+    responses((status = 201, description = "created", body = SessionAnswer)),
+    security(("api_token" = [])))]
 async fn create(
     State(state): State<AppState>,
     service: Service,
     mut ids: Ids,
     ApiJson(body): ApiJson<CreateUser>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<SessionAnswer>), ApiError> {
     let (username, display_name) = new_user_names(&body.username, body.display_name)?;
     let user_id = ids.next_id();
     let (user, position) = create_user(
@@ -66,19 +81,28 @@ async fn create(
             .issue_for(user.id, &user.username, UserRole::User, state.keys.ttl())?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "user": UserView::from(&user), "token": token, "position": position })),
+        Json(SessionAnswer {
+            user: UserView::from(&user),
+            token,
+            position: Some(position),
+        }),
     ))
 }
 
 /// `POST /users/{user_id}/tokens`: another login token for an app-managed user, valid for
 /// `expires_in_secs` (1 s up to the configured login-token lifetime, which is the default).
 /// A user who signs in with a password is not the app's to act for: `403`.
+#[utoipa::path(post, path = "/users/{user_id}/tokens", tag = "service clients",
+    params(("user_id" = Uuid, Path, description = "an app-managed user")),
+    request_body(content = Mint, description = "optional"),
+    responses((status = 201, description = "minted", body = MintedToken)),
+    security(("api_token" = [])))]
 async fn mint(
     State(state): State<AppState>,
     _service: Service,
     ApiPath(user_id): ApiPath<Uuid>,
     OptionalJson(body): OptionalJson<Mint>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<MintedToken>), ApiError> {
     let longest = state.keys.ttl();
     let lifetime = match body.expires_in_secs {
         None => longest,
@@ -117,7 +141,11 @@ async fn mint(
         .ok_or_else(|| ApiError::validation("expiry out of range"))?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "token": token, "expires_at": expires_at, "user_id": user_id })),
+        Json(MintedToken {
+            token,
+            expires_at,
+            user_id,
+        }),
     ))
 }
 

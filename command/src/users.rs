@@ -1,37 +1,51 @@
 //! Registration, login, and changes to one's own profile (`PATCH /me`).
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{patch, post};
-use axum::{Json, Router};
-use natter_edge::views::UserView;
+use natter_edge::views::{SessionAnswer, UserView};
 use natter_edge::{ApiError, ApiJson, AuthUser};
 use natter_events::user::{self, SignIn, User, decide_register, normalize_username};
 use natter_events::{AppendError, Envelope, Expect};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::idempotency::Ids;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/auth/register", post(register))
-        .route("/auth/login", post(login))
-        .route("/me", patch(update_me))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(update_me))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct Register {
+    /// 3-32 characters of `a-z 0-9 _ -`, unique case-insensitively (stored lower-case).
     username: String,
+    /// 8-256 characters.
     password: String,
+    /// 1-64 characters; the username when absent.
     display_name: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct Login {
     username: String,
     password: String,
+}
+
+/// `PATCH /me`'s answer.
+#[derive(Serialize, ToSchema)]
+struct ProfileAnswer {
+    user: UserView,
+    position: u64,
+    /// A fresh login token, after a password change (every older one is refused).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
 }
 
 pub(crate) fn check_password(password: &str) -> Result<(), ApiError> {
@@ -70,11 +84,14 @@ pub(crate) fn new_user_names(
     Ok((username, display_name))
 }
 
+/// Register a user who signs in with a password.
+#[utoipa::path(post, path = "/auth/register", tag = "users", request_body = Register,
+    responses((status = 201, description = "registered", body = SessionAnswer)))]
 async fn register(
     State(state): State<AppState>,
     mut ids: Ids,
     ApiJson(body): ApiJson<Register>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<SessionAnswer>), ApiError> {
     let (username, display_name) = new_user_names(&body.username, body.display_name)?;
     check_password(&body.password)?;
     // Fail fast without hashing when the name is visibly taken; the append decides.
@@ -96,7 +113,11 @@ async fn register(
     let token = state.issue_token(user.id, &user.username)?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "user": UserView::from(&user), "token": token, "position": position })),
+        Json(SessionAnswer {
+            user: UserView::from(&user),
+            token,
+            position: Some(position),
+        }),
     ))
 }
 
@@ -163,10 +184,13 @@ pub(crate) async fn load_user(state: &AppState, username: &str) -> Result<Option
         .try_fold(user, |u, r| user::evolve(Some(u), &r.envelope)))
 }
 
+/// Log in with a password; a wrong name or password is `401`, the same for both.
+#[utoipa::path(post, path = "/auth/login", tag = "users", request_body = Login,
+    responses((status = 200, description = "logged in", body = SessionAnswer)))]
 async fn login(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<Login>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SessionAnswer>, ApiError> {
     let bad_login = || ApiError::unauthorized("wrong username or password");
     let user = match normalize_username(&body.username) {
         Ok(name) => load_user(&state, &name).await?,
@@ -180,12 +204,14 @@ async fn login(
     let ok = state.passwords.verify(body.password, hash).await?;
     let user = user.filter(|_| ok).ok_or_else(bad_login)?;
     let token = state.issue_token(user.id, &user.username)?;
-    Ok(Json(
-        json!({ "user": UserView::from(&user), "token": token }),
-    ))
+    Ok(Json(SessionAnswer {
+        user: UserView::from(&user),
+        token,
+        position: None,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct UpdateMe {
     display_name: Option<String>,
     password: Option<String>,
@@ -195,12 +221,15 @@ struct UpdateMe {
 /// `PATCH /me`: a display name, a password (with the current one), or both, in one event.
 /// After a password change every token issued before it is refused, so the answer carries a
 /// fresh `token`.
+#[utoipa::path(patch, path = "/me", tag = "users", request_body = UpdateMe,
+    responses((status = 200, description = "updated (or already so)", body = ProfileAnswer)),
+    security(("login_token" = [])))]
 async fn update_me(
     State(state): State<AppState>,
     user: AuthUser,
     mut ids: Ids,
     ApiJson(body): ApiJson<UpdateMe>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ProfileAnswer>, ApiError> {
     if let Some(name) = &body.display_name {
         check_display_name(name)?;
     }
@@ -248,9 +277,11 @@ async fn update_me(
                 .await
                 .map_err(ApiError::unavailable)?,
         );
-        return Ok(Json(
-            json!({ "user": UserView::from(&current), "position": position }),
-        ));
+        return Ok(Json(ProfileAnswer {
+            user: UserView::from(&current),
+            position,
+            token: None,
+        }));
     };
     let envelope = Envelope::new(ids.next_id(), crate::now(), Some(user.id), None, event);
     // The user's subject serializes their changes: a concurrent change makes this a conflict,
@@ -274,14 +305,18 @@ async fn update_me(
         Err(AppendError::Unavailable(e)) => return Err(ApiError::unavailable(e)),
     };
     let updated = user::evolve(Some(current), &envelope).expect("a change folds into the user");
-    let mut out = json!({ "user": UserView::from(&updated), "position": position });
+    let mut out = ProfileAnswer {
+        user: UserView::from(&updated),
+        position,
+        token: None,
+    };
     if changes_password {
         // This instance refuses the old tokens at once; the others as they read the event.
         state
             .keys
             .credentials()
             .password_changed(user.id, envelope.occurred_at.timestamp_millis());
-        out["token"] = json!(state.issue_token(updated.id, &updated.username)?);
+        out.token = Some(state.issue_token(updated.id, &updated.username)?);
     }
     Ok(Json(out))
 }

@@ -3,7 +3,26 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+
+/// The contract's error body: `{"error": {"code", "message"}}`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// One of `bad_request` (400), `unauthorized` (401), `forbidden` (403), `not_found` (404),
+    /// `method_not_allowed` (405), `timeout` (408), `conflict`, `room_full`, `in_progress`
+    /// (409), `gone` (410), `payload_too_large` (413), `validation_failed` (422),
+    /// `rate_limited` (429), `internal` (500), `unavailable` (503), `stale` (504).
+    #[schema(example = "validation_failed")]
+    pub code: String,
+    /// For humans; not to be parsed.
+    pub message: String,
+}
 
 /// An error response.
 #[derive(Debug)]
@@ -103,7 +122,12 @@ impl IntoResponse for ApiError {
         if let Some(cause) = &self.internal {
             tracing::error!(status = %self.status, error = format!("{cause:#}"), "request failed");
         }
-        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+            },
+        };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             response

@@ -29,7 +29,7 @@ pub fn disconnect_subject(prefix: &str) -> String {
 }
 
 /// One user's sockets on one gateway.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserConnections {
     pub user_id: Uuid,
     pub username: String,

@@ -9,6 +9,7 @@
 //! - [`limits`]: request bodies: early `413`, `408` for a body that does not arrive.
 //! - [`text`]: the contract's rules for names and message bodies (control characters).
 //! - [`gateways`]: asking every websocket gateway at once (connections, disconnects).
+//! - [`openapi`]: what every part of the OpenAPI description shares (security, errors).
 //! - [`views`]: the JSON shapes of users, rooms, invites and messages.
 
 pub mod auth;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod extract;
 pub mod gateways;
 pub mod limits;
+pub mod openapi;
 pub mod text;
 pub mod views;
 

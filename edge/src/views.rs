@@ -1,5 +1,7 @@
 //! The JSON shapes of API.md's `user`, `room`, `invite` and `message`, shared by the command
-//! side (built from folded state) and the query side (built from read-model rows).
+//! side (built from folded state) and the query side (built from read-model rows), and the
+//! answers of the commands. Their schemas in the OpenAPI description are derived from these
+//! types, so the description is what the handlers return.
 
 use chrono::{DateTime, Utc};
 use natter_events::catalogue::{Attachment, MessageKind, MessageSent, RoomKind, Visibility};
@@ -8,7 +10,7 @@ use natter_events::user::User;
 use serde::Serialize;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UserView {
     pub id: Uuid,
     pub username: String,
@@ -27,7 +29,7 @@ impl From<&User> for UserView {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RoomView {
     pub id: Uuid,
     pub name: String,
@@ -54,7 +56,7 @@ impl From<&Room> for RoomView {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct InviteView {
     /// The secret token; shown only in the response that created the invite.
     pub token: String,
@@ -65,7 +67,7 @@ pub struct InviteView {
     pub uses: u32,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct MessageView {
     pub id: Uuid,
     pub room_id: Uuid,
@@ -103,4 +105,43 @@ impl MessageView {
             deleted: false,
         }
     }
+}
+
+/// What a command that changes one thing answers: where it left the log.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Positioned {
+    /// The position of the event appended, or of the state found already satisfied.
+    pub position: u64,
+}
+
+/// `{room, position}`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RoomAnswer {
+    pub room: RoomView,
+    pub position: u64,
+}
+
+/// `{message, position}`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct MessageAnswer {
+    pub message: MessageView,
+    pub position: u64,
+}
+
+/// `{invite, position}`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct InviteAnswer {
+    pub invite: InviteView,
+    pub position: u64,
+}
+
+/// A user with a login token: registration, login, `POST /users`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SessionAnswer {
+    pub user: UserView,
+    /// A login token (JWT) for `user`.
+    pub token: String,
+    /// Absent for a login, which appends nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<u64>,
 }

@@ -24,17 +24,31 @@ pub struct Envelope {
 
 /// The envelope as it is on the wire, with `data` still untyped. Unknown types stay in this
 /// form so that readers can pass them through or skip them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RawEnvelope {
     pub id: Uuid,
+    /// The event type (`message.sent`, ...); a client ignores types it does not know.
     #[serde(rename = "type")]
     pub type_name: String,
+    /// The payload version of `data`.
     pub version: u32,
     pub occurred_at: DateTime<Utc>,
+    /// Who did it: a user, or an API token (for what a service did).
     pub actor_id: Option<Uuid>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub room_id: Option<Uuid>,
+    /// The type's data (see the event catalogue); credentials redacted.
+    #[schema(value_type = Object)]
     pub data: Value,
+}
+
+/// An event as clients and auditors see it: its envelope with its `position` in the log.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PublicEvent {
+    /// The stream sequence.
+    pub position: u64,
+    #[serde(flatten)]
+    pub envelope: RawEnvelope,
 }
 
 /// Why stored bytes are not a usable event.
@@ -180,11 +194,11 @@ pub fn public_json(message: &RawMessage) -> Bytes {
         return out.freeze();
     }
     let value = match serde_json::from_slice::<RawEnvelope>(&message.payload) {
-        Ok(raw) => {
-            let mut v = serde_json::to_value(raw.redacted()).unwrap_or_default();
-            v["position"] = message.position.into();
-            v
-        }
+        Ok(raw) => serde_json::to_value(PublicEvent {
+            position: message.position,
+            envelope: raw.redacted(),
+        })
+        .unwrap_or_default(),
         Err(e) => serde_json::json!({
             "position": message.position,
             "undecodable": String::from_utf8_lossy(&message.payload),

@@ -2,30 +2,51 @@
 //! whole log for admins, and a room's state at any position or time, folded with the same
 //! `evolve` as the write side. Responses stream; credentials are redacted.
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use futures::StreamExt;
 use natter_edge::views::RoomView;
 use natter_edge::{ApiError, ApiPath, ApiQuery, Caller};
+use natter_events::RoomPart;
+use natter_events::catalogue::{Role, Visibility};
+use natter_events::envelope::PublicEvent;
 use natter_events::history::{self, Bound, Range};
 use natter_events::room::{Room, evolve};
-use natter_events::{RoomPart, catalogue::Visibility};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::QueryState;
 use crate::position::POSITION_HEADER;
 
-pub fn router() -> Router<QueryState> {
-    Router::new()
-        .route("/rooms/{room_id}/events", get(room_events))
-        .route("/rooms/{room_id}/state", get(room_state))
-        .route("/admin/events", get(admin_events))
+pub fn router() -> OpenApiRouter<QueryState> {
+    OpenApiRouter::new()
+        .routes(routes!(room_events))
+        .routes(routes!(room_state))
+        .routes(routes!(admin_events))
+}
+
+/// A room as it was at a point of the log.
+#[derive(Serialize, ToSchema)]
+struct RoomState {
+    room: RoomView,
+    deleted: bool,
+    members: Vec<StateMember>,
+    /// The position of the last event folded.
+    position: u64,
+}
+
+/// A member as the log knew them then.
+#[derive(Serialize, ToSchema)]
+struct StateMember {
+    user_id: Uuid,
+    role: Role,
+    joined_at: chrono::DateTime<chrono::Utc>,
 }
 
 fn bound(s: Option<&str>, name: &str) -> Result<Option<Bound>, ApiError> {
@@ -120,12 +141,16 @@ fn ndjson(
     response
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct RoomEvents {
+    /// A position or an RFC 3339 time (when the log stored the event), inclusive.
     from: Option<String>,
+    /// How many events at most.
     limit: Option<u64>,
 }
 
+#[utoipa::path(get, path = "/rooms/{room_id}/events", tag = "history", params(("room_id" = Uuid, Path, description = "the room"), RoomEvents), responses((status = 200, description = "NDJSON: one event per line, ascending; members and admins", content_type = "application/x-ndjson", body = PublicEvent)), security(("login_token" = []), ("api_token" = [])))]
 async fn room_events(
     State(state): State<QueryState>,
     caller: Caller,
@@ -146,16 +171,24 @@ async fn room_events(
     Ok(with_position(ndjson(lines), head))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AdminEvents {
+    /// A position or an RFC 3339 time, inclusive.
     from: Option<String>,
+    /// A position or an RFC 3339 time, inclusive.
     to: Option<String>,
+    /// Only events of this type.
     #[serde(rename = "type")]
+    #[param(rename = "type")]
     event_type: Option<String>,
+    /// Only this room's events.
     room: Option<Uuid>,
+    /// How many events at most.
     limit: Option<u64>,
 }
 
+#[utoipa::path(get, path = "/admin/events", tag = "history", params(AdminEvents), responses((status = 200, description = "NDJSON: every event in range; admins only", content_type = "application/x-ndjson", body = PublicEvent)), security(("login_token" = []), ("api_token" = [])))]
 async fn admin_events(
     State(state): State<QueryState>,
     caller: Caller,
@@ -181,11 +214,14 @@ async fn admin_events(
     Ok(with_position(ndjson(lines), head))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct At {
+    /// A position or an RFC 3339 time; none: now.
     at: Option<String>,
 }
 
+#[utoipa::path(get, path = "/rooms/{room_id}/state", tag = "history", params(("room_id" = Uuid, Path, description = "the room"), At), responses((status = 200, description = "the room folded from the log up to that point; members and admins", body = RoomState)), security(("login_token" = []), ("api_token" = [])))]
 async fn room_state(
     State(state): State<QueryState>,
     caller: Caller,
@@ -199,15 +235,19 @@ async fn room_state(
     let room = room.ok_or_else(|| ApiError::not_found("the room did not exist at that point"))?;
     let mut members: Vec<_> = room.members.iter().collect();
     members.sort_by_key(|(_, m)| m.order);
-    let members: Vec<Value> = members
+    let members = members
         .into_iter()
-        .map(|(id, m)| json!({ "user_id": id, "role": m.role, "joined_at": m.joined_at }))
+        .map(|(id, m)| StateMember {
+            user_id: *id,
+            role: m.role,
+            joined_at: m.joined_at,
+        })
         .collect();
-    let body = Json(json!({
-        "room": RoomView::from(&room),
-        "deleted": room.deleted,
-        "members": members,
-        "position": position,
-    }));
+    let body = Json(RoomState {
+        room: RoomView::from(&room),
+        deleted: room.deleted,
+        members,
+        position,
+    });
     Ok(with_position(body.into_response(), head))
 }

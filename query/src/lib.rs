@@ -31,6 +31,7 @@ use natter_edge::commands::CommandPort;
 use natter_events::{EventStore, LiveTail};
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::position::ProjectionWatch;
 
@@ -70,6 +71,34 @@ impl FromRef<QueryState> for ProjectionWatch {
     }
 }
 
+/// The queries over the read models (they take `min_position`).
+fn read_model_api() -> OpenApiRouter<QueryState> {
+    rooms::router()
+        .merge(messages::router())
+        .merge(users::router())
+        .merge(admin::router())
+}
+
+/// What reads the log itself: the websocket and the history.
+fn log_api() -> OpenApiRouter<QueryState> {
+    gateway::router().merge(history::router())
+}
+
+/// The OpenAPI description of the query routes, their paths under `/api/v1`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let nest = |api| {
+        OpenApiRouter::<QueryState>::new()
+            .nest("/api/v1", api)
+            .into_openapi()
+    };
+    let mut api = nest(read_model_api());
+    for (_, _, op) in natter_edge::openapi::operations(&mut api) {
+        position::describe(op);
+    }
+    api.merge(nest(log_api()));
+    api
+}
+
 /// A running read side.
 pub struct QueryService {
     pub state: QueryState,
@@ -107,19 +136,17 @@ impl QueryService {
 
     /// The query routes under `/api/v1`, without fallbacks.
     pub fn routes(&self) -> Router {
+        let (read_models, _) = read_model_api().split_for_parts();
+        let (log, _) = log_api().split_for_parts();
         Router::new()
             .nest(
                 "/api/v1",
-                rooms::router()
-                    .merge(messages::router())
-                    .merge(users::router())
-                    .merge(admin::router())
+                read_models
                     .route_layer(from_fn_with_state(
                         self.state.watch.clone(),
                         position::middleware,
                     ))
-                    .merge(gateway::router())
-                    .merge(history::router()),
+                    .merge(log),
             )
             .with_state(self.state.clone())
     }

@@ -1,39 +1,54 @@
 //! Message queries: pages of a room's history by position, and one message.
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
+use natter_edge::views::MessageView;
 use natter_edge::{ApiError, ApiPath, ApiQuery, AuthUser};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::QueryState;
 use crate::rooms::{check_limit, member_room};
 use crate::rows::{MESSAGE_COLUMNS, MessageRow, db_error};
 
-pub fn router() -> Router<QueryState> {
-    Router::new()
-        .route("/rooms/{room_id}/messages", get(page))
-        .route("/rooms/{room_id}/messages/{message_id}", get(one))
+pub fn router() -> OpenApiRouter<QueryState> {
+    OpenApiRouter::new()
+        .routes(routes!(page))
+        .routes(routes!(one))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Page {
+    /// Messages before this position (none: the latest).
     before: Option<i64>,
+    /// Messages after this position, forward.
     after: Option<i64>,
+    /// 1-100, default 50.
     limit: Option<i64>,
+}
+
+/// A page of messages, ascending by position.
+#[derive(Serialize, ToSchema)]
+struct MessagePage {
+    messages: Vec<MessageView>,
+    /// Whether more lie in the direction paged.
+    has_more: bool,
 }
 
 /// Ascending by position. With `after`: the `limit` messages following it (and `has_more` if
 /// newer ones remain); otherwise the `limit` messages before `before` (or the latest), with
 /// `has_more` if older ones remain. Both together bound the page on both sides.
+#[utoipa::path(get, path = "/rooms/{room_id}/messages", tag = "messages", params(("room_id" = Uuid, Path, description = "the room"), Page), responses((status = 200, description = "a page; members only", body = MessagePage)), security(("login_token" = [])))]
 async fn page(
     State(state): State<QueryState>,
     user: AuthUser,
     ApiPath(room_id): ApiPath<Uuid>,
     ApiQuery(params): ApiQuery<Page>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MessagePage>, ApiError> {
     let limit = check_limit(params.limit)?;
     if params.before.is_some_and(|b| b < 0) || params.after.is_some_and(|a| a < 0) {
         return Err(ApiError::validation(
@@ -75,14 +90,15 @@ async fn page(
         .iter()
         .map(MessageRow::view)
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Json(json!({ "messages": messages, "has_more": has_more })))
+    Ok(Json(MessagePage { messages, has_more }))
 }
 
+#[utoipa::path(get, path = "/rooms/{room_id}/messages/{message_id}", tag = "messages", params(("room_id" = Uuid, Path, description = "the room"), ("message_id" = Uuid, Path, description = "the message")), responses((status = 200, description = "the message; members only", body = MessageView)), security(("login_token" = [])))]
 async fn one(
     State(state): State<QueryState>,
     user: AuthUser,
     ApiPath((room_id, message_id)): ApiPath<(Uuid, Uuid)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MessageView>, ApiError> {
     member_room(&state.pool, room_id, user.id).await?;
     let row: Option<MessageRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages x WHERE x.room_id = $1 AND x.id = $2"
@@ -93,7 +109,5 @@ async fn one(
     .await
     .map_err(db_error)?;
     let row = row.ok_or_else(|| ApiError::not_found("message not found"))?;
-    Ok(Json(
-        serde_json::to_value(row.view()?).expect("views serialize"),
-    ))
+    Ok(Json(row.view()?))
 }

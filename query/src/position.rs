@@ -141,3 +141,45 @@ pub async fn middleware(
         .insert(POSITION_HEADER, HeaderValue::from(position));
     response
 }
+
+/// Describes what [`middleware`] adds to a query in the OpenAPI description: the
+/// `min_position` parameter, the `504 stale` answer and the `X-Natter-Position` header.
+pub fn describe(op: &mut utoipa::openapi::path::Operation) {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    use utoipa::openapi::{HeaderBuilder, RefOr};
+    let integer = || {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(0))
+            .build()
+    };
+    op.parameters.get_or_insert_with(Vec::new).push(RefOr::T(
+        ParameterBuilder::new()
+            .name("min_position")
+            .parameter_in(ParameterIn::Query)
+            .description(Some(
+                "Wait until the read models have applied this position (a command's \
+                 `position`): read your own writes.",
+            ))
+            .schema(Some(integer()))
+            .build(),
+    ));
+    for response in op.responses.responses.values_mut() {
+        if let RefOr::T(response) = response {
+            response.headers.insert(
+                POSITION_HEADER.to_string(),
+                RefOr::T(
+                    HeaderBuilder::new()
+                        .schema(Some(integer()))
+                        .description(Some("The position the read models had applied."))
+                        .build(),
+                ),
+            );
+        }
+    }
+    op.responses.responses.insert(
+        "504".into(),
+        natter_edge::openapi::error_response("`min_position` was not reached within the wait"),
+    );
+}

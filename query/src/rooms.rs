@@ -1,25 +1,27 @@
 //! Room queries: listing and search, one room, its members, and "my rooms" with unread counts.
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use natter_edge::views::{MessageView, RoomView};
 use natter_edge::{ApiError, ApiPath, ApiQuery, AuthUser};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::QueryState;
 use crate::rows::{MESSAGE_COLUMNS, MessageRow, ROOM_COLUMNS, RoomRow, db_error};
 
-pub fn router() -> Router<QueryState> {
-    Router::new()
-        .route("/rooms", get(list_rooms))
-        .route("/rooms/{room_id}", get(get_room))
-        .route("/rooms/{room_id}/members", get(members))
-        .route("/me/rooms", get(my_rooms))
+pub fn router() -> OpenApiRouter<QueryState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_rooms))
+        .routes(routes!(get_room))
+        .routes(routes!(members))
+        .routes(routes!(my_rooms))
 }
 
 #[derive(sqlx::FromRow)]
@@ -78,19 +80,79 @@ pub fn check_limit(limit: Option<i64>) -> Result<i64, ApiError> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum Scope {
     Public,
     Joined,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListRooms {
+    /// `public` (the default): every public room; `joined`: the caller's rooms.
     scope: Option<Scope>,
+    /// Matches names case-insensitively anywhere (`%` and `_` literally); up to 100 chars.
     q: Option<String>,
+    /// 1-100, default 50.
     limit: Option<i64>,
+    /// A `next_cursor` from the previous page.
     cursor: Option<String>,
+}
+
+/// A page of rooms, newest first.
+#[derive(Serialize, ToSchema)]
+struct RoomList {
+    rooms: Vec<RoomView>,
+    /// Absent on the last page.
+    next_cursor: Option<String>,
+}
+
+/// One member of a room.
+#[derive(Serialize, ToSchema)]
+struct Member {
+    user_id: Uuid,
+    username: Option<String>,
+    display_name: Option<String>,
+    /// `owner` or `member`.
+    role: String,
+    joined_at: chrono::DateTime<chrono::Utc>,
+    last_read_position: i64,
+    /// Whether a gateway heard from them lately (at most 30 s old).
+    online: bool,
+}
+
+/// `{members}`, in the order they joined.
+#[derive(Serialize, ToSchema)]
+struct Members {
+    members: Vec<Member>,
+}
+
+/// The other user of a direct room.
+#[derive(Serialize, Deserialize, ToSchema)]
+struct OtherUser {
+    id: Uuid,
+    username: String,
+    display_name: String,
+}
+
+/// A room of the caller's, with their unread count and the latest message.
+#[derive(Serialize, ToSchema)]
+struct MyRoom {
+    #[serde(flatten)]
+    room: RoomView,
+    unread_count: i64,
+    last_read_position: i64,
+    last_message: Option<MessageView>,
+    /// For a direct room: the other user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    other_user: Option<OtherUser>,
+}
+
+/// `{rooms}`, most recently active first.
+#[derive(Serialize, ToSchema)]
+struct MyRooms {
+    rooms: Vec<MyRoom>,
 }
 
 fn encode_cursor(created_position: i64) -> String {
@@ -115,11 +177,12 @@ fn contains_pattern(q: &str) -> String {
     format!("%{escaped}%")
 }
 
+#[utoipa::path(get, path = "/rooms", tag = "rooms", params(ListRooms), responses((status = 200, description = "a page of rooms", body = RoomList)), security(("login_token" = [])))]
 async fn list_rooms(
     State(state): State<QueryState>,
     user: AuthUser,
     ApiQuery(params): ApiQuery<ListRooms>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RoomList>, ApiError> {
     let limit = check_limit(params.limit)?;
     let before = params
         .cursor
@@ -166,18 +229,17 @@ async fn list_rooms(
         .iter()
         .map(RoomRow::view)
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Json(json!({ "rooms": rooms, "next_cursor": next_cursor })))
+    Ok(Json(RoomList { rooms, next_cursor }))
 }
 
+#[utoipa::path(get, path = "/rooms/{room_id}", tag = "rooms", params(("room_id" = Uuid, Path, description = "the room")), responses((status = 200, description = "the room (private and not a member: 404)", body = RoomView)), security(("login_token" = [])))]
 async fn get_room(
     State(state): State<QueryState>,
     user: AuthUser,
     ApiPath(room_id): ApiPath<Uuid>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RoomView>, ApiError> {
     let (room, _) = visible_room(&state.pool, room_id, user.id).await?;
-    Ok(Json(
-        serde_json::to_value(room.view()?).expect("views serialize"),
-    ))
+    Ok(Json(room.view()?))
 }
 
 #[derive(sqlx::FromRow)]
@@ -190,11 +252,12 @@ struct MemberRow {
     last_read_position: i64,
 }
 
+#[utoipa::path(get, path = "/rooms/{room_id}/members", tag = "rooms", params(("room_id" = Uuid, Path, description = "the room")), responses((status = 200, description = "the members; members only", body = Members)), security(("login_token" = [])))]
 async fn members(
     State(state): State<QueryState>,
     user: AuthUser,
     ApiPath(room_id): ApiPath<Uuid>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Members>, ApiError> {
     member_room(&state.pool, room_id, user.id).await?;
     let rows: Vec<MemberRow> = sqlx::query_as(
         "SELECT m.user_id, u.username, u.display_name, m.role, m.joined_at, m.last_read_position \
@@ -205,22 +268,20 @@ async fn members(
     .fetch_all(&state.pool)
     .await
     .map_err(db_error)?;
-    let members: Vec<Value> = rows
+    let members = rows
         .into_iter()
-        .map(|m| {
-            json!({
-                "user_id": m.user_id,
-                "username": m.username,
-                "display_name": m.display_name,
-                "role": m.role,
-                "joined_at": m.joined_at,
-                "last_read_position": m.last_read_position,
-                // Presence as the gateways know it (bounded staleness: see gateway::live).
-                "online": state.gateway.live.presence.is_online(m.user_id),
-            })
+        .map(|m| Member {
+            // Presence as the gateways know it (bounded staleness: see gateway::live).
+            online: state.gateway.live.presence.is_online(m.user_id),
+            user_id: m.user_id,
+            username: m.username,
+            display_name: m.display_name,
+            role: m.role,
+            joined_at: m.joined_at,
+            last_read_position: m.last_read_position,
         })
         .collect();
-    Ok(Json(json!({ "members": members })))
+    Ok(Json(Members { members }))
 }
 
 #[derive(sqlx::FromRow)]
@@ -231,13 +292,14 @@ struct MyRoomRow {
     last_read_position: i64,
     last_message_position: Option<i64>,
     /// For a direct room, the other user (`{id, username, display_name}`).
-    other_user: Option<sqlx::types::Json<Value>>,
+    other_user: Option<sqlx::types::Json<OtherUser>>,
 }
 
+#[utoipa::path(get, path = "/me/rooms", tag = "rooms", responses((status = 200, description = "the caller's rooms with unread counts", body = MyRooms)), security(("login_token" = [])))]
 async fn my_rooms(
     State(state): State<QueryState>,
     user: AuthUser,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MyRooms>, ApiError> {
     let sql = format!(
         "SELECT {ROOM_COLUMNS}, m.unread_count, m.last_read_position, r.last_message_position, \
                 CASE WHEN r.kind = 'direct' THEN ( \
@@ -268,20 +330,19 @@ async fn my_rooms(
     let by_position: std::collections::HashMap<i64, &MessageRow> =
         last_messages.iter().map(|m| (m.position, m)).collect();
     let mut rooms = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let mut room = serde_json::to_value(row.room.view()?).expect("views serialize");
+    for row in rows {
         let last_message = row
             .last_message_position
             .and_then(|p| by_position.get(&p))
             .map(|m| m.view())
             .transpose()?;
-        room["unread_count"] = json!(row.unread_count);
-        room["last_read_position"] = json!(row.last_read_position);
-        room["last_message"] = json!(last_message);
-        if let Some(other) = &row.other_user {
-            room["other_user"] = other.0.clone();
-        }
-        rooms.push(room);
+        rooms.push(MyRoom {
+            room: row.room.view()?,
+            unread_count: row.unread_count,
+            last_read_position: row.last_read_position,
+            last_message,
+            other_user: row.other_user.map(|o| o.0),
+        });
     }
-    Ok(Json(json!({ "rooms": rooms })))
+    Ok(Json(MyRooms { rooms }))
 }

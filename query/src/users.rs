@@ -1,19 +1,20 @@
 //! User queries: oneself and others' public profiles.
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use natter_edge::views::UserView;
 use natter_edge::{ApiError, ApiPath, AuthUser};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::QueryState;
 use crate::rows::{UserRow, db_error};
 
-pub fn router() -> Router<QueryState> {
-    Router::new()
-        .route("/me", get(me))
-        .route("/users/{user_id}", get(user))
+pub fn router() -> OpenApiRouter<QueryState> {
+    OpenApiRouter::new()
+        .routes(routes!(me))
+        .routes(routes!(user))
 }
 
 async fn load(state: &QueryState, id: Uuid) -> Result<UserView, ApiError> {
@@ -27,10 +28,12 @@ async fn load(state: &QueryState, id: Uuid) -> Result<UserView, ApiError> {
         .ok_or_else(|| ApiError::not_found("user not found"))
 }
 
+#[utoipa::path(get, path = "/me", tag = "users", responses((status = 200, description = "the caller", body = UserView)), security(("login_token" = [])))]
 async fn me(State(state): State<QueryState>, user: AuthUser) -> Result<Json<UserView>, ApiError> {
     load(&state, user.id).await.map(Json)
 }
 
+#[utoipa::path(get, path = "/users/{user_id}", tag = "users", params(("user_id" = Uuid, Path, description = "the user")), responses((status = 200, description = "their public profile", body = UserView)), security(("login_token" = [])))]
 async fn user(
     State(state): State<QueryState>,
     _caller: AuthUser,

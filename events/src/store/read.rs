@@ -49,7 +49,7 @@ pub enum Start {
 }
 
 /// The event stream's size, as `GET /admin/stats` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct StreamSize {
     pub messages: u64,
     pub bytes: u64,

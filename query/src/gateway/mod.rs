@@ -11,6 +11,7 @@
 //! - [`admin`]: answers to operators (connections, disconnects), asked of every gateway.
 
 pub mod admin;
+pub mod asyncapi;
 pub mod conn;
 pub mod feed;
 pub mod hub;
@@ -21,8 +22,6 @@ pub mod session;
 
 use std::sync::Arc;
 
-use axum::Router;
-use axum::routing::get;
 use natter_edge::commands::CommandPort;
 use natter_events::{EventStore, LiveTail};
 use tokio::task::JoinHandle;
@@ -63,6 +62,6 @@ impl Gateway {
     }
 }
 
-pub fn router() -> Router<QueryState> {
-    Router::new().route("/ws", get(session::upgrade))
+pub fn router() -> utoipa_axum::router::OpenApiRouter<QueryState> {
+    utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(session::upgrade))
 }

@@ -1,8 +1,12 @@
 //! The websocket protocol of API.md: client ops in, server frames out (text frames, one JSON
 //! object each).
 
+use natter_edge::views::MessageView;
+use natter_events::catalogue::{Attachment, MessageKind};
+use natter_events::envelope::PublicEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// Close code: the token is missing, invalid or expired.
@@ -15,8 +19,38 @@ pub const CLOSE_TOO_SLOW: u16 = 4008;
 /// The reason given with [`CLOSE_TOO_SLOW`].
 pub const TOO_SLOW: &str = "too slow: reconnect and resubscribe with since";
 
+/// The close codes a server may end a connection with, what they mean, and what a client
+/// should do (the AsyncAPI document and the clients take them from here).
+pub const CLOSE_CODES: &[(u16, &str, &str)] = &[
+    (
+        1001,
+        "the server is going away",
+        "reconnect with backoff and resume",
+    ),
+    (
+        1012,
+        "the server is restarting",
+        "reconnect with backoff and resume",
+    ),
+    (
+        CLOSE_UNAUTHORIZED,
+        "unauthorized: the token is missing, invalid, expired or revoked",
+        "get a new token before reconnecting",
+    ),
+    (
+        CLOSE_BY_ADMIN,
+        "disconnected by an admin",
+        "do not reconnect on your own",
+    ),
+    (
+        CLOSE_TOO_SLOW,
+        "too slow: the client did not keep up",
+        "reconnect and resubscribe with since = your last position",
+    ),
+];
+
 /// A media signal a member can announce to the room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SignalKind {
     Camera,
@@ -25,21 +59,23 @@ pub enum SignalKind {
 }
 
 /// What a client may send.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, ToSchema)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum ClientOp {
+    /// Follow a room: without `since`, live from now; with it, every room event after that
+    /// position, then live. Answered with `subscribed` (or `reset`, then the whole history,
+    /// when `epoch` names another incarnation of the log).
     Subscribe {
         room_id: Uuid,
         since: Option<u64>,
+        /// The `epoch` of the `subscribed` frame the client had.
         epoch: Option<String>,
     },
-    Unsubscribe {
-        room_id: Uuid,
-    },
-    Typing {
-        room_id: Uuid,
-        typing: bool,
-    },
+    /// Stop following a room; answered with `unsubscribed` (reason `requested`).
+    Unsubscribe { room_id: Uuid },
+    /// Tell the room's other subscribers whether one is typing.
+    Typing { room_id: Uuid, typing: bool },
+    /// Tell the room's other subscribers of a media signal.
     Signal {
         room_id: Uuid,
         signal: SignalKind,
@@ -47,20 +83,115 @@ pub enum ClientOp {
     },
     /// A message, as `POST /rooms/{room_id}/messages` takes it; the body's fields are passed
     /// on as they came, so the write side checks them with its own rules and codes.
+    /// Answered with `ack` (with the `message`) or an `error` naming `client_id`.
     Send {
         room_id: Uuid,
+        /// Up to 128 characters: the idempotency key, so a resend appends nothing new.
         client_id: String,
+        #[schema(value_type = Option<String>)]
         content: Option<Value>,
+        #[schema(value_type = Option<MessageKind>)]
         kind: Option<Value>,
+        #[schema(value_type = Option<Attachment>)]
         attachment: Option<Value>,
     },
-    /// A read marker, as `POST /rooms/{room_id}/read` takes it.
+    /// A read marker, as `POST /rooms/{room_id}/read` takes it. Answered with `ack` or
+    /// `error`.
     Read {
         room_id: Uuid,
+        #[schema(value_type = u64)]
         up_to_position: Value,
         client_id: Option<String>,
     },
+    /// Answered with `pong`.
     Ping,
+}
+
+/// Whether a user is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceStatus {
+    Online,
+    Offline,
+}
+
+/// Everything a server sends: one JSON object per text frame, told apart by `type`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// The subscription is live from `position` (the head at the switch to live).
+    Subscribed {
+        room_id: Uuid,
+        position: u64,
+        /// Identifies the log's incarnation; send it back when resubscribing with `since`.
+        epoch: String,
+    },
+    /// The log was recreated since the client's `epoch`: the room's full history follows,
+    /// positions start over.
+    Reset {
+        room_id: Uuid,
+    },
+    /// A room event: per room, strictly increasing positions, no gaps relative to the log,
+    /// no duplicates.
+    Event {
+        room_id: Uuid,
+        position: u64,
+        /// The position of the room's previous event (0 for its first; null on a user's own
+        /// feed when this gateway does not follow the room).
+        prev_position: Option<u64>,
+        /// `"me"`: an event that names the connection's user, from a room it does not follow.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        feed: Option<String>,
+        event: PublicEvent,
+    },
+    /// The subscription ended (`left`, `removed`, `deleted`, `requested`).
+    Unsubscribed {
+        room_id: Uuid,
+        reason: String,
+    },
+    Typing {
+        room_id: Uuid,
+        user_id: Uuid,
+        typing: bool,
+    },
+    Signal {
+        room_id: Uuid,
+        user_id: Uuid,
+        signal: SignalKind,
+        on: bool,
+    },
+    /// A user of a room the connection follows came or went.
+    Presence {
+        user_id: Uuid,
+        status: PresenceStatus,
+    },
+    /// A `send` or `read` op succeeded.
+    Ack {
+        client_id: Option<String>,
+        position: u64,
+        /// The message, for a `send`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<MessageView>,
+    },
+    /// A refused frame or op: `bad_request`, `unknown_op`, `frame_too_large`, `not_found`,
+    /// `forbidden`, `not_subscribed`, `too_many_subscriptions`, `validation_failed`,
+    /// `rate_limited` (with `retry_after`), `unavailable`.
+    Error {
+        code: String,
+        message: String,
+        /// The op's `client_id`, for a refused `send` or `read`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u64>,
+    },
+    Pong,
+}
+
+impl ServerFrame {
+    fn text(&self) -> String {
+        serde_json::to_string(self).expect("frames serialize")
+    }
 }
 
 /// The longest `client_id`, as the longest `Idempotency-Key`.
@@ -102,10 +233,11 @@ pub fn parse(text: &str) -> Result<ClientOp, FrameError> {
 }
 
 pub fn error(e: &FrameError) -> String {
-    json!({ "type": "error", "code": e.code, "message": e.message }).to_string()
+    op_error(e.code, &e.message, None, None)
 }
 
-/// A `send` or `read` op done: its position, and the message for a send.
+/// A `send` or `read` op done: its position, and the message for a send (both as the REST
+/// answer gave them, which is the same type).
 pub fn ack(client_id: Option<&str>, position: &Value, message: Option<&Value>) -> String {
     let mut frame = json!({ "type": "ack", "client_id": client_id, "position": position });
     if let Some(m) = message {
@@ -121,47 +253,71 @@ pub fn op_error(
     client_id: Option<&str>,
     retry_after: Option<u64>,
 ) -> String {
-    let mut frame =
-        json!({ "type": "error", "code": code, "message": message, "client_id": client_id });
-    if let Some(secs) = retry_after {
-        frame["retry_after"] = json!(secs);
+    ServerFrame::Error {
+        code: code.to_string(),
+        message: message.to_string(),
+        client_id: client_id.map(str::to_string),
+        retry_after,
     }
-    frame.to_string()
+    .text()
 }
 
 pub fn pong() -> String {
-    json!({ "type": "pong" }).to_string()
+    ServerFrame::Pong.text()
 }
 
 pub fn subscribed(room_id: Uuid, position: u64, epoch: &str) -> String {
-    json!({ "type": "subscribed", "room_id": room_id, "position": position, "epoch": epoch })
-        .to_string()
+    ServerFrame::Subscribed {
+        room_id,
+        position,
+        epoch: epoch.to_string(),
+    }
+    .text()
 }
 
 pub fn reset(room_id: Uuid) -> String {
-    json!({ "type": "reset", "room_id": room_id }).to_string()
+    ServerFrame::Reset { room_id }.text()
 }
 
 pub fn unsubscribed(room_id: Uuid, reason: &str) -> String {
-    json!({ "type": "unsubscribed", "room_id": room_id, "reason": reason }).to_string()
+    ServerFrame::Unsubscribed {
+        room_id,
+        reason: reason.to_string(),
+    }
+    .text()
 }
 
 pub fn typing(room_id: Uuid, user_id: Uuid, typing: bool) -> String {
-    json!({ "type": "typing", "room_id": room_id, "user_id": user_id, "typing": typing })
-        .to_string()
+    ServerFrame::Typing {
+        room_id,
+        user_id,
+        typing,
+    }
+    .text()
 }
 
 pub fn signal(room_id: Uuid, user_id: Uuid, signal: SignalKind, on: bool) -> String {
-    json!({ "type": "signal", "room_id": room_id, "user_id": user_id, "signal": signal, "on": on })
-        .to_string()
+    ServerFrame::Signal {
+        room_id,
+        user_id,
+        signal,
+        on,
+    }
+    .text()
 }
 
 pub fn presence(user_id: Uuid, online: bool) -> String {
-    json!({ "type": "presence", "user_id": user_id, "status": if online { "online" } else { "offline" } }).to_string()
+    let status = if online {
+        PresenceStatus::Online
+    } else {
+        PresenceStatus::Offline
+    };
+    ServerFrame::Presence { user_id, status }.text()
 }
 
-/// An `event` frame around `envelope`: the event as auditors see it (one JSON object with
-/// its position, credentials redacted; see `natter_events::envelope::public_json`), spliced in as is.
+/// An `event` frame ([`ServerFrame::Event`]) around `envelope`: the event as auditors see it
+/// (one JSON object with its position, credentials redacted; see
+/// `natter_events::envelope::public_json`), spliced in as is rather than re-encoded.
 /// `feed_me` marks a frame sent to a user's own feed.
 pub fn event(
     room_id: Uuid,

@@ -42,6 +42,7 @@ pub struct TokenParam {
 
 /// `GET /api/v1/ws`: the token comes in `Authorization: Bearer` or `?token=`; without a valid
 /// one the upgrade is refused with 401.
+#[utoipa::path(get, path = "/ws", tag = "websocket", params(("token" = Option<String>, Query, description = "the login token, for clients that cannot set `Authorization` (browsers)")), responses((status = 101, description = "a websocket of room events; its protocol is described in AsyncAPI at `/api/v1/asyncapi.json`"), (status = 400, description = "not a websocket upgrade", body = natter_edge::error::ErrorBody)), security(("login_token" = [])))]
 pub async fn upgrade(
     State(state): State<QueryState>,
     Query(param): Query<TokenParam>,
