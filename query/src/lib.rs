@@ -143,7 +143,7 @@ impl QueryService {
                 "/api/v1",
                 read_models
                     .route_layer(from_fn_with_state(
-                        self.state.watch.clone(),
+                        (self.state.watch.clone(), self.state.store.clone()),
                         position::middleware,
                     ))
                     .merge(log),

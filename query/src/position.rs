@@ -104,7 +104,7 @@ async fn follow(pool: &PgPool, tx: &watch::Sender<u64>) -> anyhow::Result<()> {
 /// puts `X-Natter-Position` on every response: the position the read models had applied
 /// before the query ran, so the answer reflects at least that much of the log.
 pub async fn middleware(
-    State(watch): State<ProjectionWatch>,
+    State((watch, store)): State<(ProjectionWatch, natter_events::EventStore)>,
     req: Request,
     next: Next,
 ) -> Response {
@@ -113,7 +113,10 @@ pub async fn middleware(
         .and_then(|Query(q)| q.get("min_position").cloned());
     let waited = match min.map(|m| m.parse::<u64>()) {
         None => Ok(watch.current()),
-        Some(Ok(min)) => watch.wait_for(min).await,
+        Some(Ok(min)) => match beyond_the_log(&watch, &store, min).await {
+            Ok(min) => watch.wait_for(min).await,
+            Err(e) => Err(e),
+        },
         Some(Err(_)) => Err(ApiError::bad_request(
             "min_position must be a non-negative integer",
         )),
@@ -140,6 +143,26 @@ pub async fn middleware(
         .headers_mut()
         .insert(POSITION_HEADER, HeaderValue::from(position));
     response
+}
+
+/// A `min_position` the log has not reached cannot come from any command's answer: `422`, at
+/// once, rather than a wait that can only end in `504`. (The log's head is read only when the
+/// read models have not reached `min` already.)
+async fn beyond_the_log(
+    watch: &ProjectionWatch,
+    store: &natter_events::EventStore,
+    min: u64,
+) -> Result<u64, ApiError> {
+    if min <= watch.current() {
+        return Ok(min);
+    }
+    let head = store.head().await.map_err(ApiError::unavailable)?;
+    if min > head {
+        return Err(ApiError::validation(format!(
+            "min_position {min} is beyond the end of the log ({head})"
+        )));
+    }
+    Ok(min)
 }
 
 /// Describes what [`middleware`] adds to a query in the OpenAPI description: the

@@ -91,6 +91,7 @@ enum Scope {
 #[into_params(parameter_in = Query)]
 struct ListRooms {
     /// `public` (the default): every public room; `joined`: the caller's rooms.
+    #[param(inline)]
     scope: Option<Scope>,
     /// Matches names case-insensitively anywhere (`%` and `_` literally); up to 100 chars.
     q: Option<String>,

@@ -105,11 +105,20 @@ async fn every_query_endpoint_enforces_membership_and_privacy() {
 }
 
 #[tokio::test]
-async fn a_position_far_ahead_is_504_stale_within_the_bound() {
+async fn a_position_not_applied_in_time_is_504_stale_and_one_beyond_the_log_422_at_once() {
     let stack = Stack::without_projector(Duration::from_millis(800)).await;
     let (token, _) = stack.register("eager").await;
+    let head = stack.head().await;
     let started = Instant::now();
-    let r = stack.get("/me?min_position=1000000", Some(&token)).await;
+    let r = stack
+        .get(&format!("/me?min_position={}", head + 1_000_000), Some(&token))
+        .await;
+    r.expect_error(422, "validation_failed");
+    assert!(started.elapsed() < Duration::from_millis(500), "no wait: {:?}", started.elapsed());
+    let started = Instant::now();
+    let r = stack
+        .get(&format!("/me?min_position={head}"), Some(&token))
+        .await;
     r.expect_error(504, "stale");
     let waited = started.elapsed();
     assert!(
