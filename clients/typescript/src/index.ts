@@ -1,0 +1,30 @@
+// natter's TypeScript client. See README.md.
+export { NatterClient } from "./client.js";
+export type {
+  ClientEvents,
+  ClientOptions,
+  ClientOp,
+  ConnectionState,
+  Discontinuity,
+  LocalMessage,
+  RoomEvent,
+  ServerFrame,
+  StateChange,
+  WebSocketLike,
+} from "./client.js";
+export { NatterError, Rest } from "./rest.js";
+export type {
+  ErrorBody,
+  GetToken,
+  Invite,
+  Member,
+  Message,
+  MyRoom,
+  PublicEvent,
+  RestOptions,
+  Room,
+  Schemas,
+  Session,
+  User,
+} from "./rest.js";
+export { closeCodes } from "./generated/ws.js";

@@ -1,0 +1,214 @@
+// The client against a real natter: a conversation, a server killed mid-stream, a lost frame,
+// a consumer too slow for the server.
+import assert from "node:assert/strict";
+import { after, test } from "node:test";
+import WebSocket from "ws";
+import { Natter, sleep, until } from "./harness.mjs";
+
+const servers = [];
+after(async () => {
+  for (const s of servers) await s.stop();
+});
+async function natter() {
+  const s = await Natter.start();
+  servers.push(s);
+  return s;
+}
+
+/** Every event a client delivers for `room`, recording what the app would see. */
+function record(client, room) {
+  const seen = [];
+  client.on("event", (e) => {
+    if (e.roomId === room) seen.push(e);
+  });
+  return seen;
+}
+
+/** The room's positions in the log itself. */
+async function logPositions(rest, room) {
+  return (await rest.roomEvents(room)).map((e) => e.position);
+}
+
+function assertChained(seen) {
+  for (let i = 1; i < seen.length; i++) {
+    assert.ok(seen[i].position > seen[i - 1].position, `ascending at ${i}`);
+    assert.equal(seen[i].prevPosition, seen[i - 1].position, `chained at ${i}`);
+  }
+}
+
+test("two clients hold a conversation over the socket", async () => {
+  const s = await natter();
+  const alice = await s.user("alice");
+  const bob = await s.user("bob");
+  const { room } = await alice.client.rest.createRoom({ name: "chat" });
+  await bob.client.rest.join(room.id);
+  const states = [];
+  alice.client.on("state", (c) => states.push(c.state));
+  const aliceSaw = record(alice.client, room.id);
+  const bobSaw = record(bob.client, room.id);
+  for (const c of [alice.client, bob.client]) {
+    c.subscribe(room.id);
+    c.connect();
+  }
+  await until(() => alice.client.state === "connected" && bob.client.state === "connected");
+  await sleep(200);
+  const statuses = [];
+  alice.client.on("message", (m) => statuses.push(m.status));
+  const sent = [];
+  for (let i = 0; i < 5; i++) {
+    sent.push(alice.client.send(room.id, `alice ${i}`));
+    sent.push(bob.client.send(room.id, `bob ${i}`));
+  }
+  for (const m of sent) {
+    const c = m.content.startsWith("alice") ? alice.client : bob.client;
+    const done = await c.settled(m);
+    assert.equal(done.status, "sent", JSON.stringify(done.error));
+    assert.equal(done.message.content, m.content);
+  }
+  assert.deepEqual(statuses.slice(0, 1), ["pending"], "shown at once as pending");
+  await until(() => aliceSaw.length >= 10 && bobSaw.length >= 10, 10_000, "both to see all ten");
+  const contents = (seen) => seen.map((e) => e.event.data.content);
+  assert.deepEqual(contents(aliceSaw), contents(bobSaw), "both see one order");
+  assert.equal(new Set(contents(aliceSaw)).size, 10, "each once");
+  assertChained(aliceSaw);
+  // Read-your-writes: the REST helpers wait for the client's own last write.
+  const page = await alice.client.rest.messages(room.id);
+  assert.equal(page.messages.length, 10);
+  assert.deepEqual(states.slice(0, 2), ["connecting", "connected"]);
+  alice.client.close();
+  bob.client.close();
+});
+
+test("natter killed and restarted mid-stream: the client resumes with no gap and no duplicate", async () => {
+  const s = await natter();
+  const owner = await s.user("owner");
+  const reader = await s.user("reader");
+  const { room } = await owner.client.rest.createRoom({ name: "busy" });
+  await reader.client.rest.join(room.id);
+  const seen = record(reader.client, room.id);
+  const states = [];
+  reader.client.on("state", (c) => states.push(c));
+  reader.client.subscribe(room.id);
+  reader.client.connect();
+  await until(() => reader.client.state === "connected");
+  await sleep(200);
+  let sent = 0;
+  const send = async (i) => {
+    for (;;) {
+      try {
+        await owner.client.rest.sendMessage(room.id, { content: `m${i}` }, `m${i}`);
+        sent++;
+        return;
+      } catch {
+        await sleep(100); // natter is down: retry the same idempotent send
+      }
+    }
+  };
+  for (let i = 0; i < 60; i++) await send(i);
+  await s.kill();
+  // Sent over the socket while natter is down: pending, then sent once it is back, once.
+  const offline = reader.client.send(room.id, "sent while down");
+  assert.equal(offline.status, "pending");
+  const restarted = s.restart();
+  for (let i = 60; i < 120; i++) await send(i);
+  await restarted;
+  const settled = await reader.client.settled(offline);
+  assert.equal(settled.status, "sent", JSON.stringify(settled.error));
+  await until(() => seen.length >= 121, 30_000, "all 121 messages");
+  const log = await owner.client.rest.roomEvents(room.id);
+  assert.equal(log.filter((e) => e.data.content === "sent while down").length, 1, "stored once");
+  const expected = (await logPositions(owner.client.rest, room.id)).filter((p) => p > seen[0].prevPosition);
+  assert.deepEqual(seen.map((e) => e.position), expected, "every event once, in order");
+  assertChained(seen);
+  assert.ok(states.some((c) => c.state === "disconnected"), "it noticed");
+  assert.equal(reader.client.state, "connected", "and came back");
+  reader.client.close();
+});
+
+test("a lost frame is healed from the log before the app sees what follows", async () => {
+  const s = await natter();
+  const owner = await s.user("owner");
+  let events = 0;
+  const listener = await s.user("listener", {
+    dropFrame: (f) => f.type === "event" && ++events === 3,
+  });
+  const { room } = await owner.client.rest.createRoom({ name: "lossy" });
+  await listener.client.rest.join(room.id);
+  const seen = record(listener.client, room.id);
+  const holes = [];
+  listener.client.on("discontinuity", (d) => holes.push(d));
+  listener.client.subscribe(room.id);
+  listener.client.connect();
+  await until(() => listener.client.state === "connected");
+  await sleep(200);
+  for (let i = 0; i < 6; i++) await owner.client.rest.sendMessage(room.id, { content: `m${i}` });
+  await until(() => seen.length >= 6, 10_000, "six events");
+  assert.deepEqual(seen.map((e) => e.event.data.content), ["m0", "m1", "m2", "m3", "m4", "m5"]);
+  assert.deepEqual(seen.map((e) => e.backfilled), [false, false, true, false, false, false]);
+  assertChained(seen);
+  assert.deepEqual(holes, []);
+  listener.client.close();
+});
+
+test("a consumer too slow for the server is closed with 4008 and resumes where it was", async () => {
+  const s = await natter();
+  const owner = await s.user("owner");
+  let socket;
+  class Pausable extends WebSocket {
+    constructor(url) {
+      super(url);
+      socket = this;
+    }
+  }
+  const slow = await s.user("slow", { WebSocket: Pausable });
+  const { room } = await owner.client.rest.createRoom({ name: "firehose" });
+  await slow.client.rest.join(room.id);
+  const seen = record(slow.client, room.id);
+  const states = [];
+  slow.client.on("state", (c) => states.push(c));
+  slow.client.subscribe(room.id);
+  slow.client.connect();
+  await until(() => slow.client.state === "connected");
+  await sleep(200);
+  socket.pause(); // the app stops reading: the server's queue for it fills
+  const big = "x".repeat(3900);
+  const total = 2500;
+  for (let i = 0; i < total; i += 50) {
+    await Promise.all(
+      Array.from({ length: 50 }, (_, k) => owner.client.rest.sendMessage(room.id, { content: `${i + k} ${big}` })),
+    );
+  }
+  await sleep(500);
+  socket.resume();
+  await until(() => states.some((c) => c.code === 4008), 30_000, "a 4008 close");
+  await until(() => seen.length >= total, 60_000, `all ${total} messages`);
+  const positions = await logPositions(owner.client.rest, room.id);
+  assert.deepEqual(seen.map((e) => e.position), positions.filter((p) => p > seen[0].prevPosition));
+  assertChained(seen);
+  slow.client.close();
+});
+
+test("close codes decide: a refused token is refreshed and resumed, an admin's disconnect stops", async () => {
+  const s = await natter();
+  const root = await s.user("root");
+  let token;
+  const carol = await s.user("carol", { getToken: (refresh) => (refresh ? token.fresh : token.current) });
+  token = { current: carol.token, fresh: undefined };
+  const states = [];
+  carol.client.on("state", (c) => states.push(c));
+  carol.client.connect();
+  await until(() => carol.client.state === "connected");
+  // A password change revokes the token the socket was opened with (4001): the client asks
+  // for a fresh one and comes back.
+  const changed = await carol.client.rest.updateMe({ password: "a new password", current_password: "password123" });
+  token.fresh = changed.token;
+  await until(() => states.some((c) => c.code === 4001), 5_000, "a 4001 close");
+  await until(() => carol.client.state === "connected", 5_000, "a reconnect with the fresh token");
+  // An admin cuts carol off (4003): the client stays closed.
+  const cut = await root.client.rest.call("DELETE", `/admin/connections/${carol.user.id}`);
+  assert.equal(cut.closed, 1);
+  await until(() => carol.client.state === "closed", 5_000, "closed");
+  assert.equal(states.at(-1).code, 4003);
+  await sleep(700);
+  assert.equal(carol.client.state, "closed", "no reconnect on its own");
+});
