@@ -12,6 +12,7 @@ pub fn openapi_doc() -> utoipa::openapi::OpenApi {
     let mut api = natter_command::openapi();
     api.merge(natter_query::openapi());
     api.merge(crate::ops::openapi());
+    api.merge(crate::web::openapi());
     natter_edge::openapi::finish(api)
 }
 

@@ -8,6 +8,7 @@ mod http;
 mod ops;
 mod rebuild;
 mod serve;
+mod web;
 
 use clap::{Parser, Subcommand};
 

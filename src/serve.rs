@@ -120,6 +120,7 @@ pub async fn run(
         projector_status = Some(projector.status.clone());
         tasks.push(("projector", tokio::spawn(projector.run())));
     }
+    router = router.merge(crate::web::routes());
     router = router.merge(ops::routes(OpsState {
         nats,
         store,

@@ -92,6 +92,14 @@ async fn every_described_operation_is_routed_and_the_server_serves_the_descripti
     assert_eq!(asyncapi["asyncapi"], "3.0.0");
 
     let paths = spec["paths"].as_object().unwrap();
+    let mut ids = std::collections::HashSet::new();
+    for item in paths.values() {
+        for op in item.as_object().unwrap().values() {
+            if let Some(id) = op["operationId"].as_str() {
+                assert!(ids.insert(id.to_string()), "operationId {id} is not unique");
+            }
+        }
+    }
     // The contract's paths, all described.
     for path in [
         "/api/v1/auth/register",

@@ -111,10 +111,17 @@ async fn a_position_not_applied_in_time_is_504_stale_and_one_beyond_the_log_422_
     let head = stack.head().await;
     let started = Instant::now();
     let r = stack
-        .get(&format!("/me?min_position={}", head + 1_000_000), Some(&token))
+        .get(
+            &format!("/me?min_position={}", head + 1_000_000),
+            Some(&token),
+        )
         .await;
     r.expect_error(422, "validation_failed");
-    assert!(started.elapsed() < Duration::from_millis(500), "no wait: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "no wait: {:?}",
+        started.elapsed()
+    );
     let started = Instant::now();
     let r = stack
         .get(&format!("/me?min_position={head}"), Some(&token))

@@ -1,0 +1,120 @@
+// natter's web page in a real browser (Debian's chromium, driven by playwright-core; never a
+// downloaded browser): two people register, meet in a room and chat; natter restarts while
+// they are connected, and both come back with every message once. Screenshots of both
+// windows go to test-results/.
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { after, test } from "node:test";
+import { chromium } from "playwright-core";
+import { Natter, sleep } from "./harness.mjs";
+
+const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const shots = new URL("../test-results/", import.meta.url).pathname;
+mkdirSync(shots, { recursive: true });
+
+let natter;
+let browser;
+after(async () => {
+  await browser?.close();
+  await natter?.stop();
+});
+
+async function window(name) {
+  const context = await browser.newContext({ viewport: { width: 1000, height: 700 } });
+  const page = await context.newPage();
+  page.on("pageerror", (e) => console.error(`[${name}] page error:`, e));
+  await page.goto(natter.base);
+  return page;
+}
+
+async function register(page, username) {
+  await page.fill("#auth-form [name=username]", username);
+  await page.fill("#auth-form [name=password]", "password123");
+  await page.click("#auth-form button[value=register]");
+  await page.waitForSelector("#app:not([hidden])");
+  await page.waitForSelector("#conn.connected");
+}
+
+/** The messages a window shows, in order. */
+async function shown(page) {
+  return await page.$$eval("#messages li .text", (nodes) => nodes.map((n) => n.textContent));
+}
+
+async function say(page, text) {
+  await page.fill("#composer [name=content]", text);
+  await page.press("#composer [name=content]", "Enter");
+}
+
+test("two windows chat, through a server restart, with every message once", async () => {
+  natter = await Natter.start();
+  browser = await chromium.launch({
+    executablePath,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+  const anna = await window("anna");
+  const ben = await window("ben");
+  await register(anna, "anna");
+  await register(ben, "ben");
+
+  // Anna opens a room; Ben finds it by searching and joins.
+  await anna.fill("#create-room [name=name]", "meeting point");
+  await anna.click("#create-room button");
+  await anna.waitForSelector("#room:not([hidden])");
+  await ben.fill("#search", "meeting");
+  await ben.waitForSelector("#public-rooms li:has-text('meeting point') button:has-text('join')");
+  await ben.click("#public-rooms li:has-text('meeting point') button:has-text('join')");
+  await ben.waitForSelector("#room-name:has-text('meeting point')");
+
+  await say(anna, "hi ben");
+  await ben.waitForSelector("#messages li:has-text('hi ben')");
+  await say(ben, "hi anna, found it");
+  await anna.waitForSelector("#messages li:has-text('hi anna, found it')");
+  // Typing shows on the other side.
+  await ben.fill("#composer [name=content]", "typing something");
+  await anna.waitForSelector("#typing:has-text('ben is typing')");
+  await ben.fill("#composer [name=content]", "");
+
+  // natter goes away (killed) and comes back; meanwhile Anna writes. Both reconnect by
+  // themselves; Anna's message goes out when it can, and nobody sees anything twice.
+  await natter.kill();
+  await anna.waitForSelector("#conn:not(.connected)");
+  await ben.waitForSelector("#conn:not(.connected)");
+  await say(anna, "did you get this?");
+  await sleep(300);
+  await natter.restart();
+  await anna.waitForSelector("#conn.connected", { timeout: 20_000 });
+  await ben.waitForSelector("#conn.connected", { timeout: 20_000 });
+  await ben.waitForSelector("#messages li:has-text('did you get this?')", { timeout: 20_000 });
+  await say(ben, "yes, all of it");
+  await say(anna, "great");
+  const expected = ["hi ben", "hi anna, found it", "did you get this?", "yes, all of it", "great"];
+  for (const page of [anna, ben]) {
+    await page.waitForSelector("#messages li:has-text('great')");
+    await page.waitForFunction(
+      (n) => document.querySelectorAll("#messages li:not(.pending)").length >= n,
+      expected.length,
+    );
+  }
+  await sleep(500);
+  assert.deepEqual(await shown(anna), expected, "anna sees every message once, in order");
+  assert.deepEqual(await shown(ben), expected, "ben sees every message once, in order");
+  // An unread badge: Ben leaves the room view; Anna writes; Ben's list counts it.
+  await ben.setViewportSize({ width: 420, height: 760 });
+  await ben.click("#back");
+  await say(anna, "one more");
+  await ben.waitForSelector("#my-rooms li:has-text('meeting point') .badge:has-text('1')");
+
+  await anna.screenshot({ path: `${shots}anna.png` });
+  await ben.screenshot({ path: `${shots}ben.png` });
+  await ben.click("#my-rooms li:has-text('meeting point')");
+  await ben.waitForSelector("#messages li:has-text('one more')");
+  await ben.screenshot({ path: `${shots}ben-phone.png` });
+});

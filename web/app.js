@@ -1,0 +1,519 @@
+// natter's web chat: a small page over the TypeScript client (natter-client.js is its bundle,
+// built from clients/typescript by `npm run build:web` there). Plain DOM, no framework.
+import { NatterClient, NatterError, Rest } from "/web/natter-client.js";
+
+const $ = (id) => document.getElementById(id);
+const origin = location.origin;
+const SESSION = "natter.session";
+
+let session = JSON.parse(localStorage.getItem(SESSION) || "null"); // {token, user}
+let client;
+const myRooms = new Map(); // room id -> MyRoom row
+const names = new Map(); // user id -> username
+let current; // {id, room, oldest, hasMore, loading, members: Map<user id, member>}
+let typingSent = 0;
+const typers = new Map(); // user id -> timeout
+const followed = new Set(); // room ids subscribed on the socket
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (k === "class") node.className = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (k === "text") node.textContent = v;
+    else node.setAttribute(k, v);
+  }
+  node.append(...children);
+  return node;
+}
+
+function showError(e) {
+  const text = e instanceof NatterError ? `${e.message} (${e.code})` : String(e);
+  console.error(e);
+  alert(text);
+}
+
+// -- signing in ---------------------------------------------------------------------------------
+
+$("auth-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const form = new FormData(ev.target);
+  const action = ev.submitter?.value ?? "login";
+  const body = { username: form.get("username"), password: form.get("password") };
+  const rest = new Rest({ baseUrl: origin });
+  try {
+    const answer = action === "register" ? await rest.register(body) : await rest.login(body);
+    session = { token: answer.token, user: answer.user };
+    localStorage.setItem(SESSION, JSON.stringify(session));
+    $("auth-error").textContent = "";
+    await start();
+  } catch (e) {
+    $("auth-error").textContent = e instanceof NatterError ? e.message : String(e);
+  }
+});
+
+$("logout").addEventListener("click", () => {
+  localStorage.removeItem(SESSION);
+  location.reload();
+});
+
+function showAuth() {
+  $("auth").hidden = false;
+  $("app").hidden = true;
+}
+
+// -- the app ------------------------------------------------------------------------------------
+
+async function start() {
+  client = new NatterClient({ baseUrl: origin, getToken: () => session.token });
+  try {
+    session.user = await client.rest.me();
+  } catch (e) {
+    if (e instanceof NatterError && (e.status === 401 || e.status === 404)) return showAuth();
+    throw e;
+  }
+  names.set(session.user.id, session.user.username);
+  $("auth").hidden = true;
+  $("app").hidden = false;
+  $("me-name").textContent = session.user.display_name;
+  client.on("state", ({ state, code }) => {
+    $("conn").textContent = state;
+    $("conn").className = `conn ${state}`;
+    if (state === "closed" && code === 4001) showAuth();
+  });
+  client.on("event", onEvent);
+  client.on("feed", () => void loadMyRooms());
+  client.on("message", onLocal);
+  client.on("typing", onTyping);
+  client.on("presence", ({ user_id, status }) => {
+    const member = current?.members.get(user_id);
+    if (member) {
+      member.online = status === "online";
+      renderMembers();
+    }
+  });
+  client.on("unsubscribed", ({ roomId }) => {
+    followed.delete(roomId);
+    if (current?.id === roomId) closeRoom();
+    void loadMyRooms();
+  });
+  client.connect();
+  await loadMyRooms();
+  await loadPublic("");
+}
+
+async function loadMyRooms() {
+  const { rooms } = await client.rest.myRooms();
+  myRooms.clear();
+  for (const row of rooms) {
+    myRooms.set(row.id, row);
+    if (row.other_user) names.set(row.other_user.id, row.other_user.username);
+    if (!followed.has(row.id)) {
+      followed.add(row.id);
+      client.subscribe(row.id);
+    }
+  }
+  renderMyRooms();
+}
+
+function roomTitle(row) {
+  return row.kind === "direct" && row.other_user ? `@ ${row.other_user.username}` : row.name;
+}
+
+function renderMyRooms() {
+  const list = $("my-rooms");
+  list.replaceChildren();
+  for (const row of myRooms.values()) {
+    const unread = current?.id === row.id ? 0 : row.unread_count;
+    list.append(
+      el(
+        "li",
+        { class: current?.id === row.id ? "active" : "", "data-room": row.id, onclick: () => openRoom(row.id) },
+        el("span", { class: "name", text: roomTitle(row) }),
+        unread > 0 ? el("span", { class: "badge", text: String(unread) }) : "",
+      ),
+    );
+  }
+}
+
+let searchTimer;
+$("search").addEventListener("input", (ev) => {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(() => loadPublic(ev.target.value), 250);
+});
+
+async function loadPublic(q) {
+  const { rooms } = await client.rest.listRooms({ scope: "public", q: q || undefined, limit: 20 });
+  const list = $("public-rooms");
+  list.replaceChildren();
+  for (const room of rooms) {
+    const joined = myRooms.has(room.id);
+    list.append(
+      el(
+        "li",
+        { "data-room": room.id },
+        el("span", { class: "name", text: room.name }),
+        el("span", { class: "muted", text: `${room.member_count}` }),
+        joined
+          ? el("button", { class: "link", text: "open", onclick: () => openRoom(room.id) })
+          : el("button", { class: "link", text: "join", onclick: () => joinRoom(room.id) }),
+      ),
+    );
+  }
+}
+
+async function joinRoom(id) {
+  try {
+    await client.rest.join(id);
+    await loadMyRooms();
+    await openRoom(id);
+    await loadPublic($("search").value);
+  } catch (e) {
+    showError(e);
+  }
+}
+
+$("create-room").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const form = new FormData(ev.target);
+  try {
+    const { room } = await client.rest.createRoom({
+      name: form.get("name"),
+      visibility: form.get("private") ? "private" : "public",
+    });
+    ev.target.reset();
+    await loadMyRooms();
+    await openRoom(room.id);
+    await loadPublic($("search").value);
+  } catch (e) {
+    showError(e);
+  }
+});
+
+$("accept-invite").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const token = new FormData(ev.target).get("token").trim();
+  try {
+    const { room } = await client.rest.acceptInvite(token);
+    ev.target.reset();
+    await loadMyRooms();
+    await openRoom(room.id);
+  } catch (e) {
+    showError(e);
+  }
+});
+
+// -- one room -----------------------------------------------------------------------------------
+
+async function openRoom(id) {
+  const row = myRooms.get(id);
+  if (!row) return;
+  current = { id, room: row, oldest: undefined, hasMore: false, loading: false, members: new Map() };
+  $("app").classList.add("in-room");
+  $("empty").hidden = true;
+  $("room").hidden = false;
+  $("room-name").textContent = roomTitle(row);
+  $("room-meta").textContent = `${row.visibility}${row.kind !== "group" ? ` · ${row.kind}` : ""}`;
+  $("invite").hidden = row.kind !== "group" || row.owner_id !== session.user.id;
+  $("leave").hidden = row.kind === "direct";
+  $("invite-out").hidden = true;
+  $("messages").replaceChildren();
+  $("typing").textContent = "";
+  renderMyRooms();
+  await Promise.all([loadMembers(), loadPage()]);
+  markRead();
+}
+
+function closeRoom() {
+  current = undefined;
+  $("app").classList.remove("in-room");
+  $("room").hidden = true;
+  $("empty").hidden = false;
+  renderMyRooms();
+}
+
+$("back").addEventListener("click", closeRoom);
+
+async function loadMembers() {
+  const room = current;
+  const { members } = await client.rest.members(room.id);
+  room.members = new Map(members.map((m) => [m.user_id, m]));
+  for (const m of members) names.set(m.user_id, m.username);
+  if (current === room) renderMembers();
+}
+
+function renderMembers() {
+  const list = $("members");
+  list.replaceChildren();
+  for (const m of current.members.values()) {
+    const me = m.user_id === session.user.id;
+    list.append(
+      el(
+        "li",
+        { title: me ? "you" : `Message ${m.username}` },
+        el("span", { class: `dot ${m.online ? "online" : ""}` }),
+        me
+          ? el("span", { text: `${m.display_name} (you)` })
+          : el("button", { class: "link", text: m.display_name, onclick: () => openDirect(m.user_id) }),
+        m.role === "owner" ? el("span", { class: "muted", text: "owner" }) : "",
+      ),
+    );
+  }
+}
+
+async function openDirect(userId) {
+  try {
+    const { room } = await client.rest.direct(userId);
+    await loadMyRooms();
+    await openRoom(room.id);
+  } catch (e) {
+    showError(e);
+  }
+}
+
+/** The page before the oldest shown (the latest, first). */
+async function loadPage() {
+  const room = current;
+  if (room.loading) return;
+  room.loading = true;
+  try {
+    const page = await client.rest.messages(room.id, { before: room.oldest, limit: 50 });
+    if (current !== room) return;
+    const list = $("messages");
+    const atTop = room.oldest !== undefined;
+    const height = list.scrollHeight;
+    const items = page.messages.filter((m) => !list.querySelector(`[data-id="${m.id}"]`)).map(messageItem);
+    list.prepend(...items);
+    if (page.messages.length) room.oldest = page.messages[0].position;
+    room.hasMore = page.has_more;
+    if (atTop) list.scrollTop = list.scrollHeight - height;
+    else list.scrollTop = list.scrollHeight;
+  } finally {
+    room.loading = false;
+  }
+}
+
+$("messages").addEventListener("scroll", (ev) => {
+  if (current && current.hasMore && ev.target.scrollTop < 40) void loadPage();
+});
+
+function messageItem(m) {
+  const mine = m.sender_id === session.user.id;
+  const li = el("li", { "data-id": m.id, "data-position": String(m.position) });
+  fillMessage(li, m, mine);
+  return li;
+}
+
+function fillMessage(li, m, mine) {
+  li.className = [m.kind === "system" ? "system" : "", m.deleted ? "deleted" : ""].join(" ").trim();
+  const who = m.kind === "system" ? "natter" : names.get(m.sender_id) ?? "someone";
+  const when = new Date(m.created_at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  const actions = el("span", { class: "actions" });
+  if (mine && !m.deleted && m.kind !== "system") {
+    actions.append(
+      el("button", { class: "link", text: "edit", onclick: () => editMessage(m) }),
+      el("button", { class: "link", text: "delete", onclick: () => deleteMessage(m) }),
+    );
+  }
+  li.replaceChildren(
+    el("span", { class: "who", text: who }),
+    el("span", { class: "text", text: m.deleted ? "message deleted" : m.content }),
+    el("span", { class: "when", text: `${when}${m.edited_at ? " · edited" : ""}` }),
+    actions,
+  );
+  li._message = m;
+}
+
+async function editMessage(m) {
+  const content = prompt("Edit message", m.content);
+  if (content === null || content === m.content) return;
+  try {
+    await client.rest.editMessage(current.id, m.id, content);
+  } catch (e) {
+    showError(e);
+  }
+}
+
+async function deleteMessage(m) {
+  if (!confirm("Delete this message?")) return;
+  try {
+    await client.rest.deleteMessage(current.id, m.id);
+  } catch (e) {
+    showError(e);
+  }
+}
+
+$("composer").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const input = ev.target.elements.content;
+  const content = input.value.trim();
+  if (!content || !current) return;
+  input.value = "";
+  client.typing(current.id, false);
+  typingSent = 0;
+  const local = client.send(current.id, content);
+  const li = el("li", { class: "pending", "data-client-id": local.clientId });
+  li.append(el("span", { class: "who", text: session.user.username }), el("span", { class: "text", text: content }));
+  $("messages").append(li);
+  $("messages").scrollTop = $("messages").scrollHeight;
+});
+
+$("composer").addEventListener("input", () => {
+  if (!current || Date.now() - typingSent < 3000) return;
+  typingSent = Date.now();
+  client.typing(current.id, true);
+});
+
+/** A socket send changed status: the local echo follows. */
+function onLocal(local) {
+  const li = document.querySelector(`[data-client-id="${local.clientId}"]`);
+  if (!li) return;
+  if (local.status === "failed") {
+    li.className = "failed";
+    li.title = local.error?.message ?? "not sent";
+    return;
+  }
+  if (local.status === "sent" && local.message) {
+    const existing = document.querySelector(`[data-id="${local.message.id}"]`);
+    if (existing && existing !== li) {
+      li.remove(); // the live event got here first
+      return;
+    }
+    li.removeAttribute("data-client-id");
+    li.setAttribute("data-id", local.message.id);
+    li.setAttribute("data-position", String(local.message.position));
+    fillMessage(li, local.message, true);
+  }
+}
+
+function onTyping({ room_id, user_id, typing }) {
+  if (current?.id !== room_id || user_id === session.user.id) return;
+  clearTimeout(typers.get(user_id));
+  if (typing) typers.set(user_id, setTimeout(() => onTyping({ room_id, user_id, typing: false }), 5000));
+  else typers.delete(user_id);
+  const who = [...typers.keys()].map((id) => names.get(id) ?? "someone");
+  $("typing").textContent = who.length ? `${who.join(", ")} ${who.length > 1 ? "are" : "is"} typing…` : "";
+}
+
+/** A room event, in order, once (the client guarantees it). */
+function onEvent({ roomId, event }) {
+  const data = event.data;
+  switch (event.type) {
+    case "message.sent": {
+      const m = {
+        id: data.message_id,
+        room_id: roomId,
+        sender_id: data.kind === "system" ? null : event.actor_id,
+        kind: data.kind,
+        content: data.content,
+        attachment: data.attachment ?? null,
+        position: event.position,
+        created_at: event.occurred_at,
+        edited_at: null,
+        deleted: false,
+      };
+      if (current?.id === roomId) {
+        showLive(m);
+        markRead();
+      } else if (m.sender_id !== session.user.id) {
+        const row = myRooms.get(roomId);
+        if (row) {
+          row.unread_count += 1;
+          renderMyRooms();
+        }
+      }
+      if (m.sender_id) onTyping({ room_id: roomId, user_id: m.sender_id, typing: false });
+      return;
+    }
+    case "message.edited":
+    case "message.deleted": {
+      const li = current?.id === roomId && document.querySelector(`[data-id="${data.message_id}"]`);
+      if (!li || !li._message) return;
+      const m = { ...li._message };
+      if (event.type === "message.edited") {
+        m.content = data.content;
+        m.edited_at = event.occurred_at;
+      } else {
+        m.deleted = true;
+        m.content = "";
+      }
+      fillMessage(li, m, m.sender_id === session.user.id);
+      return;
+    }
+    case "room.member_joined":
+    case "room.member_left":
+    case "room.member_removed":
+    case "room.updated":
+      if (current?.id === roomId) void loadMembers();
+      if (data.user_id === session.user.id || event.type === "room.updated") void loadMyRooms();
+      return;
+    case "room.deleted":
+      void loadMyRooms();
+      return;
+  }
+}
+
+function showLive(m) {
+  const list = $("messages");
+  if (list.querySelector(`[data-id="${m.id}"]`)) return;
+  // My own message: it replaces its local echo (the oldest pending one with this text).
+  if (m.sender_id === session.user.id) {
+    const echo = [...list.querySelectorAll("li.pending")].find(
+      (li) => li.querySelector(".text")?.textContent === m.content,
+    );
+    if (echo) {
+      echo.className = "";
+      echo.removeAttribute("data-client-id");
+      echo.setAttribute("data-id", m.id);
+      fillMessage(echo, m, true);
+      return;
+    }
+  }
+  const near = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+  list.append(messageItem(m));
+  if (near) list.scrollTop = list.scrollHeight;
+}
+
+let readTimer;
+function markRead() {
+  clearTimeout(readTimer);
+  readTimer = setTimeout(() => {
+    if (!current) return;
+    const last = client.position(current.id);
+    const row = myRooms.get(current.id);
+    if (last && row && last > row.last_read_position) {
+      client.read(current.id, last);
+      row.last_read_position = last;
+    }
+    if (row) {
+      row.unread_count = 0;
+      renderMyRooms();
+    }
+  }, 300);
+}
+
+$("invite").addEventListener("click", async () => {
+  try {
+    const { invite } = await client.rest.createInvite(current.id);
+    const out = $("invite-out");
+    out.hidden = false;
+    out.textContent = `Invite token (valid until ${new Date(invite.expires_at).toLocaleString()}): ${invite.token}`;
+  } catch (e) {
+    showError(e);
+  }
+});
+
+$("leave").addEventListener("click", async () => {
+  if (!confirm("Leave this room?")) return;
+  try {
+    await client.rest.leave(current.id);
+    closeRoom();
+    await loadMyRooms();
+    await loadPublic($("search").value);
+  } catch (e) {
+    showError(e);
+  }
+});
+
+if (session) start().catch(showError);
+else showAuth();
