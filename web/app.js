@@ -43,7 +43,9 @@ $("auth-form").addEventListener("submit", async (ev) => {
   const rest = new Rest({ baseUrl: origin });
   try {
     const answer = action === "register" ? await rest.register(body) : await rest.login(body);
-    session = { token: answer.token, user: answer.user };
+    // A registration's position: the first queries wait for it (the read models may not
+    // have the new user yet).
+    session = { token: answer.token, user: answer.user, position: answer.position ?? 0 };
     localStorage.setItem(SESSION, JSON.stringify(session));
     $("auth-error").textContent = "";
     await start();
@@ -66,6 +68,7 @@ function showAuth() {
 
 async function start() {
   client = new NatterClient({ baseUrl: origin, getToken: () => session.token });
+  client.rest.wrote(session.position);
   try {
     session.user = await client.rest.me();
   } catch (e) {
@@ -301,6 +304,16 @@ function messageItem(m) {
   const mine = m.sender_id === session.user.id;
   const li = el("li", { "data-id": m.id, "data-position": String(m.position) });
   fillMessage(li, m, mine);
+  if (m.sender_id && !names.has(m.sender_id)) {
+    // A sender this page has not met (a former member, say): show their name once known.
+    client.rest.user(m.sender_id).then(
+      (u) => {
+        names.set(u.id, u.username);
+        if (li._message) fillMessage(li, li._message, mine);
+      },
+      () => {},
+    );
+  }
   return li;
 }
 
@@ -388,6 +401,17 @@ function onLocal(local) {
 
 function onTyping({ room_id, user_id, typing }) {
   if (current?.id !== room_id || user_id === session.user.id) return;
+  if (!names.has(user_id)) {
+    // Someone this page has not met yet (joined a moment ago): learn their name first.
+    client.rest.user(user_id).then(
+      (u) => {
+        names.set(u.id, u.username);
+        onTyping({ room_id, user_id, typing });
+      },
+      () => {},
+    );
+    return;
+  }
   clearTimeout(typers.get(user_id));
   if (typing) typers.set(user_id, setTimeout(() => onTyping({ room_id, user_id, typing: false }), 5000));
   else typers.delete(user_id);
