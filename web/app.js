@@ -6,7 +6,8 @@ const $ = (id) => document.getElementById(id);
 const origin = location.origin;
 const SESSION = "natter.session";
 
-let session = JSON.parse(localStorage.getItem(SESSION) || "null"); // {token, user}
+// Per tab (sessionStorage), so that two tabs can be two people; a reload keeps it.
+let session = JSON.parse(sessionStorage.getItem(SESSION) || "null"); // {token, user, position}
 let client;
 const myRooms = new Map(); // room id -> MyRoom row
 const names = new Map(); // user id -> username
@@ -46,7 +47,7 @@ $("auth-form").addEventListener("submit", async (ev) => {
     // A registration's position: the first queries wait for it (the read models may not
     // have the new user yet).
     session = { token: answer.token, user: answer.user, position: answer.position ?? 0 };
-    localStorage.setItem(SESSION, JSON.stringify(session));
+    sessionStorage.setItem(SESSION, JSON.stringify(session));
     $("auth-error").textContent = "";
     await start();
   } catch (e) {
@@ -55,7 +56,7 @@ $("auth-form").addEventListener("submit", async (ev) => {
 });
 
 $("logout").addEventListener("click", () => {
-  localStorage.removeItem(SESSION);
+  sessionStorage.removeItem(SESSION);
   location.reload();
 });
 
@@ -85,7 +86,10 @@ async function start() {
     if (state === "closed" && code === 4001) showAuth();
   });
   client.on("event", onEvent);
-  client.on("feed", () => void loadMyRooms());
+  client.on("feed", ({ position }) => {
+    client.rest.saw(position);
+    void loadMyRooms();
+  });
   client.on("message", onLocal);
   client.on("typing", onTyping);
   client.on("presence", ({ user_id, status }) => {
@@ -422,6 +426,7 @@ function onTyping({ room_id, user_id, typing }) {
 /** A room event, in order, once (the client guarantees it). */
 function onEvent({ roomId, event }) {
   const data = event.data;
+  client.rest.saw(event.position);
   switch (event.type) {
     case "message.sent": {
       const m = {

@@ -67,6 +67,14 @@ export class Rest {
     if (typeof position === "number" && position > this.written) this.written = position;
   }
 
+  /**
+   * Notes a position the app has seen (an event from the socket): later queries wait for the
+   * read models to reach it too, so what they show is never behind what was shown live.
+   */
+  saw(position: number | undefined): void {
+    this.wrote(position);
+  }
+
   private async token(refresh: boolean): Promise<string> {
     if (!this.options.getToken) throw new NatterError(401, "unauthorized", "no getToken given");
     return await this.options.getToken(refresh);

@@ -118,3 +118,59 @@ test("two windows chat, through a server restart, with every message once", asyn
   await ben.waitForSelector("#messages li:has-text('one more')");
   await ben.screenshot({ path: `${shots}ben-phone.png` });
 });
+
+test("edits, deletions, invites, direct rooms and paging back through history", async () => {
+  const anna = await window("anna2");
+  const ben = await window("ben2");
+  await register(anna, "anna2");
+  await register(ben, "ben2");
+  // Anna opens a private room and invites Ben with a token.
+  await anna.fill("#create-room [name=name]", "back room");
+  await anna.check("#create-room [name=private]");
+  await anna.click("#create-room button");
+  await anna.waitForSelector("#room-name:has-text('back room')");
+  await anna.click("#invite");
+  const out = await (await anna.waitForSelector("#invite-out:not([hidden])")).textContent();
+  const token = out.split(": ").at(-1).trim();
+  await ben.fill("#accept-invite [name=token]", token);
+  await ben.click("#accept-invite button");
+  await ben.waitForSelector("#room-name:has-text('back room')");
+
+  // Anna edits and then deletes what she said; Ben sees both.
+  await say(anna, "frist");
+  await ben.waitForSelector("#messages li:has-text('frist')");
+  anna.once("dialog", (d) => d.accept("first"));
+  await anna.click("#messages li:has-text('frist') button:has-text('edit')");
+  await ben.waitForSelector("#messages li:has-text('first') .when:has-text('edited')");
+  await say(anna, "oops");
+  await ben.waitForSelector("#messages li:has-text('oops')");
+  anna.once("dialog", (d) => d.accept());
+  await anna.click("#messages li:has-text('oops') button:has-text('delete')");
+  await ben.waitForSelector("#messages li.deleted:has-text('message deleted')");
+  assert.deepEqual(await shown(ben), ["first", "message deleted"]);
+
+  // Ben opens a direct room with Anna from the member list; it appears on Anna's side.
+  await ben.waitForSelector("#members button:has-text('anna2')");
+  await ben.click("#members button:has-text('anna2')");
+  await ben.waitForSelector("#room-name:has-text('@ anna2')");
+  await say(ben, "just us");
+  await anna.waitForSelector("#my-rooms li:has-text('@ ben2')");
+  await anna.click("#my-rooms li:has-text('@ ben2')");
+  await anna.waitForSelector("#messages li:has-text('just us')");
+
+  // History pages back as Anna scrolls up: 60 messages, 50 at first.
+  const { client } = await natter.user("chatty");
+  const { room } = await client.rest.createRoom({ name: "long history" });
+  for (let i = 0; i < 60; i++) await client.rest.sendMessage(room.id, { content: `old ${i}` });
+  await anna.fill("#search", "long history");
+  await anna.click("#public-rooms li:has-text('long history') button:has-text('join')");
+  await anna.waitForSelector("#messages li:has-text('old 59')");
+  assert.equal((await shown(anna)).length, 50, "the latest page first");
+  await anna.$eval("#messages", (list) => {
+    list.scrollTop = 0;
+  });
+  await anna.waitForSelector("#messages li:has-text('old 0')");
+  const all = await shown(anna);
+  assert.deepEqual(all, Array.from({ length: 60 }, (_, i) => `old ${i}`), "in order, once");
+  await anna.screenshot({ path: `${shots}anna-history.png` });
+});

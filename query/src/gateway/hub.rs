@@ -133,7 +133,8 @@ impl Hub {
         self.notify_named_user(room_id, &incoming, prev, &subscribed);
     }
 
-    /// Events that name a user (an invite for them, their joins, leaves and removals) reach
+    /// Events that name a user (an invite for them, their joins (a room's creation included),
+    /// leaves and removals) reach
     /// all that user's connections, as `"feed": "me"` frames; a connection subscribed to the
     /// room already got it as a room event.
     fn notify_named_user(
@@ -148,6 +149,9 @@ impl Hub {
         };
         // A join into a pair room also names the user who waited there: the match.
         let named: Vec<Uuid> = match &envelope.event {
+            // A room's creation makes its owner (and, for a direct room, the other user) a
+            // member: their joins.
+            Event::RoomCreated(c) => std::iter::once(c.owner_id).chain(c.with_user_id).collect(),
             Event::InviteCreated(i) => i.invitee_id.into_iter().collect(),
             Event::MemberJoined(j) => std::iter::once(j.user_id).chain(j.matched_with).collect(),
             Event::MemberLeft(l) => vec![l.user_id],

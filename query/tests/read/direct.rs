@@ -44,3 +44,23 @@ async fn my_rooms_name_the_other_user_of_a_direct_room() {
     let row = rows.iter().find(|r| r["id"] == group.to_string()).unwrap();
     assert!(row.get("other_user").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_other_user_hears_of_a_new_direct_room_on_their_own_feed() {
+    let stack = Stack::spawn().await;
+    let addr = stack.serve_query().await;
+    let alice = stack.api.register("feed_alice").await;
+    let bob = stack.api.register("feed_bob").await;
+    let mut ws = crate::helpers::Ws::connect(addr, &bob.token).await;
+    ws.send(json!({ "op": "ping" })).await;
+    assert_eq!(ws.next().await["type"], "pong");
+    let opened = stack
+        .post(&format!("/direct/{}", bob.id), &alice.token, json!({}))
+        .await;
+    let room = opened.expect(200)["room"]["id"].clone();
+    let frame = ws.until(|f| f["type"] == "event").await.pop().unwrap();
+    assert_eq!(frame["feed"], "me", "{frame}");
+    assert_eq!(frame["room_id"], room);
+    assert_eq!(frame["event"]["type"], "room.created");
+    assert_eq!(frame["event"]["data"]["with_user_id"], bob.id.to_string());
+}
