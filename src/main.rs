@@ -63,7 +63,7 @@ enum Commands {
         /// Prints a machine-readable summary instead of a table.
         #[arg(long)]
         json: bool,
-        /// Runs only these scenarios (send, ws-send, projector, me-rooms, latency, fanout,
+        /// Runs only these scenarios (send, ws-send, e2e, projector, me-rooms, latency, fanout,
         /// catchup, resume, replay, memory); repeat the flag for several.
         #[arg(long = "scenario")]
         scenarios: Vec<String>,

@@ -6,6 +6,8 @@
 
 mod catchup;
 mod connections;
+mod cpu;
+mod e2e;
 mod env;
 mod fanout;
 mod http1;
@@ -95,6 +97,7 @@ type Scenario = for<'a> fn(&'a Env, Scale) -> BoxFuture<'a, anyhow::Result<Vec<F
 const SCENARIOS: &[(&str, Scenario)] = &[
     ("send", |env, scale| Box::pin(send::run(env, scale))),
     ("ws-send", |env, scale| Box::pin(ws_send::run(env, scale))),
+    ("e2e", |env, scale| Box::pin(e2e::run(env, scale))),
     ("projector", |env, scale| {
         Box::pin(projector::run(env, scale))
     }),
@@ -161,7 +164,7 @@ pub async fn bench(
         );
     } else {
         println!(
-            "{:<10} {:<34} {:>14} {:<8} {:>14} {:>22}",
+            "{:<10} {:<46} {:>14} {:<8} {:>14} {:>22}",
             "scenario", "metric", "natter", "unit", "raw", "ratio"
         );
         for f in &figures {
@@ -171,7 +174,7 @@ pub async fn bench(
                 _ => String::new(),
             };
             println!(
-                "{:<10} {:<34} {:>14.2} {:<8} {:>14} {:>22}",
+                "{:<10} {:<46} {:>14.2} {:<8} {:>14} {:>22}",
                 f.scenario, f.metric, f.value, f.unit, raw, ratio
             );
         }
