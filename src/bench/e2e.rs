@@ -30,9 +30,7 @@ pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
     }
     let duration = scale.pick(Duration::from_secs(2), Duration::from_secs(10));
     let mut figures = Vec::new();
-    let mut round = 0usize;
-    for in_flight in IN_FLIGHT {
-        round += 1;
+    for (round, in_flight) in IN_FLIGHT.into_iter().enumerate() {
         let content = |i: usize| format!("e2e-{round}-{i}");
         // Receipts: content → (sent at, seen by A, seen by B).
         let mut pending: HashMap<String, (Instant, bool, Option<Duration>)> = HashMap::new();
