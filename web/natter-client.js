@@ -388,7 +388,7 @@ var NatterClient = class {
         return;
       case "ack":
         this.rest.wrote(frame.position);
-        if (!this.settle(frame.client_id, { status: "sent", message: frame.message ?? void 0 })) return;
+        this.settle(frame.client_id, { status: "sent", message: frame.message ?? void 0 });
         return;
       case "error": {
         const error = { code: frame.code, message: frame.message };

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
+use natter_edge::credentials::token_hash;
 use natter_edge::views::{InviteAnswer, InviteView, Positioned, RoomAnswer, RoomView};
 use natter_edge::{ApiError, ApiJson, ApiPath, AuthUser, OptionalJson};
 use natter_events::RoomPart;
@@ -14,7 +15,6 @@ use natter_events::catalogue::{RoomKind, Visibility};
 use natter_events::room::{Command, RoomCommand};
 use rand::RngCore;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -225,13 +225,6 @@ fn parse_token(token: &str) -> Option<(Uuid, String)> {
     }
     let room_id = Uuid::from_slice(&bytes[..16]).ok()?;
     Some((room_id, token_hash(token)))
-}
-
-fn token_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 #[utoipa::path(post, path = "/rooms/{room_id}/invites", tag = "invites", params(("room_id" = Uuid, Path, description = "the room")), request_body(content = CreateInvite, description = "optional"), responses((status = 201, description = "created; owner only; the token is shown once", body = InviteAnswer)), security(("login_token" = [])))]

@@ -77,6 +77,15 @@ pub fn token_hash(token: &str) -> String {
         .collect()
 }
 
+/// Whether `message` may be about credentials: its type travels in a header, so this is cheap
+/// (an event stored without the header is decoded to find out).
+fn is_credential_event(message: &RawMessage) -> bool {
+    matches!(
+        message.event_type.as_deref(),
+        None | Some("user.credentials_set" | "token.issued" | "token.revoked")
+    )
+}
+
 /// Compares two hashes in time that does not depend on where they differ.
 fn same_hash(a: &str, b: &str) -> bool {
     a.len() == b.len()
@@ -239,14 +248,9 @@ impl Credentials {
         }
     }
 
-    /// Folds a raw event if it is about credentials (cheap to reject otherwise: the event
-    /// type travels in a header).
+    /// Folds a raw event if it is about credentials.
     fn offer(&self, message: RawMessage) {
-        let relevant = matches!(
-            message.event_type.as_deref(),
-            None | Some("user.credentials_set" | "token.issued" | "token.revoked")
-        );
-        if !relevant {
+        if !is_credential_event(&message) {
             return;
         }
         match decode_known(message) {
@@ -272,11 +276,15 @@ impl Credentials {
         let subjects = store.subjects().clone();
         let (_, subscription) = {
             let this = self.clone();
+            // Called for every event of the process: the header check rejects almost all of
+            // them before the subject is parsed or anything is copied.
             tail.subscribe(move |message| {
-                if matches!(
-                    subjects.parse(&message.subject),
-                    Some(SubjectKind::User(_) | SubjectKind::Token(_))
-                ) {
+                if is_credential_event(message)
+                    && matches!(
+                        subjects.parse(&message.subject),
+                        Some(SubjectKind::User(_) | SubjectKind::Token(_))
+                    )
+                {
                     this.offer(message.clone());
                 }
             })?

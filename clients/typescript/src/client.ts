@@ -357,7 +357,7 @@ export class NatterClient {
         return;
       case "ack":
         this.rest.wrote(frame.position);
-        if (!this.settle(frame.client_id, { status: "sent", message: frame.message ?? undefined })) return;
+        this.settle(frame.client_id, { status: "sent", message: frame.message ?? undefined });
         return;
       case "error": {
         const error = { code: frame.code, message: frame.message };

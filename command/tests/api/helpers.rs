@@ -162,3 +162,18 @@ async fn read_stream(name: &str) -> Vec<(u64, String, async_nats::HeaderMap, byt
     }
     out
 }
+
+/// `root` is in `NATTER_ADMINS` in the test configuration.
+pub async fn root(app: &TestApp) -> String {
+    app.register("root").await.0
+}
+
+pub async fn api_token(app: &TestApp, admin: &str, body: Value) -> (Uuid, String) {
+    let issued = app
+        .post("/admin/tokens", Some(admin), body)
+        .await
+        .expect(201)
+        .clone();
+    let id = issued["id"].as_str().unwrap().parse().unwrap();
+    (id, issued["token"].as_str().unwrap().to_string())
+}

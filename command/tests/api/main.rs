@@ -8,5 +8,6 @@ mod owners;
 mod pairs;
 mod profile;
 mod races;
+mod services;
 mod stream;
 mod tokens;
