@@ -4,6 +4,7 @@
 //!
 //! - [`batch`]: folds a run of events into net row changes (pure), as [`rows`].
 //! - [`apply`]: writes a batch with set-based statements plus the checkpoint.
+//! - [`messages_only`]: the same for a batch of new messages only, in one statement.
 //! - [`read`]: the log read ahead and folded into batches.
 //! - [`runner`]: the loop, leader election, status (position, lag, halt).
 //! - [`rebuild`]: replays the whole log into fresh tables and swaps them in.
@@ -14,6 +15,7 @@
 
 pub mod apply;
 pub mod batch;
+pub mod messages_only;
 pub mod read;
 pub mod rebuild;
 pub mod rows;

@@ -3,7 +3,7 @@
 //! writes those effects, and every move is announced on [`NOTIFY_CHANNEL`] with the new
 //! position as payload, so readers waiting for their own writes wake at once.
 
-use sqlx::{Executor, PgPool, Postgres, Transaction};
+use sqlx::{Executor, Postgres, Transaction};
 
 /// The read models' projection name: its row in `projection_checkpoints`.
 pub const PROJECTION: &str = "read_models";
@@ -35,26 +35,29 @@ pub async fn for_update(tx: &mut Transaction<'_, Postgres>) -> sqlx::Result<u64>
 }
 
 /// Reads the checkpoint without locking it: 0 before the first batch.
-pub async fn read(pool: &PgPool) -> sqlx::Result<u64> {
+pub async fn read<'c, E: Executor<'c, Database = Postgres>>(executor: E) -> sqlx::Result<u64> {
     let row: Option<(i64,)> =
         sqlx::query_as("SELECT position FROM projection_checkpoints WHERE projection = $1")
             .bind(PROJECTION)
-            .fetch_optional(pool)
+            .fetch_optional(executor)
             .await?;
     Ok(row.map_or(0, |(p,)| p as u64))
 }
 
-/// Moves the checkpoint to `position` and announces it; the announcement is delivered when
-/// the transaction commits, and not at all if it rolls back.
+/// Moves the checkpoint to `position` and announces it, in one statement; the announcement
+/// is delivered when the transaction commits, and not at all if it rolls back.
 pub async fn advance(tx: &mut Transaction<'_, Postgres>, position: u64) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE projection_checkpoints SET position = $2, updated_at = now() WHERE projection = $1",
+        "WITH moved AS (UPDATE projection_checkpoints SET position = $2, updated_at = now() \
+                        WHERE projection = $1 RETURNING position) \
+         SELECT pg_notify($3, position::text) FROM moved",
     )
     .bind(PROJECTION)
     .bind(position as i64)
+    .bind(NOTIFY_CHANNEL)
     .execute(&mut **tx)
     .await?;
-    announce(&mut **tx, position).await
+    Ok(())
 }
 
 /// Announces `position` on [`NOTIFY_CHANNEL`] (on commit, inside a transaction).

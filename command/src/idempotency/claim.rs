@@ -27,7 +27,23 @@ pub(super) async fn claim(
     let claim_id = Uuid::new_v4();
     let pending = || pending_record(fingerprint, Some(claim_id));
     let events = &state.store;
-    for _ in 0..5 {
+    for attempt in 0..5 {
+        if attempt == 0 {
+            // Most keys are new: claim before reading, one round trip instead of two.
+            match events
+                .unless_disconnected(store.create(kv_key, pending().into()))
+                .await
+            {
+                Some(Ok(revision)) => return Ok(Claim::Claimed(revision)),
+                Some(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
+                None => continue,
+                Some(Err(e)) => {
+                    return Err(ApiError::unavailable(
+                        anyhow::Error::new(e).context("claiming an idempotency key"),
+                    ));
+                }
+            }
+        }
         let Some(existing) = events.unless_disconnected(store.entry(kv_key)).await else {
             continue;
         };
