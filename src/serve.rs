@@ -116,6 +116,8 @@ pub async fn run(
             store: store.clone(),
             status: Arc::new(ProjectionStatus::default()),
             config: config.projector(),
+            // Beside a command or query role, the projector reads the same live tail.
+            tail: tail.clone(),
         };
         projector_status = Some(projector.status.clone());
         tasks.push(("projector", tokio::spawn(projector.run())));

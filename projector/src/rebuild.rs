@@ -141,6 +141,7 @@ async fn run(
         store: store.clone(),
         status: status.clone(),
         config: config.clone(),
+        tail: None,
     };
     let projected = projector.project(Some(head), false);
     tokio::pin!(projected);

@@ -43,6 +43,11 @@ pub struct ProjectionStatus {
     pub halted: Mutex<Option<Halt>>,
     /// Batches hold one event each up to this position (to pin a refused batch on its event).
     pub narrow_through: AtomicU64,
+    /// Whether the projection reads the process's live tail now (caught up), rather than a
+    /// consumer of its own.
+    pub on_tail: Arc<AtomicBool>,
+    /// How many times the projection has handed over to the live tail.
+    pub tail_handovers: Arc<AtomicU64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -75,6 +80,9 @@ pub struct Projector {
     pub store: EventStore,
     pub status: Arc<ProjectionStatus>,
     pub config: ProjectorConfig,
+    /// The process's live tail, which the projector reads once it has caught up (`None`: a
+    /// consumer of its own throughout).
+    pub tail: Option<natter_events::LiveTail>,
 }
 
 impl Projector {
@@ -173,7 +181,14 @@ impl Projector {
         let mut after = self.checkpoint().await?;
         self.status.position.store(after, Ordering::SeqCst);
         let mut conn = self.batch_connection().await?;
-        let mut reader = Reader::start(&self.store, after, self.config.batch_size).await?;
+        let mut reader = Reader::start(
+            &self.store,
+            self.tail.as_ref(),
+            (&self.status.on_tail, &self.status.tail_handovers),
+            after,
+            self.config.batch_size,
+        )
+        .await?;
         loop {
             if until.is_some_and(|u| after >= u) {
                 return Ok(());
@@ -237,7 +252,14 @@ impl Projector {
                         );
                         after = checkpoint;
                         self.status.position.store(after, Ordering::SeqCst);
-                        reader = Reader::start(&self.store, after, self.config.batch_size).await?;
+                        reader = Reader::start(
+                            &self.store,
+                            self.tail.as_ref(),
+                            (&self.status.on_tail, &self.status.tail_handovers),
+                            after,
+                            self.config.batch_size,
+                        )
+                        .await?;
                         continue;
                     }
                 }

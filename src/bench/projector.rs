@@ -100,6 +100,7 @@ pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
         pool: pool.clone(),
         store: env.store.clone(),
         status: std::sync::Arc::new(ProjectionStatus::default()),
+        tail: None,
         config: natter_projector::ProjectorConfig {
             database_url: env.config.database_url.clone(),
             batch_size,

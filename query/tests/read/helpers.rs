@@ -29,6 +29,8 @@ pub struct Stack {
     pub pool: PgPool,
     pub store: EventStore,
     pub projector_config: ProjectorConfig,
+    /// This "process"'s live tail (the projectors started here read it once caught up).
+    tail: LiveTail,
     isolation_prefix: String,
     _bridge: AbortOnDrop,
     _command: CommandService,
@@ -123,6 +125,7 @@ impl Stack {
         .await
         .unwrap();
         Stack {
+            tail: tail.clone(),
             api: Api::app(command.app()),
             command: command.app(),
             query: query.app(),
@@ -184,6 +187,8 @@ impl Stack {
             store: self.store.clone(),
             status: Arc::new(ProjectionStatus::default()),
             config: self.projector_config.clone(),
+            // As in `natter serve --role all`: the process's tail, once caught up.
+            tail: Some(self.tail.clone()),
         };
         let status = projector.status.clone();
         self.projectors.push(tokio::spawn(projector.run()));
