@@ -64,7 +64,7 @@ enum Commands {
         #[arg(long)]
         json: bool,
         /// Runs only these scenarios (send, ws-send, e2e, projector, me-rooms, latency, fanout,
-        /// catchup, resume, replay, memory); repeat the flag for several.
+        /// catchup, resume, replay, memory, connections); repeat the flag for several.
         #[arg(long = "scenario")]
         scenarios: Vec<String>,
     },

@@ -7,6 +7,7 @@
 mod catchup;
 mod connections;
 mod cpu;
+mod crowd;
 mod e2e;
 mod env;
 mod fanout;
@@ -112,6 +113,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("memory", |env, scale| {
         Box::pin(connections::memory(env, scale))
     }),
+    ("connections", |env, scale| Box::pin(crowd::run(env, scale))),
 ];
 
 /// Runs the chosen scenarios (all when `only` is empty) and prints their figures.
@@ -130,6 +132,8 @@ pub async fn bench(
         "unknown scenarios {unknown:?}; they are {:?}",
         SCENARIOS.iter().map(|(name, _)| *name).collect::<Vec<_>>()
     );
+    // Before natter starts: it inherits the limit (`connections` needs one per socket).
+    crowd::raise_open_file_limit();
     let env = Env::start(&config).await?;
     let mut figures = Vec::new();
     let result: anyhow::Result<()> = async {

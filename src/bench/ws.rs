@@ -32,6 +32,25 @@ impl Client {
         Ok(())
     }
 
+    /// Connects from the loopback address `source` (so that many connections do not run
+    /// out of ephemeral ports on one source address).
+    pub async fn connect_from(
+        addr: SocketAddr,
+        source: std::net::IpAddr,
+        token: &str,
+    ) -> anyhow::Result<Client> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(source, 0))?;
+        let stream = socket.connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (socket, _) = tokio_tungstenite::client_async(
+            format!("ws://{addr}/api/v1/ws?token={token}"),
+            tokio_tungstenite::MaybeTlsStream::Plain(stream),
+        )
+        .await?;
+        Ok(Client { socket })
+    }
+
     /// Sends one op.
     pub async fn send(&mut self, op: &Value) -> anyhow::Result<()> {
         self.socket
