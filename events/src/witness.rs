@@ -212,7 +212,7 @@ async fn serve_lookups(inner: Weak<Inner>, witness: Arc<Witness>) {
         let Some(inner) = inner.upgrade() else { return };
         witness.lookups.fetch_add(1, Ordering::Relaxed);
         let head = EventStore { inner }
-            .last_stored()
+            .head()
             .await
             .map_err(|e| format!("{e:#}"));
         for waiter in round {

@@ -3,6 +3,8 @@
 //! decides which set of tables is written (the live ones, or a rebuild's).
 
 use natter_readmodel::checkpoint;
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
@@ -263,6 +265,65 @@ async fn members(tx: &mut Transaction<'_, Postgres>, batch: &Batch) -> sqlx::Res
     Ok(recount)
 }
 
+/// The CTEs that insert a batch's new messages (`$1`–`$10`) and add to each member's unread
+/// count the messages others sent (`$11`, `$12`: room and sender of each message not
+/// deleted), both writes only where `$guard` holds; [`bind_new_messages`] binds them. Only
+/// rows that gain something are written (a sender's own messages change nothing). Shared by
+/// [`messages`] and [`crate::messages_only`], so both paths keep one rule.
+macro_rules! new_messages_ctes {
+    ($guard:literal) => {
+        concat!(
+            "ins AS (INSERT INTO messages (position, id, room_id, sender_id, kind, content, attachment, \
+                                           created_at, edited_at, deleted) \
+                     SELECT p, id, r, s, k, c, a::jsonb, ca, ea, d \
+                     FROM UNNEST($1::bigint[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], \
+                                 $7::text[], $8::timestamptz[], $9::timestamptz[], $10::bool[]) \
+                          AS v(p, id, r, s, k, c, a, ca, ea, d) \
+                     WHERE ", $guard, "), \
+             b AS (SELECT * FROM UNNEST($11::uuid[], $12::uuid[]) AS b(room_id, sender_id)), \
+             t AS (SELECT room_id, count(*) AS n FROM b GROUP BY room_id), \
+             s AS (SELECT room_id, sender_id, count(*) AS n FROM b WHERE sender_id IS NOT NULL GROUP BY 1, 2), \
+             d AS (SELECT m.room_id, m.user_id, t.n - COALESCE(s.n, 0) AS gained \
+                   FROM members m JOIN t ON t.room_id = m.room_id \
+                   LEFT JOIN s ON s.room_id = m.room_id AND s.sender_id = m.user_id), \
+             gain AS (UPDATE members m SET unread_count = m.unread_count + d.gained FROM d \
+                      WHERE m.room_id = d.room_id AND m.user_id = d.user_id AND d.gained > 0 \
+                        AND ", $guard, ")"
+        )
+    };
+}
+pub(crate) use new_messages_ctes;
+
+/// Binds `$1`–`$12` of [`new_messages_ctes`] to `batch`'s new messages.
+pub(crate) fn bind_new_messages<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    batch: &Batch,
+) -> Query<'q, Postgres, PgArguments> {
+    let rows: Vec<_> = batch.messages.values().collect();
+    let attachments: Vec<Option<String>> = rows
+        .iter()
+        .map(|r| {
+            r.attachment
+                .as_ref()
+                .map(|a| serde_json::to_string(a).expect("attachments serialize"))
+        })
+        .collect();
+    let live: Vec<_> = rows.iter().filter(|r| !r.deleted).collect();
+    query
+        .bind(rows.iter().map(|r| r.position).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.room_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.sender_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.kind).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.content.clone()).collect::<Vec<_>>())
+        .bind(attachments)
+        .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.edited_at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.deleted).collect::<Vec<_>>())
+        .bind(live.iter().map(|r| r.room_id).collect::<Vec<_>>())
+        .bind(live.iter().map(|r| r.sender_id).collect::<Vec<_>>())
+}
+
 /// Writes new messages and edits, and keeps every member's unread count exact.
 ///
 /// **The unread-count rule.** A member's `unread_count` is the number of messages of their
@@ -278,49 +339,12 @@ async fn messages(
     recount: &Recount,
 ) -> sqlx::Result<()> {
     if !batch.messages.is_empty() {
-        let rows: Vec<_> = batch.messages.values().collect();
-        let attachments: Vec<Option<String>> = rows
-            .iter()
-            .map(|r| {
-                r.attachment
-                    .as_ref()
-                    .map(|a| serde_json::to_string(a).expect("attachments serialize"))
-            })
-            .collect();
-        sqlx::query(
-            "INSERT INTO messages (position, id, room_id, sender_id, kind, content, attachment, created_at, edited_at, deleted) \
-             SELECT p, id, r, s, k, c, a::jsonb, ca, ea, d \
-             FROM UNNEST($1::bigint[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[], \
-                         $8::timestamptz[], $9::timestamptz[], $10::bool[]) AS v(p, id, r, s, k, c, a, ca, ea, d)",
-        )
-        .bind(rows.iter().map(|r| r.position).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.room_id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.sender_id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.kind).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.content.clone()).collect::<Vec<_>>())
-        .bind(&attachments)
-        .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.edited_at).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.deleted).collect::<Vec<_>>())
-        .execute(&mut **tx)
-        .await?;
         // Every member gains the batch's new messages from others (members that joined or
         // moved their marker in this batch are recounted below, which overrides this).
-        let live: Vec<_> = rows.iter().filter(|r| !r.deleted).collect();
-        // Only rows that gain something are written (a sender's own messages change nothing).
-        sqlx::query(
-            "WITH b AS (SELECT * FROM UNNEST($1::uuid[], $2::uuid[]) AS b(room_id, sender_id)), \
-                  t AS (SELECT room_id, count(*) AS n FROM b GROUP BY room_id), \
-                  s AS (SELECT room_id, sender_id, count(*) AS n FROM b WHERE sender_id IS NOT NULL GROUP BY 1, 2), \
-                  d AS (SELECT m.room_id, m.user_id, t.n - COALESCE(s.n, 0) AS gained \
-                        FROM members m JOIN t ON t.room_id = m.room_id \
-                        LEFT JOIN s ON s.room_id = m.room_id AND s.sender_id = m.user_id) \
-             UPDATE members m SET unread_count = m.unread_count + d.gained FROM d \
-             WHERE m.room_id = d.room_id AND m.user_id = d.user_id AND d.gained > 0",
+        bind_new_messages(
+            sqlx::query(concat!("WITH ", new_messages_ctes!("true"), " SELECT 1")),
+            batch,
         )
-        .bind(live.iter().map(|r| r.room_id).collect::<Vec<_>>())
-        .bind(live.iter().map(|r| r.sender_id).collect::<Vec<_>>())
         .execute(&mut **tx)
         .await?;
     }

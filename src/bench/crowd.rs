@@ -174,6 +174,7 @@ async fn raw_fanout(env: &Env, n: usize) -> anyhow::Result<f64> {
     let connections = 100.min(n.max(1));
     let subject = format!("bench.crowd.{}", Uuid::new_v4().simple());
     let received = Arc::new(AtomicUsize::new(0));
+    let all_in = Arc::new(Notify::new());
     let mut tasks = Vec::new();
     let mut subscribed = Vec::new();
     for c in 0..connections {
@@ -181,10 +182,12 @@ async fn raw_fanout(env: &Env, n: usize) -> anyhow::Result<f64> {
         let count = n / connections + usize::from(c < n % connections);
         for _ in 0..count {
             let mut sub = client.subscribe(subject.clone()).await?;
-            let received = received.clone();
+            let (received, all_in) = (received.clone(), all_in.clone());
             tasks.push(tokio::spawn(async move {
                 while sub.next().await.is_some() {
-                    received.fetch_add(1, Ordering::SeqCst);
+                    if (received.fetch_add(1, Ordering::SeqCst) + 1) % n == 0 {
+                        all_in.notify_one();
+                    }
                 }
             }));
         }
@@ -194,21 +197,24 @@ async fn raw_fanout(env: &Env, n: usize) -> anyhow::Result<f64> {
     let publisher = async_nats::connect(&env.config.nats_url).await?;
     let mut rates = Vec::new();
     for round in 1..=ROUNDS {
+        received.store(0, Ordering::SeqCst);
         let sent = Instant::now();
+        let wait = all_in.notified();
         publisher
             .publish(subject.clone(), format!("to everyone {round}").into())
             .await?;
         publisher.flush().await?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while received.load(Ordering::SeqCst) < n * round && Instant::now() < deadline {
-            tokio::task::yield_now().await;
-        }
-        // Core NATS is at most once: a slow subscription may drop; count what arrived.
-        let got = received.load(Ordering::SeqCst) - n * (round - 1);
-        rates.push(got.min(n) as f64 / sent.elapsed().as_secs_f64());
-        // Let stragglers land before the next round's count starts.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        received.store(n * round, Ordering::SeqCst);
+        // Core NATS is at most once: a slow subscription may drop, so a round that does not
+        // complete counts what arrived in its time.
+        let complete = tokio::time::timeout(Duration::from_secs(60), wait)
+            .await
+            .is_ok();
+        let got = if complete {
+            n
+        } else {
+            received.load(Ordering::SeqCst)
+        };
+        rates.push(got as f64 / sent.elapsed().as_secs_f64());
     }
     for t in tasks {
         t.abort();

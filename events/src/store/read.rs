@@ -100,18 +100,13 @@ impl EventStore {
         }
     }
 
-    /// The position of the last event in the whole stream.
+    /// The position of the last event in the whole stream: its last message's, by a direct
+    /// get ([`direct_last`](Self::direct_last)); an empty stream, or a server that does not
+    /// answer that way, gets the stream info's last sequence.
     pub async fn head(&self) -> anyhow::Result<u64> {
-        Ok(self.size().await?.last_position)
-    }
-
-    /// The position of the last event in the whole stream, read as its last message by a
-    /// direct get for the subject `>` ([`direct_last`](Self::direct_last)); an empty stream,
-    /// or a server that does not answer that way, gets the stream info of [`head`](Self::head).
-    pub async fn last_stored(&self) -> anyhow::Result<u64> {
         match self.direct_last().await? {
             Some(sequence) => Ok(sequence),
-            None => self.head().await,
+            None => Ok(self.size().await?.last_position),
         }
     }
 
@@ -121,15 +116,15 @@ impl EventStore {
     /// `None` when there is no message (or the server answers something else).
     pub async fn direct_last(&self) -> anyhow::Result<Option<u64>> {
         let name = &self.inner.stream.cached_info().config.name;
-        let reply = self
-            .inner
-            .js
-            .client()
-            .request(
-                format!("$JS.API.DIRECT.GET.{name}"),
-                Bytes::from_static(br#"{"last_by_subj":">"}"#),
-            )
+        let client = self.inner.js.client();
+        let request = client.request(
+            format!("$JS.API.DIRECT.GET.{name}"),
+            Bytes::from_static(br#"{"last_by_subj":">"}"#),
+        );
+        // Bounded like every JetStream call of the store (the client's own bound is longer).
+        let reply = tokio::time::timeout(super::ACK_TIMEOUT, request)
             .await
+            .map_err(|_| anyhow!("reading the log's last position timed out"))?
             .context("reading the log's last position")?;
         Ok(reply
             .headers

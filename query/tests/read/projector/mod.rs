@@ -1,13 +1,13 @@
-//! The projector under crashes, with a standby, through a rebuild, and on bad events.
-//!
-//! One file, over 400 lines: the projector's crash and rebuild scenarios share their setup.
+//! The projector under crashes, with a standby, through a rebuild, and on bad events; how it
+//! reads and writes its batches is in `batches.rs`. The scenarios share their setup, here.
+
+mod batches;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
-use futures::StreamExt;
 use natter_events::catalogue::{Event, MessageKind, MessageSent};
 use natter_events::{Envelope, Expect, RoomPart};
 use rand::Rng;
@@ -105,6 +105,17 @@ async fn setup(stack: &Stack) -> (Vec<(String, Uuid)>, Vec<Uuid>) {
     (users, rooms)
 }
 
+/// Rebuilds the read models from the log, as `natter rebuild` does.
+async fn rebuild(stack: &Stack) -> anyhow::Result<natter_projector::rebuild::Summary> {
+    natter_projector::rebuild::rebuild(
+        &stack.pool,
+        &stack.store,
+        &stack.projector_config,
+        |_, _| {},
+    )
+    .await
+}
+
 /// Unread counts recomputed from the messages themselves, for an independent check.
 async fn recounted_unread_mismatches(stack: &Stack) -> i64 {
     let (n,): (i64,) = sqlx::query_as(
@@ -161,9 +172,7 @@ async fn killing_the_projector_at_random_points_neither_loses_nor_doubles_anythi
         .unwrap_or_default();
     assert_eq!(messages as usize, sent, "every message once");
 
-    natter_projector::rebuild::rebuild(&s.pool, &s.store, &s.projector_config, |_, _| {})
-        .await
-        .unwrap();
+    rebuild(&s).await.unwrap();
     let rebuilt = s.dump().await;
     assert_same_models(
         &incremental,
@@ -225,104 +234,6 @@ async fn only_one_of_two_projectors_applies_and_the_standby_takes_over() {
     );
 }
 
-/// Whether `what` holds within 5 s.
-async fn eventually(what: impl Fn() -> bool) -> bool {
-    for _ in 0..200 {
-        if what() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    false
-}
-
-/// Once caught up, the projector reads the process's live tail instead of a consumer of its
-/// own; held up by Postgres for longer than the tail buffers for it, it goes back to a
-/// consumer of its own from where it was, and hands over to the tail again once it has
-/// caught up. Nothing is lost or applied twice on the way.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_projector_reads_the_live_tail_once_caught_up_and_its_own_consumer_when_behind() {
-    let mut stack = Stack::without_projector(Duration::from_secs(5)).await;
-    let (users, rooms) = setup(&stack).await;
-    let (_, status) = stack.start_projector();
-    let handovers = || status.tail_handovers.load(Ordering::SeqCst);
-    let on_tail = || status.on_tail.load(Ordering::SeqCst);
-    stack.caught_up().await;
-    assert!(
-        eventually(on_tail).await,
-        "caught up, the projector reads the live tail"
-    );
-    assert_eq!(handovers(), 1);
-
-    // Hold the projector's next batch on the checkpoint row while far more events arrive
-    // than its read-ahead and the tail's buffer hold together.
-    let mut blocker = stack.pool.begin().await.unwrap();
-    sqlx::query("SELECT position FROM projection_checkpoints FOR UPDATE")
-        .execute(&mut *blocker)
-        .await
-        .unwrap();
-    let (room, sender) = (rooms[0], users[1].1);
-    let sent = 9000;
-    let appends =
-        (0..sent).map(|i| {
-            let stack = &stack;
-            async move {
-                append_raw_message(stack, room, sender, Uuid::new_v4(), &format!("b{i}")).await
-            }
-        });
-    futures::stream::iter(appends)
-        .buffer_unordered(64)
-        .collect::<Vec<_>>()
-        .await;
-    blocker.rollback().await.unwrap();
-
-    stack.caught_up().await;
-    let (n,): (i64,) =
-        sqlx::query_as("SELECT count(*) FROM messages WHERE room_id = $1 AND content LIKE 'b%'")
-            .bind(room)
-            .fetch_one(&stack.pool)
-            .await
-            .unwrap();
-    assert_eq!(n, sent, "every event applied once");
-    assert_eq!(recounted_unread_mismatches(&stack).await, 0);
-    // It fell behind what the tail buffers, read on a consumer of its own, and handed over
-    // again once caught up.
-    assert!(
-        eventually(|| handovers() == 2 && on_tail()).await,
-        "handovers: {}",
-        handovers()
-    );
-    let after = append_raw_message(&stack, room, sender, Uuid::new_v4(), "last").await;
-    assert!(stack.caught_up().await >= after);
-}
-
-/// Live traffic, one request at a time, reaches the projector one event per batch, so its
-/// messages take the one-statement path for batches of new messages only; a rebuild applies
-/// the same log in batches of hundreds of mixed events, through the general statements. Both
-/// must leave the same rows.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batches_of_new_messages_alone_leave_the_rows_mixed_batches_do() {
-    let stack = Stack::spawn().await;
-    let (users, rooms) = setup(&stack).await;
-    traffic(&stack, &users, &rooms, 120).await;
-    stack.caught_up().await;
-    let live = stack.dump().await;
-    assert_eq!(recounted_unread_mismatches(&stack).await, 0);
-    natter_projector::rebuild::rebuild(
-        &stack.pool,
-        &stack.store,
-        &stack.projector_config,
-        |_, _| {},
-    )
-    .await
-    .unwrap();
-    assert_same_models(
-        &live,
-        &stack.dump().await,
-        "live batches and a rebuild agree",
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_swaps_in_an_equal_model_while_queries_keep_answering() {
     let stack = Stack::spawn().await;
@@ -355,15 +266,7 @@ async fn a_rebuild_swaps_in_an_equal_model_while_queries_keep_answering() {
         })
     };
     // New events keep arriving during the rebuild; the live projector keeps applying them.
-    let (rebuilt, _) = tokio::join!(
-        natter_projector::rebuild::rebuild(
-            &stack.pool,
-            &stack.store,
-            &stack.projector_config,
-            |_, _| {}
-        ),
-        traffic(&stack, &users, &rooms, 40),
-    );
+    let (rebuilt, _) = tokio::join!(rebuild(&stack), traffic(&stack, &users, &rooms, 40));
     rebuilt.unwrap();
     querying.store(false, Ordering::SeqCst);
     assert!(reader.await.unwrap() > 0);
@@ -372,14 +275,7 @@ async fn a_rebuild_swaps_in_an_equal_model_while_queries_keep_answering() {
     assert_ne!(before, after, "the traffic during the rebuild is in");
     assert_eq!(recounted_unread_mismatches(&stack).await, 0);
     // And a second rebuild (nothing new) changes nothing.
-    natter_projector::rebuild::rebuild(
-        &stack.pool,
-        &stack.store,
-        &stack.projector_config,
-        |_, _| {},
-    )
-    .await
-    .unwrap();
+    rebuild(&stack).await.unwrap();
     assert_same_models(
         &after,
         &stack.dump().await,
