@@ -139,6 +139,9 @@ pub async fn raw_publish_rate(env: &Env, user: Uuid, duration: Duration) -> anyh
         name: format!("{}_RAW", env.config.stream),
         subjects: vec![format!("{raw_subjects}.>")],
         storage: async_nats::jetstream::stream::StorageType::File,
+        // As many replicas as natter's own streams: on a cluster, the raw figure pays for the
+        // same durability.
+        num_replicas: env.config.stream_replicas.max(1),
         ..Default::default()
     })
     .await?;
