@@ -15,6 +15,9 @@ pub enum RoomPart {
 }
 
 impl RoomPart {
+    /// Every part, in no particular order.
+    pub const ALL: [RoomPart; 3] = [RoomPart::Meta, RoomPart::Msg, RoomPart::Read];
+
     fn token(self) -> &'static str {
         match self {
             RoomPart::Meta => "meta",
@@ -77,6 +80,16 @@ impl Subjects {
     /// Every event of one room (all its parts).
     pub fn room_events(&self, room_id: Uuid) -> String {
         format!("{}.events.room.{}.*", self.prefix, room_id)
+    }
+
+    /// The room whose every event `filter` is ([`room_events`](Self::room_events)), if it is.
+    pub fn room_of_filter(&self, filter: &str) -> Option<Uuid> {
+        filter
+            .strip_prefix(&self.prefix)?
+            .strip_prefix(".events.room.")?
+            .strip_suffix(".*")?
+            .parse()
+            .ok()
     }
 
     pub fn room(&self, room_id: Uuid, part: RoomPart) -> String {

@@ -268,6 +268,47 @@ async fn send(store: &EventStore, room: Uuid, msg_id: &str) -> u64 {
         .unwrap()
 }
 
+/// A room's next event is found on each of its subjects (a wildcard lookup makes the server
+/// walk the log): from any position, it is the room's first event at or after it, whichever
+/// part it is on, past other rooms' events in between.
+#[tokio::test]
+async fn a_rooms_next_event_is_its_first_at_or_after_a_position_on_any_part() {
+    let (store, _cleanup) = store().await;
+    let (room, other) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut ours = Vec::new();
+    for (i, part) in [
+        RoomPart::Meta,
+        RoomPart::Msg,
+        RoomPart::Read,
+        RoomPart::Msg,
+        RoomPart::Meta,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        send(&store, other, &format!("other-{i}")).await;
+        let event = message(room, "x");
+        let subject = store.subjects().room(room, part);
+        ours.push(
+            store
+                .append(&subject, &event, &event.id.to_string(), Expect::Any)
+                .await
+                .unwrap(),
+        );
+    }
+    send(&store, other, "other-last").await;
+    let head = store.head().await.unwrap();
+    let filter = store.subjects().room_events(room);
+    for from in 1..=head + 1 {
+        let expected = ours.iter().copied().find(|p| *p >= from);
+        assert_eq!(
+            store.next_position(&filter, from).await.unwrap(),
+            expected,
+            "from {from}"
+        );
+    }
+}
+
 /// The log's head (what the read barrier and `min_position` checks look up) is a direct get of
 /// the stream's last message, not the stream info (which costs the server far more): both name
 /// the same position, on every server version the tests run on, and an empty stream has none
