@@ -68,8 +68,16 @@ pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
             .map(|i| {
                 let token = token.clone();
                 async move {
-                    let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (i / PER_SOURCE) as u8));
-                    let mut c = ws::Client::connect_from(env.addr, source, &token).await?;
+                    // The first source is the kernel's choice at connect time; binding a
+                    // source address first makes the kernel search its bound ports on every
+                    // bind, which grows with the connections already open.
+                    let mut c = match i / PER_SOURCE {
+                        0 => ws::Client::connect(env.addr, &token).await?,
+                        k => {
+                            let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + k as u8));
+                            ws::Client::connect_from(env.addr, source, &token).await?
+                        }
+                    };
                     c.subscribe(room, None).await?;
                     c.until_subscribed().await?;
                     Ok::<_, anyhow::Error>(c)

@@ -28,6 +28,8 @@ pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
         client.subscribe(room, None).await?;
         client.until_subscribed().await?;
     }
+    // Earlier scenarios' events may still be projecting: their Postgres work is not this one's.
+    env.projected(env.store.head().await?).await?;
     let duration = scale.pick(Duration::from_secs(2), Duration::from_secs(10));
     let mut figures = Vec::new();
     for (round, in_flight) in IN_FLIGHT.into_iter().enumerate() {
