@@ -224,6 +224,7 @@ async fn broadcast(
         kind: MessageKind::System,
         content,
         attachment: None,
+        ..Default::default()
     };
     let now = crate::now();
     let action = RoomCommand::Broadcast(sent.clone());

@@ -35,6 +35,9 @@ pub struct RoomEntry {
     pub meta_writer: tokio::sync::Mutex<()>,
     /// The same for the `read` subject.
     pub read_writer: tokio::sync::Mutex<()>,
+    /// The same for the `msg` subject's version-checked appends (edits, deletions,
+    /// reactions); sends do not take it.
+    pub msg_writer: tokio::sync::Mutex<()>,
 }
 
 impl RoomEntry {
@@ -45,6 +48,7 @@ impl RoomEntry {
             loading: tokio::sync::Mutex::new(()),
             meta_writer: tokio::sync::Mutex::new(()),
             read_writer: tokio::sync::Mutex::new(()),
+            msg_writer: tokio::sync::Mutex::new(()),
         }
     }
 

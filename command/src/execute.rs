@@ -72,6 +72,9 @@ pub fn domain_error(e: DomainError) -> ApiError {
         DomainError::InviteExpired | DomainError::InviteRevoked | DomainError::InviteUsedUp => {
             ApiError::gone(message)
         }
+        DomainError::BadReplyTo | DomainError::BadThreadRoot | DomainError::MentionsNonMember => {
+            ApiError::validation(message)
+        }
     }
 }
 
@@ -94,6 +97,9 @@ pub async fn execute(
     let _writer = match part {
         RoomPart::Meta => Some(entry.meta_writer.lock().await),
         RoomPart::Read => Some(entry.read_writer.lock().await),
+        RoomPart::Msg if concurrency == Concurrency::ExpectVersion => {
+            Some(entry.msg_writer.lock().await)
+        }
         RoomPart::Msg => None,
     };
     let subject = state.store.subjects().room(room_id, part);

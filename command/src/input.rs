@@ -116,15 +116,120 @@ impl MessageBody {
         })
     }
 
-    /// The message this body makes, under `message_id`.
-    pub fn into_message(self, message_id: Uuid) -> MessageSent {
+    /// The message this body makes, under `message_id`, with its links.
+    pub fn into_message(self, message_id: Uuid, links: Links) -> MessageSent {
         MessageSent {
             message_id,
             kind: self.kind,
             content: self.content,
             attachment: self.attachment.map(|a| a.0),
+            reply_to: links.reply_to,
+            thread_id: links.thread_id,
+            mentions: links.mentions,
         }
     }
+}
+
+/// The most users one message may mention.
+pub const MAX_MENTIONS: usize = 50;
+
+/// What a message refers to: the message it quotes, the thread it replies in, the users it
+/// mentions (each once, in the order first named, at most [`MAX_MENTIONS`]). Whether they
+/// exist in the room is the room's rule, decided against the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Links {
+    reply_to: Option<Uuid>,
+    thread_id: Option<Uuid>,
+    mentions: Vec<Uuid>,
+}
+
+impl Links {
+    pub fn parse(
+        reply_to: Option<Uuid>,
+        thread_id: Option<Uuid>,
+        mentions: Option<Vec<Uuid>>,
+    ) -> Result<Self, ApiError> {
+        let mut unique = Vec::new();
+        for user in mentions.unwrap_or_default() {
+            if !unique.contains(&user) {
+                unique.push(user);
+            }
+        }
+        if unique.len() > MAX_MENTIONS {
+            return Err(ApiError::validation(format!(
+                "mentions may name at most {MAX_MENTIONS} users"
+            )));
+        }
+        Ok(Links {
+            reply_to,
+            thread_id,
+            mentions: unique,
+        })
+    }
+}
+
+/// The longest emoji, in bytes (a family or a flag with modifiers is several code points).
+const MAX_EMOJI_BYTES: usize = 32;
+const MAX_SHORT_NAME_CHARS: usize = 32;
+
+/// A reaction's emoji: one emoji (a single grapheme cluster of at most 32 bytes with a
+/// pictographic code point or a keycap in it) or a `:short_name:` of 1-32 characters of
+/// `a-z 0-9 _ + -` (for custom emoji, which natter stores as names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Emoji(String);
+
+impl Emoji {
+    pub fn parse(emoji: &str) -> Result<Self, ApiError> {
+        use unicode_segmentation::UnicodeSegmentation;
+        let short_name = emoji
+            .strip_prefix(':')
+            .and_then(|e| e.strip_suffix(':'))
+            .is_some_and(|name| {
+                (1..=MAX_SHORT_NAME_CHARS).contains(&name.len())
+                    && name
+                        .bytes()
+                        .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'+' | b'-'))
+            });
+        let one_emoji = emoji.len() <= MAX_EMOJI_BYTES
+            && emoji.graphemes(true).count() == 1
+            && emoji.chars().any(pictographic);
+        if short_name || one_emoji {
+            Ok(Emoji(emoji.to_string()))
+        } else {
+            Err(ApiError::validation(
+                "emoji must be one emoji or a :short_name: of 1-32 characters of a-z 0-9 _ + -",
+            ))
+        }
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// Whether `c` makes a grapheme an emoji: the pictographic blocks, the older symbols that
+/// have emoji presentation, and the keycap mark (`1️⃣`).
+fn pictographic(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0xA9 | 0xAE
+            | 0x203C
+            | 0x2049
+            | 0x20E3
+            | 0x2122
+            | 0x2139
+            | 0x2194..=0x21AA
+            | 0x231A..=0x23FF
+            | 0x24C2
+            | 0x25AA..=0x27BF
+            | 0x2934..=0x2935
+            | 0x2B05..=0x2B55
+            | 0x3030
+            | 0x303D
+            | 0x3297
+            | 0x3299
+            | 0x1F000..=0x1FAFF
+    )
 }
 
 /// A message's new content in an edit: as stored (see [`body_text`]), 1 to
@@ -177,12 +282,39 @@ mod tests {
     #[test]
     fn a_text_message_needs_content_and_keeps_its_lines() {
         let body = MessageBody::parse(None, "hi\r\nthere", None).unwrap();
-        let sent = body.into_message(Uuid::nil());
+        let sent = body.into_message(Uuid::nil(), Links::default());
         assert_eq!(sent.kind, MessageKind::Text);
         assert_eq!(sent.content, "hi\nthere");
         assert!(MessageBody::parse(None, "", None).is_err());
         assert!(MessageBody::parse(None, &"x".repeat(MAX_CONTENT_CHARS + 1), None).is_err());
         assert!(MessageBody::parse(None, &"x".repeat(MAX_CONTENT_CHARS), None).is_ok());
+    }
+
+    #[test]
+    fn an_emoji_is_one_pictographic_grapheme_or_a_short_name() {
+        for good in [
+            "👍", "👍🏽", "❤️", "🇫🇷", "👨‍👩‍👧‍👦", "1️⃣", "©", ":thumbsup:", ":+1:", ":party-parrot_2:",
+        ] {
+            assert_eq!(Emoji::parse(good).unwrap().into_inner(), good);
+        }
+        for bad in [
+            "", "a", "é", "👍👍", "👍 ", " 👍", "::", ":Thumbs:", ":a b:", "thumbsup",
+            &format!(":{}:", "a".repeat(33)), "\u{0}", "<b>", "12",
+        ] {
+            assert!(Emoji::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn mentions_are_named_once_and_bounded() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let links = Links::parse(None, None, Some(vec![a, b, a])).unwrap();
+        let sent = MessageBody::parse(None, "hi", None)
+            .unwrap()
+            .into_message(Uuid::nil(), links);
+        assert_eq!(sent.mentions, vec![a, b]);
+        let many: Vec<Uuid> = (0..=MAX_MENTIONS).map(|_| Uuid::new_v4()).collect();
+        assert!(Links::parse(None, None, Some(many)).is_err());
     }
 
     #[test]

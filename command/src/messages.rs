@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use natter_edge::views::{MessageAnswer, MessageView, Positioned};
 use natter_edge::{ApiError, ApiJson, ApiPath, AuthUser};
 use natter_events::RoomPart;
-use natter_events::catalogue::{Attachment, MessageKind, MessageSent};
+use natter_events::catalogue::{Attachment, MessageKind};
 use natter_events::room::RoomCommand;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -16,13 +16,14 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::idempotency::Ids;
-use crate::input::{EditedContent, MessageBody};
+use crate::input::{EditedContent, Emoji, Links, MessageBody};
 use crate::rooms::{run, run_at};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(send_message))
         .routes(routes!(edit_message, delete_message))
+        .routes(routes!(react, unreact))
         .routes(routes!(mark_read))
 }
 
@@ -32,6 +33,12 @@ struct SendMessage {
     content: String,
     kind: Option<MessageKind>,
     attachment: Option<Attachment>,
+    /// Quote this message of the room (not deleted) in a reply.
+    reply_to: Option<Uuid>,
+    /// Reply inside the thread of this message of the room's main timeline (not deleted).
+    thread_id: Option<Uuid>,
+    /// Members of the room to mention (at most 50; anyone else: 422).
+    mentions: Option<Vec<Uuid>>,
 }
 
 #[utoipa::path(post, path = "/rooms/{room_id}/messages", tag = "messages", params(("room_id" = Uuid, Path, description = "the room")), request_body = SendMessage, responses((status = 201, description = "sent; members only", body = MessageAnswer), (status = 429, description = "rate limited (`Retry-After`)", body = natter_edge::error::ErrorBody)), security(("login_token" = [])))]
@@ -42,13 +49,14 @@ async fn send_message(
     ApiPath(room_id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<SendMessage>,
 ) -> Result<(StatusCode, Json<MessageAnswer>), ApiError> {
+    let links = Links::parse(body.reply_to, body.thread_id, body.mentions)?;
     let body = MessageBody::parse(body.kind, &body.content, body.attachment)?;
     if let Some(limiter) = &state.limiter {
         limiter
             .check(user.id, room_id)
             .map_err(ApiError::rate_limited)?;
     }
-    let sent = body.into_message(ids.next_id());
+    let sent = body.into_message(ids.next_id(), links);
     let now = crate::now();
     let action = RoomCommand::SendMessage(sent.clone());
     // A send is never already satisfied: its position is the message's.
@@ -86,16 +94,10 @@ async fn edit_message(
     let message = done
         .entry
         .with_room(RoomPart::Msg, |room, _| {
-            let m = room?.messages.get(&message_id)?;
-            let sent = MessageSent {
-                message_id,
-                kind: m.kind,
-                content,
-                attachment: m.attachment.clone(),
-            };
+            let view = MessageView::folded(room?, message_id, content)?;
             Some(MessageView {
                 edited_at: Some(now),
-                ..MessageView::new(room_id, m.sender_id, sent, m.position, m.created_at)
+                ..view
             })
         })
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("an edited message vanished")))?;
@@ -113,6 +115,36 @@ async fn delete_message(
     ApiPath((room_id, message_id)): ApiPath<(Uuid, Uuid)>,
 ) -> Result<Json<Positioned>, ApiError> {
     let action = RoomCommand::DeleteMessage { message_id };
+    let done = run(&state, user.id, &mut ids, room_id, action).await?;
+    Ok(Json(Positioned {
+        position: done.position,
+    }))
+}
+
+#[utoipa::path(put, path = "/rooms/{room_id}/messages/{message_id}/reactions/{emoji}", tag = "messages", params(("room_id" = Uuid, Path, description = "the room"), ("message_id" = Uuid, Path, description = "the message"), ("emoji" = String, Path, description = "one emoji, or a `:short_name:` of 1-32 characters of `a-z 0-9 _ + -`")), responses((status = 200, description = "the caller reacts with it (reacting again changes nothing); members only", body = Positioned)), security(("login_token" = [])))]
+async fn react(
+    State(state): State<AppState>,
+    user: AuthUser,
+    mut ids: Ids,
+    ApiPath((room_id, message_id, emoji)): ApiPath<(Uuid, Uuid, String)>,
+) -> Result<Json<Positioned>, ApiError> {
+    let emoji = Emoji::parse(&emoji)?.into_inner();
+    let action = RoomCommand::React { message_id, emoji };
+    let done = run(&state, user.id, &mut ids, room_id, action).await?;
+    Ok(Json(Positioned {
+        position: done.position,
+    }))
+}
+
+#[utoipa::path(delete, path = "/rooms/{room_id}/messages/{message_id}/reactions/{emoji}", tag = "messages", params(("room_id" = Uuid, Path, description = "the room"), ("message_id" = Uuid, Path, description = "the message"), ("emoji" = String, Path, description = "the emoji reacted with")), responses((status = 200, description = "the caller's reaction is gone (or never was); members only", body = Positioned)), security(("login_token" = [])))]
+async fn unreact(
+    State(state): State<AppState>,
+    user: AuthUser,
+    mut ids: Ids,
+    ApiPath((room_id, message_id, emoji)): ApiPath<(Uuid, Uuid, String)>,
+) -> Result<Json<Positioned>, ApiError> {
+    let emoji = Emoji::parse(&emoji)?.into_inner();
+    let action = RoomCommand::Unreact { message_id, emoji };
     let done = run(&state, user.id, &mut ids, room_id, action).await?;
     Ok(Json(Positioned {
         position: done.position,

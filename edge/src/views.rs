@@ -79,7 +79,43 @@ pub struct MessageView {
     pub created_at: DateTime<Utc>,
     pub edited_at: Option<DateTime<Utc>>,
     pub deleted: bool,
+    /// The message this one quotes (a reply in the main timeline, or inside a thread).
+    #[serde(default)]
+    pub reply_to: Option<Uuid>,
+    /// The root of the thread this message replies in; null in the main timeline.
+    #[serde(default)]
+    pub thread_id: Option<Uuid>,
+    /// Members the message mentions, as sent.
+    #[serde(default)]
+    pub mentions: Vec<Uuid>,
+    /// On a thread's root with replies: the thread's summary; otherwise null.
+    #[serde(default)]
+    pub thread: Option<ThreadSummary>,
+    /// Reactions, each emoji once, in the order first used; none on a deleted message.
+    #[serde(default)]
+    pub reactions: Vec<ReactionView>,
 }
+
+/// A thread's root carries its replies' summary (deleted replies left out).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ThreadSummary {
+    pub reply_count: u64,
+    pub last_reply_at: DateTime<Utc>,
+    /// Who replied, in the order of their first reply, up to 10.
+    pub participant_ids: Vec<Uuid>,
+}
+
+/// One emoji's reactions to a message.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ReactionView {
+    pub emoji: String,
+    pub count: u64,
+    /// Who reacted with it, earliest first, up to 10.
+    pub user_ids: Vec<Uuid>,
+}
+
+/// The most users a thread summary or a reaction names.
+pub const MAX_NAMED_USERS: usize = 10;
 
 impl MessageView {
     /// A message as sent by `sender_id` at `created_at`, stored at `position`: neither edited
@@ -103,7 +139,71 @@ impl MessageView {
             created_at,
             edited_at: None,
             deleted: false,
+            reply_to: sent.reply_to,
+            thread_id: sent.thread_id,
+            mentions: sent.mentions,
+            thread: None,
+            reactions: Vec::new(),
         }
+    }
+}
+
+impl MessageView {
+    /// Message `message_id` as the write side has folded `room` (with its `msg` subject),
+    /// with `content` (the fold keeps none): its thread's summary and its reactions as the
+    /// query side shows them.
+    pub fn folded(room: &Room, message_id: Uuid, content: String) -> Option<Self> {
+        let m = room.messages.get(&message_id)?;
+        let sent = MessageSent {
+            message_id,
+            kind: m.kind,
+            content,
+            attachment: m.attachment.clone(),
+            reply_to: m.reply_to,
+            thread_id: m.thread_id,
+            mentions: m.mentions.clone(),
+        };
+        let replies: Vec<_> = m
+            .replies
+            .iter()
+            .filter_map(|id| room.messages.get(id))
+            .filter(|r| !r.deleted)
+            .collect();
+        let thread = replies.iter().map(|r| r.created_at).max().map(|last| {
+            let mut participant_ids = Vec::new();
+            for sender in replies.iter().filter_map(|r| r.sender_id) {
+                if participant_ids.len() < MAX_NAMED_USERS && !participant_ids.contains(&sender) {
+                    participant_ids.push(sender);
+                }
+            }
+            ThreadSummary {
+                reply_count: replies.len() as u64,
+                last_reply_at: last,
+                participant_ids,
+            }
+        });
+        let mut reactions: Vec<ReactionView> = Vec::new();
+        for (emoji, user) in m.reactions.iter().filter(|_| !m.deleted) {
+            match reactions.iter_mut().find(|r| r.emoji == *emoji) {
+                Some(r) => {
+                    r.count += 1;
+                    if r.user_ids.len() < MAX_NAMED_USERS {
+                        r.user_ids.push(*user);
+                    }
+                }
+                None => reactions.push(ReactionView {
+                    emoji: emoji.clone(),
+                    count: 1,
+                    user_ids: vec![*user],
+                }),
+            }
+        }
+        Some(MessageView {
+            deleted: m.deleted,
+            thread,
+            reactions,
+            ..MessageView::new(room.id, m.sender_id, sent, m.position, m.created_at)
+        })
     }
 }
 

@@ -4,7 +4,7 @@
 //! subject that fits its type and room, at a position after the previous one, with an id seen
 //! once; messages and memberships must refer to rooms and users the log created before them.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use uuid::Uuid;
 
@@ -28,6 +28,9 @@ pub struct Verifier {
     rooms: HashSet<Uuid>,
     users: HashSet<Uuid>,
     tokens: HashSet<Uuid>,
+    /// Every message sent so far, with its room, for the references replies, threads and
+    /// reactions make.
+    messages: HashMap<Uuid, Uuid>,
     /// Events by type (unknown types included, under their own name).
     pub counts: BTreeMap<String, u64>,
     pub events: u64,
@@ -43,6 +46,7 @@ impl Verifier {
             rooms: HashSet::new(),
             users: HashSet::new(),
             tokens: HashSet::new(),
+            messages: HashMap::new(),
             counts: BTreeMap::new(),
             events: 0,
             findings: Vec::new(),
@@ -107,9 +111,11 @@ impl Verifier {
             (SubjectKind::Token(id), Event::TokenRevoked(t)) => *id == t.token_id,
             (SubjectKind::Room(room, part), event) => {
                 let part_fits = match event {
-                    Event::MessageSent(_) | Event::MessageEdited(_) | Event::MessageDeleted(_) => {
-                        *part == RoomPart::Msg
-                    }
+                    Event::MessageSent(_)
+                    | Event::MessageEdited(_)
+                    | Event::MessageDeleted(_)
+                    | Event::ReactionAdded(_)
+                    | Event::ReactionRemoved(_) => *part == RoomPart::Msg,
                     Event::RoomRead(_) => *part == RoomPart::Read,
                     Event::RoomCreated(_)
                     | Event::RoomUpdated(_)
@@ -142,6 +148,22 @@ impl Verifier {
                     envelope.event.type_name()
                 ),
             );
+        }
+    }
+
+    /// `what` of an event in `room` names `message`, which must be an earlier message of
+    /// that room.
+    fn check_message(&mut self, position: u64, room: Uuid, what: &str, message: Uuid) {
+        match self.messages.get(&message) {
+            Some(r) if *r == room => {}
+            Some(r) => self.find(
+                position,
+                format!("{what} names message {message} of room {r}, not of room {room}"),
+            ),
+            None => self.find(
+                position,
+                format!("{what} names message {message}, which was never sent"),
+            ),
         }
     }
 
@@ -192,6 +214,19 @@ impl Verifier {
             Event::MemberRemoved(r) => users.push(r.user_id),
             Event::InviteCreated(i) => users.extend(i.invitee_id),
             Event::RoomRead(r) => users.push(r.user_id),
+            Event::MessageSent(m) => {
+                users.extend(m.mentions.iter().copied());
+                for (what, id) in [("reply_to", m.reply_to), ("thread_id", m.thread_id)] {
+                    if let Some(id) = id {
+                        self.check_message(position, room, what, id);
+                    }
+                }
+                self.messages.insert(m.message_id, room);
+            }
+            Event::ReactionAdded(r) | Event::ReactionRemoved(r) => {
+                users.push(r.user_id);
+                self.check_message(position, room, "a reaction", r.message_id);
+            }
             Event::UserUpdated(u) => users.push(u.user_id),
             Event::CredentialsSet(c) => users.push(c.user_id),
             _ => {}
@@ -281,6 +316,7 @@ mod tests {
                     kind: MessageKind::Text,
                     content: "hi".into(),
                     attachment: None,
+                    ..Default::default()
                 }),
             )
         };
@@ -413,6 +449,77 @@ mod tests {
         ));
         let positions: Vec<u64> = v.findings.iter().map(|f| f.position).collect();
         assert_eq!(positions, vec![11, 12], "{:?}", v.findings);
+    }
+
+    #[test]
+    fn replies_threads_reactions_and_mentions_must_name_what_the_log_holds() {
+        let s = Subjects::new("t").unwrap();
+        let (ann, room, other) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let at = |room, event| Envelope::new(Uuid::new_v4(), Utc::now(), Some(ann), Some(room), event);
+        let reg = Envelope::new(
+            Uuid::new_v4(),
+            Utc::now(),
+            Some(ann),
+            None,
+            Event::UserRegistered(UserRegistered {
+                user_id: ann,
+                username: "ann".into(),
+                display_name: "Ann".into(),
+                password_hash: "h".into(),
+                service_token_id: None,
+            }),
+        );
+        let created = || {
+            Event::RoomCreated(RoomCreated {
+                name: "r".into(),
+                visibility: Visibility::Public,
+                kind: RoomKind::Group,
+                max_members: 5,
+                owner_id: ann,
+                with_user_id: None,
+            })
+        };
+        let (root, elsewhere) = (Uuid::new_v4(), Uuid::new_v4());
+        let sent = |id, thread_id, reply_to, mentions| {
+            Event::MessageSent(MessageSent {
+                message_id: id,
+                content: "hi".into(),
+                thread_id,
+                reply_to,
+                mentions,
+                ..MessageSent::default()
+            })
+        };
+        let react = |message_id| {
+            Event::ReactionAdded(Reaction {
+                message_id,
+                emoji: "👍".into(),
+                user_id: ann,
+            })
+        };
+        let mut v = Verifier::new(s.clone());
+        let msg = RoomPart::Msg;
+        v.check(&message(1, s.username("ann"), &reg));
+        v.check(&message(2, s.room(room, RoomPart::Meta), &at(room, created())));
+        v.check(&message(3, s.room(other, RoomPart::Meta), &at(other, created())));
+        v.check(&message(4, s.room(room, msg), &at(room, sent(root, None, None, vec![ann]))));
+        v.check(&message(5, s.room(other, msg), &at(other, sent(elsewhere, None, None, vec![]))));
+        let reply = sent(Uuid::new_v4(), Some(root), Some(root), vec![]);
+        v.check(&message(6, s.room(room, msg), &at(room, reply)));
+        v.check(&message(7, s.room(room, msg), &at(room, react(root))));
+        assert_eq!(v.findings, vec![]);
+        // A thread in another room, a reply to a message never sent, a reaction to a
+        // message of another room, a mention of nobody, a reaction on the meta subject.
+        let cross = sent(Uuid::new_v4(), Some(elsewhere), None, vec![]);
+        v.check(&message(8, s.room(room, msg), &at(room, cross)));
+        let dangling = sent(Uuid::new_v4(), None, Some(Uuid::new_v4()), vec![]);
+        v.check(&message(9, s.room(room, msg), &at(room, dangling)));
+        v.check(&message(10, s.room(room, msg), &at(room, react(elsewhere))));
+        let nobody = sent(Uuid::new_v4(), None, None, vec![Uuid::new_v4()]);
+        v.check(&message(11, s.room(room, msg), &at(room, nobody)));
+        v.check(&message(12, s.room(room, RoomPart::Meta), &at(room, react(root))));
+        let positions: Vec<u64> = v.findings.iter().map(|f| f.position).collect();
+        assert_eq!(positions, vec![8, 9, 10, 11, 12], "{:?}", v.findings);
     }
 
     #[test]

@@ -33,9 +33,10 @@ pub enum Role {
 }
 
 /// What a message carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageKind {
+    #[default]
     Text,
     Image,
     Video,
@@ -154,13 +155,23 @@ pub struct InviteRevoked {
     pub invite_id: Uuid,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MessageSent {
     pub message_id: Uuid,
     pub kind: MessageKind,
     pub content: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attachment: Option<Attachment>,
+    /// A quoted reply: the message it answers (of the same room; it may be in a thread).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<Uuid>,
+    /// A reply inside the thread of this root message (of the same room's main timeline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_id: Option<Uuid>,
+    /// Members of the room the message mentions, each once, fixed when it is sent (an edit
+    /// changes only the content).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<Uuid>,
 }
 
 impl MessageSent {
@@ -184,6 +195,16 @@ pub struct MessageEdited {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MessageDeleted {
     pub message_id: Uuid,
+}
+
+/// A member's reaction to a message, added or taken back (`message.reaction_added`,
+/// `message.reaction_removed`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Reaction {
+    pub message_id: Uuid,
+    /// One emoji (a grapheme cluster) or a `:short_name:`.
+    pub emoji: String,
+    pub user_id: Uuid,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -273,6 +294,10 @@ pub enum Event {
     MessageEdited(MessageEdited),
     #[serde(rename = "message.deleted")]
     MessageDeleted(MessageDeleted),
+    #[serde(rename = "message.reaction_added")]
+    ReactionAdded(Reaction),
+    #[serde(rename = "message.reaction_removed")]
+    ReactionRemoved(Reaction),
     #[serde(rename = "room.read")]
     RoomRead(RoomRead),
     #[serde(rename = "token.issued")]
@@ -297,6 +322,8 @@ pub const CATALOGUE: &[(&str, u32)] = &[
     ("message.sent", 1),
     ("message.edited", 1),
     ("message.deleted", 1),
+    ("message.reaction_added", 1),
+    ("message.reaction_removed", 1),
     ("room.read", 1),
     ("token.issued", 1),
     ("token.revoked", 1),
@@ -320,6 +347,8 @@ impl Event {
             Event::MessageSent(_) => "message.sent",
             Event::MessageEdited(_) => "message.edited",
             Event::MessageDeleted(_) => "message.deleted",
+            Event::ReactionAdded(_) => "message.reaction_added",
+            Event::ReactionRemoved(_) => "message.reaction_removed",
             Event::RoomRead(_) => "room.read",
             Event::TokenIssued(_) => "token.issued",
             Event::TokenRevoked(_) => "token.revoked",
@@ -379,6 +408,6 @@ mod tests {
     fn every_event_type_is_in_the_catalogue() {
         let event = Event::RoomDeleted(RoomDeleted {});
         assert_eq!(current_version(event.type_name()), Some(1));
-        assert_eq!(CATALOGUE.len(), 17);
+        assert_eq!(CATALOGUE.len(), 19);
     }
 }

@@ -230,6 +230,7 @@ mod tests {
             kind: MessageKind::Text,
             content: "hi".into(),
             attachment: None,
+            ..Default::default()
         }));
         let v: Value = serde_json::from_slice(&env.encode()).unwrap();
         let keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
@@ -258,6 +259,7 @@ mod tests {
             kind: MessageKind::File,
             content: String::new(),
             attachment: None,
+            ..Default::default()
         }));
         assert_eq!(Envelope::decode(&env.encode()), Ok(Decoded::Known(env)));
     }

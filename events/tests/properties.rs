@@ -88,6 +88,7 @@ fn action(step: &Step) -> RoomCommand {
             kind: MessageKind::Text,
             content: "hi".into(),
             attachment: None,
+            ..Default::default()
         }),
         Step::Read { up_to } => RoomCommand::MarkRead {
             up_to_position: *up_to,

@@ -26,6 +26,7 @@ fn message(room: Uuid, text: &str) -> Envelope {
             kind: MessageKind::Text,
             content: text.into(),
             attachment: None,
+            ..Default::default()
         }),
     )
 }

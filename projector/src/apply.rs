@@ -17,6 +17,7 @@ pub async fn write(tx: &mut Transaction<'_, Postgres>, batch: &Batch) -> sqlx::R
     invites(tx, batch).await?;
     let recount = members(tx, batch).await?;
     messages(tx, batch, &recount).await?;
+    reactions(tx, batch).await?;
     if !batch.membership_rooms.is_empty() {
         let rooms: Vec<Uuid> = batch.membership_rooms.iter().copied().collect();
         sqlx::query(
@@ -146,6 +147,39 @@ async fn invites(tx: &mut Transaction<'_, Postgres>, batch: &Batch) -> sqlx::Res
     Ok(())
 }
 
+/// Reactions: the ones taken back go, then the ones the batch leaves are written (a reaction
+/// taken back and made again in one batch gets its new position).
+async fn reactions(tx: &mut Transaction<'_, Postgres>, batch: &Batch) -> sqlx::Result<()> {
+    if !batch.reactions_cleared.is_empty() {
+        let keys: Vec<_> = batch.reactions_cleared.iter().collect();
+        sqlx::query(
+            "DELETE FROM reactions x USING UNNEST($1::uuid[], $2::text[], $3::uuid[]) AS v(m, e, u) \
+             WHERE x.message_id = v.m AND x.emoji = v.e AND x.user_id = v.u",
+        )
+        .bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
+        .bind(keys.iter().map(|k| k.1.clone()).collect::<Vec<_>>())
+        .bind(keys.iter().map(|k| k.2).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !batch.reactions_added.is_empty() {
+        let rows: Vec<_> = batch.reactions_added.iter().collect();
+        sqlx::query(
+            "INSERT INTO reactions (message_id, emoji, user_id, room_id, position) \
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::bigint[]) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(rows.iter().map(|(k, _)| k.0).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(k, _)| k.1.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(k, _)| k.2).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, v)| v.0).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, v)| v.1).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
 /// Members whose rows go (left or removed), as UNNEST columns.
 #[derive(Default)]
 struct Gone {
@@ -265,21 +299,27 @@ async fn members(tx: &mut Transaction<'_, Postgres>, batch: &Batch) -> sqlx::Res
     Ok(recount)
 }
 
-/// The CTEs that insert a batch's new messages (`$1`–`$10`) and add to each member's unread
-/// count the messages others sent (`$11`, `$12`: room and sender of each message not
-/// deleted), both writes only where `$guard` holds; [`bind_new_messages`] binds them. Only
-/// rows that gain something are written (a sender's own messages change nothing). Shared by
-/// [`messages`] and [`crate::messages_only`], so both paths keep one rule.
+/// The CTEs that insert a batch's new messages (`$1`–`$10`, `$13`–`$15`) and the mentions
+/// they make, and add to each member's unread count the main-timeline messages others sent
+/// (`$11`, `$12`: room and sender of each such message not deleted), every write only where
+/// `$guard` holds; [`bind_new_messages`] binds them. Only rows that gain something are
+/// written (a sender's own messages change nothing). Shared by [`messages`] and
+/// [`crate::messages_only`], so both paths keep one rule.
 macro_rules! new_messages_ctes {
     ($guard:literal) => {
         concat!(
             "ins AS (INSERT INTO messages (position, id, room_id, sender_id, kind, content, attachment, \
-                                           created_at, edited_at, deleted) \
-                     SELECT p, id, r, s, k, c, a::jsonb, ca, ea, d \
+                                           created_at, edited_at, deleted, reply_to, thread_id, mentions) \
+                     SELECT p, id, r, s, k, c, a::jsonb, ca, ea, d, rt, th, m::uuid[] \
                      FROM UNNEST($1::bigint[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], \
-                                 $7::text[], $8::timestamptz[], $9::timestamptz[], $10::bool[]) \
-                          AS v(p, id, r, s, k, c, a, ca, ea, d) \
-                     WHERE ", $guard, "), \
+                                 $7::text[], $8::timestamptz[], $9::timestamptz[], $10::bool[], \
+                                 $13::uuid[], $14::uuid[], $15::text[]) \
+                          AS v(p, id, r, s, k, c, a, ca, ea, d, rt, th, m) \
+                     WHERE ", $guard, " \
+                     RETURNING position, id, room_id, sender_id, deleted, mentions), \
+             mi AS (INSERT INTO mentions (user_id, message_id, room_id, position) \
+                    SELECT u, i.id, i.room_id, i.position FROM ins i, unnest(i.mentions) AS u \
+                    WHERE NOT i.deleted AND u IS DISTINCT FROM i.sender_id ON CONFLICT DO NOTHING), \
              b AS (SELECT * FROM UNNEST($11::uuid[], $12::uuid[]) AS b(room_id, sender_id)), \
              t AS (SELECT room_id, count(*) AS n FROM b GROUP BY room_id), \
              s AS (SELECT room_id, sender_id, count(*) AS n FROM b WHERE sender_id IS NOT NULL GROUP BY 1, 2), \
@@ -294,7 +334,7 @@ macro_rules! new_messages_ctes {
 }
 pub(crate) use new_messages_ctes;
 
-/// Binds `$1`–`$12` of [`new_messages_ctes`] to `batch`'s new messages.
+/// Binds `$1`–`$15` of [`new_messages_ctes`] to `batch`'s new messages.
 pub(crate) fn bind_new_messages<'q>(
     query: Query<'q, Postgres, PgArguments>,
     batch: &Batch,
@@ -308,7 +348,20 @@ pub(crate) fn bind_new_messages<'q>(
                 .map(|a| serde_json::to_string(a).expect("attachments serialize"))
         })
         .collect();
-    let live: Vec<_> = rows.iter().filter(|r| !r.deleted).collect();
+    // Thread replies count in no room's unread count (see README, "Threads").
+    let live: Vec<_> = rows
+        .iter()
+        .filter(|r| !r.deleted && r.thread_id.is_none())
+        .collect();
+    // Postgres cannot UNNEST arrays of arrays of different lengths: each message's mentions
+    // go as an array literal, cast back in the statement.
+    let mentions: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            let ids: Vec<String> = r.mentions.iter().map(Uuid::to_string).collect();
+            format!("{{{}}}", ids.join(","))
+        })
+        .collect();
     query
         .bind(rows.iter().map(|r| r.position).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
@@ -322,14 +375,18 @@ pub(crate) fn bind_new_messages<'q>(
         .bind(rows.iter().map(|r| r.deleted).collect::<Vec<_>>())
         .bind(live.iter().map(|r| r.room_id).collect::<Vec<_>>())
         .bind(live.iter().map(|r| r.sender_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.reply_to).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.thread_id).collect::<Vec<_>>())
+        .bind(mentions)
 }
 
 /// Writes new messages and edits, and keeps every member's unread count exact.
 ///
-/// **The unread-count rule.** A member's `unread_count` is the number of messages of their
-/// room that are after both their read marker and their join (`position > GREATEST(
+/// **The unread-count rule.** A member's `unread_count` is the number of main-timeline
+/// messages of their room that are after both their read marker and their join (`position > GREATEST(
 /// last_read_position, joined_position)`), not deleted, and not sent by them. A batch keeps
-/// it with three statements, in this order: each new message adds one to every member of its
+/// it with three statements, in this order: each new message of the main timeline (thread
+/// replies count for no one) adds one to every member of its
 /// room but its sender; each message deleted in the batch that counted for a member takes one
 /// away; and every member who joined or moved their marker in the batch (`recount`) is
 /// counted again from the messages table, which overrides the first two for them.
@@ -361,7 +418,7 @@ async fn messages(
                 "UPDATE members m SET unread_count = m.unread_count - d.n \
                  FROM (SELECT mm.room_id, mm.user_id, count(*) AS n FROM messages x \
                        JOIN members mm ON mm.room_id = x.room_id \
-                       WHERE x.id = ANY($1) AND NOT x.deleted \
+                       WHERE x.id = ANY($1) AND NOT x.deleted AND x.thread_id IS NULL \
                          AND x.position > GREATEST(mm.last_read_position, mm.joined_position) \
                          AND (x.sender_id IS NULL OR x.sender_id <> mm.user_id) \
                        GROUP BY 1, 2) d \
@@ -370,6 +427,10 @@ async fn messages(
             .bind(&deleted)
             .execute(&mut **tx)
             .await?;
+            sqlx::query("DELETE FROM mentions WHERE message_id = ANY($1)")
+                .bind(&deleted)
+                .execute(&mut **tx)
+                .await?;
         }
         let p: Vec<_> = batch.message_patches.values().collect();
         sqlx::query(
@@ -391,7 +452,7 @@ async fn messages(
     if !recount.rooms.is_empty() {
         sqlx::query(
             "UPDATE members m SET unread_count = ( \
-                SELECT count(*) FROM messages x WHERE x.room_id = m.room_id \
+                SELECT count(*) FROM messages x WHERE x.room_id = m.room_id AND x.thread_id IS NULL \
                   AND x.position > GREATEST(m.last_read_position, m.joined_position) AND NOT x.deleted \
                   AND (x.sender_id IS NULL OR x.sender_id <> m.user_id)) \
              FROM UNNEST($1::uuid[], $2::uuid[]) AS v(room_id, user_id) \

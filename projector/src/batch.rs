@@ -32,6 +32,10 @@ pub struct Batch {
     pub invite_patches: BTreeMap<Uuid, InvitePatch>,
     pub messages: BTreeMap<Uuid, MessageRow>,
     pub message_patches: BTreeMap<Uuid, MessagePatch>,
+    /// Reactions taken back in the batch (their rows go first)...
+    pub reactions_cleared: BTreeSet<ReactionKey>,
+    /// ...then the reactions the batch leaves in place, with their room and position.
+    pub reactions_added: BTreeMap<ReactionKey, (Uuid, i64)>,
     /// Rooms whose membership changed: their `member_count` is recounted.
     pub membership_rooms: BTreeSet<Uuid>,
     /// Last message position per room created in this batch's `rooms` (kept on the row).
@@ -95,6 +99,15 @@ impl Batch {
             Event::MessageSent(m) => self.message_sent(room, m.sender(*actor_id), m, at, position),
             Event::MessageEdited(e) => self.message_edited(e, at),
             Event::MessageDeleted(d) => self.message_deleted(d.message_id),
+            Event::ReactionAdded(r) => {
+                let key = (r.message_id, r.emoji.clone(), r.user_id);
+                self.reactions_added.insert(key, (room, position));
+            }
+            Event::ReactionRemoved(r) => {
+                let key = (r.message_id, r.emoji.clone(), r.user_id);
+                self.reactions_added.remove(&key);
+                self.reactions_cleared.insert(key);
+            }
         }
     }
 
@@ -346,8 +359,15 @@ impl Batch {
                 created_at: at,
                 edited_at: None,
                 deleted: false,
+                reply_to: m.reply_to,
+                thread_id: m.thread_id,
+                mentions: m.mentions.clone(),
             },
         );
+        // A thread reply is not in the main timeline: it is no room's last message.
+        if m.thread_id.is_some() {
+            return;
+        }
         self.last_message.insert(room, position);
         match self.rooms.get_mut(&room) {
             Some(row) => row.position = position,

@@ -22,6 +22,8 @@ impl Batch {
             && self.invites.is_empty()
             && self.invite_patches.is_empty()
             && self.message_patches.is_empty()
+            && self.reactions_cleared.is_empty()
+            && self.reactions_added.is_empty()
             && self.membership_rooms.is_empty()
             && self.room_patches.values().all(|p| {
                 p.name.is_none()
@@ -45,15 +47,15 @@ pub async fn write(
     let patches: Vec<_> = batch.room_patches.iter().collect();
     let moved = crate::apply::bind_new_messages(
         sqlx::query(concat!(
-            "WITH cp AS (UPDATE projection_checkpoints SET position = $13, updated_at = now() \
-                         WHERE projection = $14 AND position = $15 RETURNING position), ",
+            "WITH cp AS (UPDATE projection_checkpoints SET position = $16, updated_at = now() \
+                         WHERE projection = $17 AND position = $18 RETURNING position), ",
             new_messages_ctes!("EXISTS (SELECT 1 FROM cp)"),
             ", rp AS (UPDATE rooms r SET \
                          last_message_position = GREATEST(r.last_message_position, v.last_message_position), \
                          position = GREATEST(r.position, v.position) \
-                      FROM UNNEST($16::uuid[], $17::bigint[], $18::bigint[]) AS v(id, last_message_position, position) \
+                      FROM UNNEST($19::uuid[], $20::bigint[], $21::bigint[]) AS v(id, last_message_position, position) \
                       WHERE r.id = v.id AND EXISTS (SELECT 1 FROM cp)) \
-             SELECT 1 FROM cp, pg_notify($19, cp.position::text)"
+             SELECT 1 FROM cp, pg_notify($22, cp.position::text)"
         )),
         batch,
     )

@@ -31,6 +31,8 @@ pub const TABLES: &[&str] = &[
     "members",
     "invites",
     "messages",
+    "reactions",
+    "mentions",
     "projection_checkpoints",
 ];
 

@@ -93,7 +93,13 @@ pub struct MessageRow {
     pub created_at: DateTime<Utc>,
     pub edited_at: Option<DateTime<Utc>>,
     pub deleted: bool,
+    pub reply_to: Option<Uuid>,
+    pub thread_id: Option<Uuid>,
+    pub mentions: Vec<Uuid>,
 }
+
+/// A reaction's key: message, emoji, user.
+pub type ReactionKey = (Uuid, String, Uuid);
 
 /// An edit or deletion of a message written before the batch.
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -57,6 +57,7 @@ fn history() -> Vec<Recorded> {
                 kind: MessageKind::Text,
                 content: "hi".into(),
                 attachment: None,
+                ..Default::default()
             }),
         ),
         at(

@@ -29,6 +29,8 @@ struct Page {
     after: Option<i64>,
     /// 1-100, default 50.
     limit: Option<i64>,
+    /// Page this thread (the replies to this root message) instead of the main timeline.
+    thread_id: Option<Uuid>,
 }
 
 /// A page of messages, ascending by position.
@@ -41,7 +43,9 @@ struct MessagePage {
 
 /// Ascending by position. With `after`: the `limit` messages following it (and `has_more` if
 /// newer ones remain); otherwise the `limit` messages before `before` (or the latest), with
-/// `has_more` if older ones remain. Both together bound the page on both sides.
+/// `has_more` if older ones remain. Both together bound the page on both sides. Without
+/// `thread_id` the main timeline, which leaves thread replies out; with it, that thread's
+/// replies (its root is `GET /rooms/{room_id}/messages/{thread_id}`).
 #[utoipa::path(get, path = "/rooms/{room_id}/messages", tag = "messages", params(("room_id" = Uuid, Path, description = "the room"), Page), responses((status = 200, description = "a page; members only", body = MessagePage)), security(("login_token" = [])))]
 async fn page(
     State(state): State<QueryState>,
@@ -57,27 +61,36 @@ async fn page(
     }
     member_room(&state.pool, room_id, user.id).await?;
     let before = params.before.unwrap_or(i64::MAX);
-    let (sql, forward) = match params.after {
-        Some(_) => (
-            format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages x WHERE x.room_id = $1 AND x.position > $2 \
-                 AND x.position < $3 ORDER BY x.position ASC LIMIT $4"
-            ),
-            true,
-        ),
-        None => (
-            format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages x WHERE x.room_id = $1 AND x.position > $2 \
-                 AND x.position < $3 ORDER BY x.position DESC LIMIT $4"
-            ),
-            false,
-        ),
+    if let Some(root) = params.thread_id {
+        let found: Option<(bool,)> = sqlx::query_as(
+            "SELECT thread_id IS NULL FROM messages WHERE room_id = $1 AND id = $2",
+        )
+        .bind(room_id)
+        .bind(root)
+        .fetch_optional(&state.pool)
+        .await
+        .map_err(db_error)?;
+        if found != Some((true,)) {
+            return Err(ApiError::not_found("thread not found"));
+        }
+    }
+    // `$5`: the thread, or none for the main timeline; each form has its own index.
+    let which = match params.thread_id {
+        Some(_) => "x.thread_id = $5",
+        None => "x.thread_id IS NULL AND $5::uuid IS NULL",
     };
+    let forward = params.after.is_some();
+    let order = if forward { "ASC" } else { "DESC" };
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages x WHERE x.room_id = $1 AND {which} \
+         AND x.position > $2 AND x.position < $3 ORDER BY x.position {order} LIMIT $4"
+    );
     let mut rows: Vec<MessageRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(room_id)
         .bind(params.after.unwrap_or(0))
         .bind(before)
         .bind(limit + 1)
+        .bind(params.thread_id)
         .fetch_all(&state.pool)
         .await
         .map_err(db_error)?;

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use natter_edge::ApiError;
-use natter_edge::views::{MessageView, RoomView, UserView};
+use natter_edge::views::{MessageView, ReactionView, RoomView, ThreadSummary, UserView};
 use natter_events::catalogue::MessageSent;
 use serde::de::DeserializeOwned;
 use sqlx::types::Json;
@@ -44,7 +44,21 @@ impl RoomRow {
     }
 }
 
-pub const MESSAGE_COLUMNS: &str = "x.position, x.id, x.room_id, x.sender_id, x.kind, x.content, x.attachment, x.created_at, x.edited_at, x.deleted";
+/// A message row `x` with its thread summary (when it is a root with replies not deleted)
+/// and its reactions (none once it is deleted), each from its own index.
+pub const MESSAGE_COLUMNS: &str = "x.position, x.id, x.room_id, x.sender_id, x.kind, x.content, x.attachment, \
+    x.created_at, x.edited_at, x.deleted, x.reply_to, x.thread_id, x.mentions, \
+    (SELECT json_build_object('reply_count', count(*), 'last_reply_at', max(t.created_at), \
+            'participant_ids', (SELECT COALESCE(array_agg(p.sender_id ORDER BY p.first), '{}') \
+                FROM (SELECT t2.sender_id, min(t2.position) AS first FROM messages t2 \
+                      WHERE t2.thread_id = x.id AND NOT t2.deleted AND t2.sender_id IS NOT NULL \
+                      GROUP BY 1 ORDER BY 2 LIMIT 10) p)) \
+     FROM messages t WHERE t.thread_id = x.id AND NOT t.deleted HAVING count(*) > 0) AS thread, \
+    COALESCE((SELECT json_agg(json_build_object('emoji', g.emoji, 'count', g.n, 'user_ids', g.users) ORDER BY g.first) \
+              FROM (SELECT emoji, count(*) AS n, min(position) AS first, \
+                           (array_agg(user_id ORDER BY position))[1:10] AS users \
+                    FROM reactions WHERE message_id = x.id GROUP BY emoji) g \
+              WHERE NOT x.deleted), '[]') AS reactions";
 
 #[derive(sqlx::FromRow)]
 pub struct MessageRow {
@@ -58,6 +72,11 @@ pub struct MessageRow {
     pub created_at: DateTime<Utc>,
     pub edited_at: Option<DateTime<Utc>>,
     pub deleted: bool,
+    pub reply_to: Option<Uuid>,
+    pub thread_id: Option<Uuid>,
+    pub mentions: Vec<Uuid>,
+    pub thread: Option<Json<ThreadSummary>>,
+    pub reactions: Json<Vec<ReactionView>>,
 }
 
 impl MessageRow {
@@ -67,10 +86,15 @@ impl MessageRow {
             kind: wire(&self.kind)?,
             content: self.content.clone(),
             attachment: self.attachment.as_ref().map(|a| a.0.clone()),
+            reply_to: self.reply_to,
+            thread_id: self.thread_id,
+            mentions: self.mentions.clone(),
         };
         Ok(MessageView {
             edited_at: self.edited_at,
             deleted: self.deleted,
+            thread: self.thread.as_ref().map(|t| t.0.clone()),
+            reactions: self.reactions.0.clone(),
             ..MessageView::new(
                 self.room_id,
                 self.sender_id,

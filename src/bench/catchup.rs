@@ -39,6 +39,7 @@ pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
                 kind: MessageKind::Text,
                 content: format!("history {i} {}", "x".repeat(80)),
                 attachment: None,
+                ..Default::default()
             })),
         )
     });

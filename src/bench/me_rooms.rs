@@ -62,6 +62,7 @@ pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
             kind: MessageKind::Text,
             content: format!("message {i}"),
             attachment: None,
+            ..Default::default()
         });
         (subjects.room(room, RoomPart::Msg), ev(room, writer, sent))
     };

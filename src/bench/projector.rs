@@ -67,6 +67,7 @@ pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
                     kind: MessageKind::Text,
                     content,
                     attachment: None,
+                    ..Default::default()
                 }),
             ),
         ));

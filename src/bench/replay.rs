@@ -34,6 +34,7 @@ pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
                         kind: MessageKind::Text,
                         content: format!("audit {i} {}", "x".repeat(60)),
                         attachment: None,
+                        ..Default::default()
                     }),
                 ),
             )

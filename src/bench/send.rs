@@ -130,6 +130,7 @@ pub async fn raw_publish_rate(env: &Env, user: Uuid, duration: Duration) -> anyh
             kind: MessageKind::Text,
             content: "x".repeat(CONTENT_CHARS),
             attachment: None,
+            ..Default::default()
         }),
     );
     let payload = Bytes::from(sample.encode());

@@ -71,6 +71,17 @@ pub enum RoomCommand {
     DeleteMessage {
         message_id: Uuid,
     },
+    /// A member reacts to a message with `emoji` (already checked by the edge); reacting
+    /// again with it changes nothing.
+    React {
+        message_id: Uuid,
+        emoji: String,
+    },
+    /// A member takes a reaction back; one never made changes nothing.
+    Unreact {
+        message_id: Uuid,
+        emoji: String,
+    },
 }
 
 /// How an append of a command's event is kept consistent with the state it was decided on.
@@ -92,7 +103,9 @@ impl RoomCommand {
             RoomCommand::SendMessage(_)
             | RoomCommand::Broadcast(_)
             | RoomCommand::EditMessage { .. }
-            | RoomCommand::DeleteMessage { .. } => RoomPart::Msg,
+            | RoomCommand::DeleteMessage { .. }
+            | RoomCommand::React { .. }
+            | RoomCommand::Unreact { .. } => RoomPart::Msg,
             RoomCommand::MarkRead { .. } => RoomPart::Read,
             _ => RoomPart::Meta,
         }
@@ -101,7 +114,12 @@ impl RoomCommand {
     /// The subjects whose events the decision needs folded into the room.
     pub fn reads(&self) -> &'static [RoomPart] {
         match self {
-            RoomCommand::EditMessage { .. } | RoomCommand::DeleteMessage { .. } => {
+            RoomCommand::EditMessage { .. }
+            | RoomCommand::DeleteMessage { .. }
+            | RoomCommand::React { .. }
+            | RoomCommand::Unreact { .. } => &[RoomPart::Meta, RoomPart::Msg],
+            // A reply names a message, which the decision must see.
+            RoomCommand::SendMessage(m) if m.reply_to.is_some() || m.thread_id.is_some() => {
                 &[RoomPart::Meta, RoomPart::Msg]
             }
             _ => match self.part() {
@@ -115,8 +133,9 @@ impl RoomCommand {
     pub fn concurrency(&self) -> Concurrency {
         match self {
             RoomCommand::SendMessage(_) | RoomCommand::Broadcast(_) => Concurrency::Barrier,
-            // An edit and a deletion of one message must not both pass: they expect the
-            // `msg` subject as they saw it (a concurrent send makes them decide again).
+            // An edit and a deletion of one message must not both pass, nor two identical
+            // reactions: they expect the `msg` subject as they saw it (a concurrent send
+            // makes them decide again).
             _ => Concurrency::ExpectVersion,
         }
     }
@@ -178,6 +197,12 @@ pub enum DomainError {
     InviteRevoked,
     #[error("the invite has been used up")]
     InviteUsedUp,
+    #[error("reply_to must name a message of this room that is not deleted")]
+    BadReplyTo,
+    #[error("thread_id must name a message of this room's main timeline that is not deleted")]
+    BadThreadRoot,
+    #[error("mentions may name only members of the room")]
+    MentionsNonMember,
 }
 
 impl From<InviteGone> for DomainError {
@@ -403,7 +428,21 @@ pub fn decide(room: Option<&Room>, command: &Command) -> Result<Option<Event>, D
             })))
         }
         RoomCommand::SendMessage(message) => {
-            membered()?;
+            let room = membered()?;
+            let live = |id: &Uuid| room.messages.get(id).filter(|m| !m.deleted);
+            if message.reply_to.is_some_and(|id| live(&id).is_none()) {
+                return Err(DomainError::BadReplyTo);
+            }
+            // Threads are one level deep: a root is a message of the main timeline.
+            if message
+                .thread_id
+                .is_some_and(|id| live(&id).is_none_or(|m| m.thread_id.is_some()))
+            {
+                return Err(DomainError::BadThreadRoot);
+            }
+            if !message.mentions.iter().all(|u| room.is_member(*u)) {
+                return Err(DomainError::MentionsNonMember);
+            }
             Ok(Some(Event::MessageSent(message.clone())))
         }
         RoomCommand::Broadcast(message) => {
@@ -449,6 +488,32 @@ pub fn decide(room: Option<&Room>, command: &Command) -> Result<Option<Event>, D
             Ok(Some(Event::MessageDeleted(MessageDeleted {
                 message_id: *message_id,
             })))
+        }
+        RoomCommand::React { message_id, emoji } | RoomCommand::Unreact { message_id, emoji } => {
+            let room = membered()?;
+            let message = room
+                .messages
+                .get(message_id)
+                .ok_or(DomainError::MessageNotFound)?;
+            let adding = matches!(action, RoomCommand::React { .. });
+            let has = message.has_reaction(emoji, actor);
+            if adding == has {
+                return Ok(None);
+            }
+            // Taking a reaction back stays possible after a deletion; adding one does not.
+            if adding && message.deleted {
+                return Err(DomainError::MessageDeleted);
+            }
+            let reaction = Reaction {
+                message_id: *message_id,
+                emoji: emoji.clone(),
+                user_id: actor,
+            };
+            Ok(Some(if adding {
+                Event::ReactionAdded(reaction)
+            } else {
+                Event::ReactionRemoved(reaction)
+            }))
         }
         RoomCommand::MarkRead { up_to_position } => {
             let room = membered()?;

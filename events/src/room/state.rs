@@ -64,6 +64,20 @@ pub struct Message {
     /// The position of its `message.sent` (set by the fold that knows positions).
     pub position: u64,
     pub deleted: bool,
+    pub reply_to: Option<Uuid>,
+    /// The root of the thread it replies in, if it is a thread reply.
+    pub thread_id: Option<Uuid>,
+    pub mentions: Vec<Uuid>,
+    /// On a thread's root: its replies, in log order.
+    pub replies: Vec<Uuid>,
+    /// Who reacted with what, in the order reacted.
+    pub reactions: Vec<(String, Uuid)>,
+}
+
+impl Message {
+    pub fn has_reaction(&self, emoji: &str, user: Uuid) -> bool {
+        self.reactions.iter().any(|(e, u)| e == emoji && *u == user)
+    }
 }
 
 /// A room folded from its `meta` and `read` subjects (and `msg`, where loaded).
@@ -234,8 +248,29 @@ pub fn evolve(room: Option<Room>, envelope: &Envelope) -> Option<Room> {
                     created_at: at,
                     position: 0,
                     deleted: false,
+                    reply_to: m.reply_to,
+                    thread_id: m.thread_id,
+                    mentions: m.mentions.clone(),
+                    replies: Vec::new(),
+                    reactions: Vec::new(),
                 },
             );
+            if let Some(root) = m.thread_id.and_then(|id| room.messages.get_mut(&id)) {
+                root.replies.push(m.message_id);
+            }
+        }
+        Event::ReactionAdded(r) => {
+            if let Some(m) = room.messages.get_mut(&r.message_id)
+                && !m.has_reaction(&r.emoji, r.user_id)
+            {
+                m.reactions.push((r.emoji.clone(), r.user_id));
+            }
+        }
+        Event::ReactionRemoved(r) => {
+            if let Some(m) = room.messages.get_mut(&r.message_id) {
+                m.reactions
+                    .retain(|(emoji, user)| !(*emoji == r.emoji && *user == r.user_id));
+            }
         }
         Event::MessageDeleted(d) => {
             if let Some(m) = room.messages.get_mut(&d.message_id) {

@@ -98,6 +98,7 @@ pub fn send(content: &str) -> RoomCommand {
         kind: MessageKind::Text,
         content: content.into(),
         attachment: None,
+        ..Default::default()
     })
 }
 

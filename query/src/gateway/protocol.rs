@@ -358,6 +358,7 @@ mod tests {
                 kind: MessageKind::Text,
                 content: "hi".into(),
                 attachment: None,
+                ..Default::default()
             }),
         );
         let stored = RawMessage {

@@ -320,6 +320,7 @@ async fn an_undecodable_event_halts_the_projection_there_and_unknown_types_are_s
             kind: MessageKind::Text,
             content: "after the bad one".into(),
             attachment: None,
+            ..Default::default()
         }),
     );
     stack
@@ -377,6 +378,7 @@ async fn append_raw_message(
             kind: MessageKind::Text,
             content: content.into(),
             attachment: None,
+            ..Default::default()
         }),
     );
     let subject = stack.store.subjects().room(room, RoomPart::Msg);
