@@ -3,7 +3,8 @@
 //! events from JetStream. Queries read only Postgres; the gateway reads only the log.
 //!
 //! - [`rooms`]: room listing and search, one room, members, my rooms with unread counts.
-//! - [`messages`]: message pages and single messages.
+//! - [`messages`]: message pages (the main timeline or a thread), single messages, mentions.
+//! - [`search`]: full-text search over the caller's rooms.
 //! - [`users`]: `/me` and public profiles.
 //! - [`gateway`]: the websocket gateway (`/ws`), streaming room events from JetStream.
 //! - [`admin`]: operators' queries: stats, connections over every gateway, API tokens.
@@ -18,6 +19,7 @@ pub mod messages;
 pub mod position;
 pub mod rooms;
 pub mod rows;
+pub mod search;
 pub mod users;
 
 use std::sync::Arc;
@@ -75,6 +77,7 @@ impl FromRef<QueryState> for ProjectionWatch {
 fn read_model_api() -> OpenApiRouter<QueryState> {
     rooms::router()
         .merge(messages::router())
+        .merge(search::router())
         .merge(users::router())
         .merge(admin::router())
 }

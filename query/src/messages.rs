@@ -18,6 +18,7 @@ pub fn router() -> OpenApiRouter<QueryState> {
     OpenApiRouter::new()
         .routes(routes!(page))
         .routes(routes!(one))
+        .routes(routes!(my_mentions))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -123,4 +124,49 @@ async fn one(
     .map_err(db_error)?;
     let row = row.ok_or_else(|| ApiError::not_found("message not found"))?;
     Ok(Json(row.view()?))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct MentionsPage {
+    /// Mentions before this position (none: the latest).
+    before: Option<i64>,
+    /// 1-100, default 50.
+    limit: Option<i64>,
+}
+
+/// Newest first: messages that mention the caller, in the rooms the caller is in now (a room
+/// left takes its mentions with it, a room joined again brings them back, as its history;
+/// a deleted message is no mention), `has_more` if older ones remain.
+#[utoipa::path(get, path = "/me/mentions", tag = "messages", params(MentionsPage), responses((status = 200, description = "messages that mention the caller, newest first", body = MessagePage)), security(("login_token" = [])))]
+async fn my_mentions(
+    State(state): State<QueryState>,
+    user: AuthUser,
+    ApiQuery(params): ApiQuery<MentionsPage>,
+) -> Result<Json<MessagePage>, ApiError> {
+    let limit = check_limit(params.limit)?;
+    if params.before.is_some_and(|b| b < 0) {
+        return Err(ApiError::validation("before must be a position (0 or more)"));
+    }
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM mentions mm \
+         JOIN members me ON me.room_id = mm.room_id AND me.user_id = mm.user_id \
+         JOIN messages x ON x.id = mm.message_id \
+         WHERE mm.user_id = $1 AND mm.position < $2 \
+         ORDER BY mm.position DESC LIMIT $3"
+    );
+    let mut rows: Vec<MessageRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(user.id)
+        .bind(params.before.unwrap_or(i64::MAX))
+        .bind(limit + 1)
+        .fetch_all(&state.pool)
+        .await
+        .map_err(db_error)?;
+    let has_more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let messages = rows
+        .iter()
+        .map(MessageRow::view)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(MessagePage { messages, has_more }))
 }

@@ -143,6 +143,8 @@ struct MyRoom {
     #[serde(flatten)]
     room: RoomView,
     unread_count: i64,
+    /// Messages after the read marker that mention the caller (thread replies included).
+    unread_mentions: i64,
     last_read_position: i64,
     last_message: Option<MessageView>,
     /// For a direct room: the other user.
@@ -290,6 +292,7 @@ struct MyRoomRow {
     #[sqlx(flatten)]
     room: RoomRow,
     unread_count: i64,
+    unread_mentions: i64,
     last_read_position: i64,
     last_message_position: Option<i64>,
     /// For a direct room, the other user (`{id, username, display_name}`).
@@ -303,6 +306,8 @@ async fn my_rooms(
 ) -> Result<Json<MyRooms>, ApiError> {
     let sql = format!(
         "SELECT {ROOM_COLUMNS}, m.unread_count, m.last_read_position, r.last_message_position, \
+                (SELECT count(*) FROM mentions mm WHERE mm.user_id = $1 AND mm.room_id = r.id \
+                   AND mm.position > GREATEST(m.last_read_position, m.joined_position)) AS unread_mentions, \
                 CASE WHEN r.kind = 'direct' THEN ( \
                     SELECT json_build_object('id', u.id, 'username', u.username, \
                                              'display_name', u.display_name) \
@@ -340,6 +345,7 @@ async fn my_rooms(
         rooms.push(MyRoom {
             room: row.room.view()?,
             unread_count: row.unread_count,
+            unread_mentions: row.unread_mentions,
             last_read_position: row.last_read_position,
             last_message,
             other_user: row.other_user.map(|o| o.0),

@@ -94,8 +94,14 @@ impl Hub {
             return;
         };
         let slot = self.held_slot(room_id);
-        // Messages of rooms nobody here follows cost nothing beyond the subject check.
-        if slot.is_none() && part != RoomPart::Meta {
+        let mentioned = if part == RoomPart::Msg {
+            mentioned(message)
+        } else {
+            Vec::new()
+        };
+        // Messages of rooms nobody here follows cost nothing beyond the subject check (and
+        // a look for mentions).
+        if slot.is_none() && part != RoomPart::Meta && mentioned.is_empty() {
             return;
         }
         // Only `meta` events are decoded (membership, the user feed); every frame carries the
@@ -130,34 +136,25 @@ impl Hub {
             }
             feed.deliver(room_id, incoming.clone());
         }
-        self.notify_named_user(room_id, &incoming, prev, &subscribed);
+        let named = match &incoming.known {
+            Some(envelope) => named_users(envelope),
+            None => mentioned,
+        };
+        self.notify_named_user(room_id, &incoming, prev, &subscribed, named);
     }
 
     /// Events that name a user (an invite for them, their joins (a room's creation included),
-    /// leaves and removals) reach
-    /// all that user's connections, as `"feed": "me"` frames; a connection subscribed to the
-    /// room already got it as a room event.
+    /// leaves and removals, a message that mentions them) reach all that user's
+    /// connections, as `"feed": "me"` frames; a connection subscribed to the room already
+    /// got it as a room event.
     fn notify_named_user(
         &self,
         room_id: Uuid,
         incoming: &Incoming,
         prev: Option<u64>,
         subscribed: &[ConnId],
+        named: Vec<Uuid>,
     ) {
-        let Some(envelope) = &incoming.known else {
-            return;
-        };
-        // A join into a pair room also names the user who waited there: the match.
-        let named: Vec<Uuid> = match &envelope.event {
-            // A room's creation makes its owner (and, for a direct room, the other user) a
-            // member: their joins.
-            Event::RoomCreated(c) => std::iter::once(c.owner_id).chain(c.with_user_id).collect(),
-            Event::InviteCreated(i) => i.invitee_id.into_iter().collect(),
-            Event::MemberJoined(j) => std::iter::once(j.user_id).chain(j.matched_with).collect(),
-            Event::MemberLeft(l) => vec![l.user_id],
-            Event::MemberRemoved(r) => vec![r.user_id],
-            _ => Vec::new(),
-        };
         if named.is_empty() {
             return;
         }
@@ -323,5 +320,42 @@ impl Hub {
             !(feed.subscribers.is_empty()
                 && feed.idle_since.is_some_and(|t| t.elapsed() > IDLE_FEED))
         });
+    }
+}
+
+/// The users a `meta` event names: an invite for them, their joins (a room's creation
+/// included; a join into a pair room also names the user who waited there: the match),
+/// leaves and removals.
+fn named_users(envelope: &Envelope) -> Vec<Uuid> {
+    match &envelope.event {
+        // A room's creation makes its owner (and, for a direct room, the other user) a
+        // member: their joins.
+        Event::RoomCreated(c) => std::iter::once(c.owner_id).chain(c.with_user_id).collect(),
+        Event::InviteCreated(i) => i.invitee_id.into_iter().collect(),
+        Event::MemberJoined(j) => std::iter::once(j.user_id).chain(j.matched_with).collect(),
+        Event::MemberLeft(l) => vec![l.user_id],
+        Event::MemberRemoved(r) => vec![r.user_id],
+        _ => Vec::new(),
+    }
+}
+
+/// The users a `msg` event mentions, but its sender. Only a payload that holds the word
+/// `"mentions"` is decoded: the others cost a byte scan.
+fn mentioned(message: &RawMessage) -> Vec<Uuid> {
+    const KEY: &[u8] = b"\"mentions\"";
+    if !message.payload.windows(KEY.len()).any(|w| w == KEY) {
+        return Vec::new();
+    }
+    match Envelope::decode(&message.payload) {
+        Ok(Decoded::Known(Envelope {
+            actor_id,
+            event: Event::MessageSent(m),
+            ..
+        })) => m
+            .mentions
+            .into_iter()
+            .filter(|u| Some(*u) != actor_id)
+            .collect(),
+        _ => Vec::new(),
     }
 }

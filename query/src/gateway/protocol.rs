@@ -94,6 +94,15 @@ pub enum ClientOp {
         kind: Option<Value>,
         #[schema(value_type = Option<Attachment>)]
         attachment: Option<Value>,
+        /// Quote this message of the room, as on `POST /rooms/{room_id}/messages`.
+        #[schema(value_type = Option<Uuid>)]
+        reply_to: Option<Value>,
+        /// Reply inside the thread of this root message.
+        #[schema(value_type = Option<Uuid>)]
+        thread_id: Option<Value>,
+        /// Members of the room to mention.
+        #[schema(value_type = Option<Vec<Uuid>>)]
+        mentions: Option<Value>,
     },
     /// A read marker, as `POST /rooms/{room_id}/read` takes it. Answered with `ack` or
     /// `error`.

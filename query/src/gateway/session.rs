@@ -251,6 +251,9 @@ async fn handle(
             content,
             kind,
             attachment,
+            reply_to,
+            thread_id,
+            mentions,
         } => {
             if client_id.is_empty() || client_id.chars().count() > protocol::MAX_CLIENT_ID {
                 conn.offer(Utf8Bytes::from(protocol::op_error(
@@ -266,6 +269,9 @@ async fn handle(
                 ("content", content),
                 ("kind", kind),
                 ("attachment", attachment),
+                ("reply_to", reply_to),
+                ("thread_id", thread_id),
+                ("mentions", mentions),
             ] {
                 if let Some(value) = value {
                     body.insert(field.to_string(), value);

@@ -1,0 +1,223 @@
+//! Full-text search over the messages of the caller's rooms: Postgres text search on the
+//! read model (`messages.search`, a generated `tsvector` with a GIN index), best match first.
+//!
+//! Matching is language-neutral (the `simple` configuration: words lower-cased, no stemming,
+//! no stop words) and by prefix: every word of the query must begin a word of the message,
+//! so `deplo` finds "deployment". A deletion empties a message's content, so it matches
+//! nothing; an edit replaces it, so the message is found by its new text. Only rooms the
+//! caller is a member of now are searched.
+
+use axum::Json;
+use axum::extract::State;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use natter_edge::views::MessageView;
+use natter_edge::{ApiError, ApiQuery, AuthUser};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::QueryState;
+use crate::rooms::{check_limit, member_room};
+use crate::rows::{MESSAGE_COLUMNS, MessageRow, db_error};
+
+/// The longest query, in characters.
+const MAX_QUERY_CHARS: usize = 200;
+/// Marks around each match in Postgres's headline, replaced by `<mark>` once the rest is
+/// escaped (private-use code points; a message's own are replaced before the headline).
+const START: char = '\u{E000}';
+const STOP: char = '\u{E001}';
+
+pub fn router() -> OpenApiRouter<QueryState> {
+    OpenApiRouter::new().routes(routes!(search_messages))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct SearchParams {
+    /// The words to find (1-200 characters); each must begin a word of the message.
+    q: Option<String>,
+    /// Search this room only (members only).
+    room_id: Option<Uuid>,
+    /// 1-100, default 50.
+    limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// One match.
+#[derive(Serialize, ToSchema)]
+struct SearchHit {
+    message: MessageView,
+    /// An HTML fragment: the matching part of the content, escaped, each match in `<mark>`.
+    highlight: String,
+}
+
+/// `{results, next_cursor}`: best match first (newest first among equals).
+#[derive(Serialize, ToSchema)]
+struct SearchResults {
+    results: Vec<SearchHit>,
+    /// Pass as `cursor` for the next page; null on the last.
+    next_cursor: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct HitRow {
+    rank: f32,
+    headline: String,
+    #[sqlx(flatten)]
+    message: MessageRow,
+}
+
+/// Where a page ends: the last hit's rank (its exact bits) and position.
+fn encode_cursor(rank: f32, position: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("s:{}:{position}", rank.to_bits()))
+}
+
+fn decode_cursor(cursor: &str) -> Result<(f32, i64), ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| {
+            let mut parts = s.strip_prefix("s:")?.split(':');
+            let rank = f32::from_bits(parts.next()?.parse().ok()?);
+            let position = parts.next()?.parse().ok()?;
+            (rank.is_finite() && parts.next().is_none()).then_some((rank, position))
+        })
+        .ok_or_else(|| ApiError::bad_request("malformed cursor"))
+}
+
+/// The query text, checked: 1-200 characters, no control character, at least one word.
+fn check_query(q: Option<&str>) -> Result<&str, ApiError> {
+    let q = q.map(str::trim).unwrap_or_default();
+    let chars = q.chars().count();
+    if !(1..=MAX_QUERY_CHARS).contains(&chars) || q.chars().any(char::is_control) {
+        return Err(ApiError::validation(format!(
+            "q must be 1-{MAX_QUERY_CHARS} characters without control characters"
+        )));
+    }
+    if !q.chars().any(char::is_alphanumeric) {
+        return Err(ApiError::validation("q must contain a word"));
+    }
+    Ok(q)
+}
+
+/// Postgres's headline with its marks, as safe HTML.
+fn highlight(headline: &str) -> String {
+    let mut html = String::with_capacity(headline.len() + 16);
+    for c in headline.chars() {
+        match c {
+            START => html.push_str("<mark>"),
+            STOP => html.push_str("</mark>"),
+            '<' => html.push_str("&lt;"),
+            '>' => html.push_str("&gt;"),
+            '&' => html.push_str("&amp;"),
+            '"' => html.push_str("&quot;"),
+            c => html.push(c),
+        }
+    }
+    html
+}
+
+/// Each word the query's text parses into, as a prefix, all required: the same parser as the
+/// messages' vectors, so a query finds what a message's words were taken as; each lexeme
+/// quoted for `to_tsquery` (quotes and backslashes doubled), so no text is a syntax error.
+const QUERY_CTE: &str = "q AS (SELECT to_tsquery('simple', \
+       (SELECT string_agg('''' || replace(replace(lexeme, '\\', '\\\\'), '''', '''''') || ''':*', ' & ') \
+        FROM unnest(to_tsvector('simple', $1)))) AS query)";
+
+#[utoipa::path(get, path = "/search/messages", tag = "messages", params(SearchParams), responses((status = 200, description = "matches in the caller's rooms, best first", body = SearchResults)), security(("login_token" = [])))]
+async fn search_messages(
+    State(state): State<QueryState>,
+    user: AuthUser,
+    ApiQuery(params): ApiQuery<SearchParams>,
+) -> Result<Json<SearchResults>, ApiError> {
+    let q = check_query(params.q.as_deref())?;
+    let limit = check_limit(params.limit)?;
+    let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
+    if let Some(room_id) = params.room_id {
+        member_room(&state.pool, room_id, user.id).await?;
+    }
+    let sql = format!(
+        "WITH {QUERY_CTE}, \
+         hits AS (SELECT x.position, ts_rank(x.search, q.query) AS rank \
+                  FROM q, messages x \
+                  JOIN members m ON m.room_id = x.room_id AND m.user_id = $2 \
+                  JOIN rooms r ON r.id = x.room_id AND NOT r.deleted \
+                  WHERE x.search @@ q.query AND NOT x.deleted \
+                    AND ($3::uuid IS NULL OR x.room_id = $3)) \
+         SELECT h.rank, \
+                ts_headline('simple', translate(x.content, E'\\uE000\\uE001', E'\\uFFFD\\uFFFD'), q.query, \
+                            'StartSel=\"{START}\", StopSel=\"{STOP}\", MaxWords=35, MinWords=15, \
+                             MaxFragments=2, FragmentDelimiter=\" … \"') AS headline, \
+                {MESSAGE_COLUMNS} \
+         FROM hits h JOIN messages x ON x.position = h.position, q \
+         WHERE $4::real IS NULL OR (h.rank, h.position) < ($4::real, $5::bigint) \
+         ORDER BY h.rank DESC, h.position DESC LIMIT $6"
+    );
+    let mut rows: Vec<HitRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(q)
+        .bind(user.id)
+        .bind(params.room_id)
+        .bind(after.map(|a| a.0))
+        .bind(after.map(|a| a.1).unwrap_or(0))
+        .bind(limit + 1)
+        .fetch_all(&state.pool)
+        .await
+        .map_err(db_error)?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next_cursor = more
+        .then(|| rows.last().map(|r| encode_cursor(r.rank, r.message.position)))
+        .flatten();
+    let results = rows
+        .iter()
+        .map(|r| {
+            Ok(SearchHit {
+                message: r.message.view()?,
+                highlight: highlight(&r.headline),
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    Ok(Json(SearchResults {
+        results,
+        next_cursor,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_highlight_is_escaped_html_with_marks() {
+        let headline = format!("a <b> & {START}deploy{STOP}ment \"x\"");
+        assert_eq!(
+            highlight(&headline),
+            "a &lt;b&gt; &amp; <mark>deploy</mark>ment &quot;x&quot;"
+        );
+    }
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        let c = encode_cursor(0.0607927, 42);
+        assert_eq!(decode_cursor(&c).unwrap(), (0.0607927, 42));
+        for bad in ["", "!!", &URL_SAFE_NO_PAD.encode("s:1"), &URL_SAFE_NO_PAD.encode("r:5")] {
+            assert!(decode_cursor(bad).is_err(), "{bad:?}");
+        }
+        let nan = URL_SAFE_NO_PAD.encode(format!("s:{}:1", f32::NAN.to_bits()));
+        assert!(decode_cursor(&nan).is_err());
+    }
+
+    #[test]
+    fn a_query_needs_a_word() {
+        assert_eq!(check_query(Some("  deploy ")).unwrap(), "deploy");
+        for bad in [None, Some(""), Some("   "), Some("?!"), Some("a\u{0}b")] {
+            assert!(check_query(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_query(Some(&"x".repeat(201))).is_err());
+    }
+}
