@@ -293,13 +293,34 @@ mod tests {
     #[test]
     fn an_emoji_is_one_pictographic_grapheme_or_a_short_name() {
         for good in [
-            "👍", "👍🏽", "❤️", "🇫🇷", "👨‍👩‍👧‍👦", "1️⃣", "©", ":thumbsup:", ":+1:", ":party-parrot_2:",
+            "👍",
+            "👍🏽",
+            "❤️",
+            "🇫🇷",
+            "👨‍👩‍👧‍👦",
+            "1️⃣",
+            "©",
+            ":thumbsup:",
+            ":+1:",
+            ":party-parrot_2:",
         ] {
             assert_eq!(Emoji::parse(good).unwrap().into_inner(), good);
         }
         for bad in [
-            "", "a", "é", "👍👍", "👍 ", " 👍", "::", ":Thumbs:", ":a b:", "thumbsup",
-            &format!(":{}:", "a".repeat(33)), "\u{0}", "<b>", "12",
+            "",
+            "a",
+            "é",
+            "👍👍",
+            "👍 ",
+            " 👍",
+            "::",
+            ":Thumbs:",
+            ":a b:",
+            "thumbsup",
+            &format!(":{}:", "a".repeat(33)),
+            "\u{0}",
+            "<b>",
+            "12",
         ] {
             assert!(Emoji::parse(bad).is_err(), "{bad:?} was accepted");
         }

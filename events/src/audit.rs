@@ -455,7 +455,8 @@ mod tests {
     fn replies_threads_reactions_and_mentions_must_name_what_the_log_holds() {
         let s = Subjects::new("t").unwrap();
         let (ann, room, other) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-        let at = |room, event| Envelope::new(Uuid::new_v4(), Utc::now(), Some(ann), Some(room), event);
+        let at =
+            |room, event| Envelope::new(Uuid::new_v4(), Utc::now(), Some(ann), Some(room), event);
         let reg = Envelope::new(
             Uuid::new_v4(),
             Utc::now(),
@@ -500,10 +501,26 @@ mod tests {
         let mut v = Verifier::new(s.clone());
         let msg = RoomPart::Msg;
         v.check(&message(1, s.username("ann"), &reg));
-        v.check(&message(2, s.room(room, RoomPart::Meta), &at(room, created())));
-        v.check(&message(3, s.room(other, RoomPart::Meta), &at(other, created())));
-        v.check(&message(4, s.room(room, msg), &at(room, sent(root, None, None, vec![ann]))));
-        v.check(&message(5, s.room(other, msg), &at(other, sent(elsewhere, None, None, vec![]))));
+        v.check(&message(
+            2,
+            s.room(room, RoomPart::Meta),
+            &at(room, created()),
+        ));
+        v.check(&message(
+            3,
+            s.room(other, RoomPart::Meta),
+            &at(other, created()),
+        ));
+        v.check(&message(
+            4,
+            s.room(room, msg),
+            &at(room, sent(root, None, None, vec![ann])),
+        ));
+        v.check(&message(
+            5,
+            s.room(other, msg),
+            &at(other, sent(elsewhere, None, None, vec![])),
+        ));
         let reply = sent(Uuid::new_v4(), Some(root), Some(root), vec![]);
         v.check(&message(6, s.room(room, msg), &at(room, reply)));
         v.check(&message(7, s.room(room, msg), &at(room, react(root))));
@@ -517,7 +534,11 @@ mod tests {
         v.check(&message(10, s.room(room, msg), &at(room, react(elsewhere))));
         let nobody = sent(Uuid::new_v4(), None, None, vec![Uuid::new_v4()]);
         v.check(&message(11, s.room(room, msg), &at(room, nobody)));
-        v.check(&message(12, s.room(room, RoomPart::Meta), &at(room, react(root))));
+        v.check(&message(
+            12,
+            s.room(room, RoomPart::Meta),
+            &at(room, react(root)),
+        ));
         let positions: Vec<u64> = v.findings.iter().map(|f| f.position).collect();
         assert_eq!(positions, vec![8, 9, 10, 11, 12], "{:?}", v.findings);
     }

@@ -63,14 +63,13 @@ async fn page(
     member_room(&state.pool, room_id, user.id).await?;
     let before = params.before.unwrap_or(i64::MAX);
     if let Some(root) = params.thread_id {
-        let found: Option<(bool,)> = sqlx::query_as(
-            "SELECT thread_id IS NULL FROM messages WHERE room_id = $1 AND id = $2",
-        )
-        .bind(room_id)
-        .bind(root)
-        .fetch_optional(&state.pool)
-        .await
-        .map_err(db_error)?;
+        let found: Option<(bool,)> =
+            sqlx::query_as("SELECT thread_id IS NULL FROM messages WHERE room_id = $1 AND id = $2")
+                .bind(room_id)
+                .bind(root)
+                .fetch_optional(&state.pool)
+                .await
+                .map_err(db_error)?;
         if found != Some((true,)) {
             return Err(ApiError::not_found("thread not found"));
         }
@@ -146,7 +145,9 @@ async fn my_mentions(
 ) -> Result<Json<MessagePage>, ApiError> {
     let limit = check_limit(params.limit)?;
     if params.before.is_some_and(|b| b < 0) {
-        return Err(ApiError::validation("before must be a position (0 or more)"));
+        return Err(ApiError::validation(
+            "before must be a position (0 or more)",
+        ));
     }
     let sql = format!(
         "SELECT {MESSAGE_COLUMNS} FROM mentions mm \

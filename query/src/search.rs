@@ -171,7 +171,10 @@ async fn search_messages(
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next_cursor = more
-        .then(|| rows.last().map(|r| encode_cursor(r.rank, r.message.position)))
+        .then(|| {
+            rows.last()
+                .map(|r| encode_cursor(r.rank, r.message.position))
+        })
         .flatten();
     let results = rows
         .iter()
@@ -205,7 +208,12 @@ mod tests {
     fn cursors_round_trip_and_garbage_is_refused() {
         let c = encode_cursor(0.0607927, 42);
         assert_eq!(decode_cursor(&c).unwrap(), (0.0607927, 42));
-        for bad in ["", "!!", &URL_SAFE_NO_PAD.encode("s:1"), &URL_SAFE_NO_PAD.encode("r:5")] {
+        for bad in [
+            "",
+            "!!",
+            &URL_SAFE_NO_PAD.encode("s:1"),
+            &URL_SAFE_NO_PAD.encode("r:5"),
+        ] {
             assert!(decode_cursor(bad).is_err(), "{bad:?}");
         }
         let nan = URL_SAFE_NO_PAD.encode(format!("s:{}:1", f32::NAN.to_bits()));

@@ -5,4 +5,5 @@ mod messages;
 mod owners;
 mod pairs;
 mod rules;
+mod social;
 mod support;

@@ -279,6 +279,8 @@ impl Stack {
             ("members", "room_id, user_id"),
             ("invites", "id"),
             ("messages", "position"),
+            ("reactions", "message_id, emoji, user_id"),
+            ("mentions", "user_id, message_id"),
             ("projection_checkpoints", "projection"),
         ] {
             let sql = format!(

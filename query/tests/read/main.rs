@@ -11,4 +11,5 @@ mod pagination;
 mod pairs;
 mod profile;
 mod projector;
+mod social;
 mod ws_ops;
