@@ -29,6 +29,11 @@ const MAX_QUERY_CHARS: usize = 200;
 /// escaped (private-use code points; a message's own are replaced before the headline).
 const START: char = '\u{E000}';
 const STOP: char = '\u{E001}';
+/// `<`, `>` and `&` stand in as these while Postgres makes the headline, whose parser would
+/// take `<b>` for a tag and leave it out.
+const LT: char = '\u{E002}';
+const GT: char = '\u{E003}';
+const AMP: char = '\u{E004}';
 
 pub fn router() -> OpenApiRouter<QueryState> {
     OpenApiRouter::new().routes(routes!(search_messages))
@@ -112,9 +117,9 @@ fn highlight(headline: &str) -> String {
         match c {
             START => html.push_str("<mark>"),
             STOP => html.push_str("</mark>"),
-            '<' => html.push_str("&lt;"),
-            '>' => html.push_str("&gt;"),
-            '&' => html.push_str("&amp;"),
+            '<' | LT => html.push_str("&lt;"),
+            '>' | GT => html.push_str("&gt;"),
+            '&' | AMP => html.push_str("&amp;"),
             '"' => html.push_str("&quot;"),
             c => html.push(c),
         }
@@ -150,9 +155,9 @@ async fn search_messages(
                   WHERE x.search @@ q.query AND NOT x.deleted \
                     AND ($3::uuid IS NULL OR x.room_id = $3)) \
          SELECT h.rank, \
-                ts_headline('simple', translate(x.content, E'\\uE000\\uE001', E'\\uFFFD\\uFFFD'), q.query, \
-                            'StartSel=\"{START}\", StopSel=\"{STOP}\", MaxWords=35, MinWords=15, \
-                             MaxFragments=2, FragmentDelimiter=\" … \"') AS headline, \
+                ts_headline('simple', translate(x.content, E'\\uE000\\uE001\\uE002\\uE003\\uE004<>&', \
+                                                 E'\\uFFFD\\uFFFD\\uFFFD\\uFFFD\\uFFFD\\uE002\\uE003\\uE004'), q.query, \
+                            'StartSel=\"{START}\", StopSel=\"{STOP}\", MaxWords=35, MinWords=15') AS headline, \
                 {MESSAGE_COLUMNS} \
          FROM hits h JOIN messages x ON x.position = h.position, q \
          WHERE $4::real IS NULL OR (h.rank, h.position) < ($4::real, $5::bigint) \
@@ -197,10 +202,10 @@ mod tests {
 
     #[test]
     fn a_highlight_is_escaped_html_with_marks() {
-        let headline = format!("a <b> & {START}deploy{STOP}ment \"x\"");
+        let headline = format!("a <b> & {LT}i{GT}{AMP} {START}deploy{STOP}ment \"x\"");
         assert_eq!(
             highlight(&headline),
-            "a &lt;b&gt; &amp; <mark>deploy</mark>ment &quot;x&quot;"
+            "a &lt;b&gt; &amp; &lt;i&gt;&amp; <mark>deploy</mark>ment &quot;x&quot;"
         );
     }
 

@@ -11,5 +11,6 @@ mod pagination;
 mod pairs;
 mod profile;
 mod projector;
+mod search;
 mod social;
 mod ws_ops;
