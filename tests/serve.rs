@@ -306,7 +306,8 @@ async fn replay_prints_the_log_and_verify_names_a_corrupt_event() {
         "postgres://postgres@127.0.0.1:1/unused",
     );
     let api = Api::server(&command.base());
-    let token = api.register("auditor").await.token;
+    let auditor = api.register("auditor").await;
+    let token = auditor.token;
     let room = api.create_room(&token, json!({ "name": "audited" })).await;
     for i in 0..5 {
         api.send(&token, room, &format!("m{i}")).await;
@@ -353,6 +354,34 @@ async fn replay_prints_the_log_and_verify_names_a_corrupt_event() {
         "{table}"
     );
 
+    // Threads, reactions and mentions are part of a sound log too.
+    let root = api
+        .post(
+            &format!("/rooms/{room}/messages"),
+            Some(&token),
+            json!({ "content": "root" }),
+        )
+        .await
+        .expect(201)["message"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reply = json!({ "content": "reply", "thread_id": root, "reply_to": root, "mentions": [auditor.id] });
+    api.post(&format!("/rooms/{room}/messages"), Some(&token), reply)
+        .await
+        .expect(201);
+    let reaction = format!("/rooms/{room}/messages/{root}/reactions/%F0%9F%91%8D");
+    api.request(
+        axum::http::Method::PUT,
+        &reaction,
+        Some(&token),
+        Vec::new(),
+        &[],
+    )
+    .await
+    .expect(200);
+    api.delete(&reaction, Some(&token)).await.expect(200);
+
     let out = natter_cli(&isolation, &["verify"]);
     assert!(
         out.status.success(),
@@ -361,7 +390,10 @@ async fn replay_prints_the_log_and_verify_names_a_corrupt_event() {
     );
     let report = String::from_utf8(out.stdout).unwrap();
     assert!(
-        report.contains("message.sent") && report.contains("the log is sound"),
+        report.contains("message.sent")
+            && report.contains("message.reaction_added")
+            && report.contains("message.reaction_removed")
+            && report.contains("the log is sound"),
         "{report}"
     );
 

@@ -445,6 +445,24 @@ async fn reactions_count_once_per_user_and_emoji_even_raced() {
     let shown = stack.get_at(&path, owner, deleted_at).await;
     assert_eq!(shown.expect(200)["reactions"], json!([]));
 
+    // The room's state at any point folds past reactions, and its history streams them.
+    let state = stack
+        .get(&format!("/rooms/{room}/state?at={removed_at}"), Some(owner))
+        .await;
+    assert_eq!(state.expect(200)["members"].as_array().unwrap().len(), 22);
+    let (status, lines) = stack
+        .get_lines(&format!("/rooms/{room}/events"), owner)
+        .await;
+    assert_eq!(status, 200);
+    let types = |t: &str| lines.iter().filter(|l| l["type"] == t).count();
+    assert_eq!(
+        (
+            types("message.reaction_added"),
+            types("message.reaction_removed")
+        ),
+        (21, 1)
+    );
+
     rebuild_gives_the_same(&stack).await;
 }
 
