@@ -11,7 +11,7 @@ let session = JSON.parse(sessionStorage.getItem(SESSION) || "null"); // {token, 
 let client;
 const myRooms = new Map(); // room id -> MyRoom row
 const names = new Map(); // user id -> username
-let current; // {id, room, oldest, hasMore, loading, members: Map<user id, member>}
+let current; // {id, room, oldest, hasMore, loading, members: Map<user id, member>, thread: root id?}
 let typingSent = 0;
 const typers = new Map(); // user id -> timeout
 const followed = new Set(); // room ids subscribed on the socket
@@ -225,6 +225,7 @@ async function openRoom(id) {
   $("leave").hidden = row.kind === "direct";
   $("invite-out").hidden = true;
   $("messages").replaceChildren();
+  closeThread();
   $("typing").textContent = "";
   renderMyRooms();
   await Promise.all([loadMembers(), loadPage()]);
@@ -322,23 +323,131 @@ function messageItem(m) {
 }
 
 function fillMessage(li, m, mine) {
-  li.className = [m.kind === "system" ? "system" : "", m.deleted ? "deleted" : ""].join(" ").trim();
+  const mentioned = (m.mentions ?? []).includes(session.user.id);
+  li.className = [m.kind === "system" ? "system" : "", m.deleted ? "deleted" : "", mentioned ? "mentioned" : ""]
+    .join(" ")
+    .trim();
   const who = m.kind === "system" ? "natter" : names.get(m.sender_id) ?? "someone";
   const when = new Date(m.created_at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   const actions = el("span", { class: "actions" });
+  if (!m.deleted) {
+    if (!m.thread_id) {
+      actions.append(el("button", { class: "link", text: "reply", onclick: () => openThread(li._message) }));
+    }
+    actions.append(el("button", { class: "link", text: "👍", title: "React", onclick: () => toggleReaction(li._message, "👍") }));
+  }
   if (mine && !m.deleted && m.kind !== "system") {
     actions.append(
       el("button", { class: "link", text: "edit", onclick: () => editMessage(m) }),
       el("button", { class: "link", text: "delete", onclick: () => deleteMessage(m) }),
     );
   }
+  const reactions = el("div", { class: "reactions" });
+  for (const r of m.reactions ?? []) {
+    const own = r.user_ids.includes(session.user.id);
+    reactions.append(
+      el("button", { class: own ? "mine" : "", title: r.user_ids.map((u) => names.get(u) ?? "someone").join(", "),
+        text: `${r.emoji} ${r.count}`, onclick: () => toggleReaction(li._message, r.emoji) }),
+    );
+  }
+  const replies = m.thread?.reply_count
+    ? el("button", { class: "link replies", text: `${m.thread.reply_count} ${m.thread.reply_count === 1 ? "reply" : "replies"}`,
+        onclick: () => openThread(li._message) })
+    : "";
   li.replaceChildren(
     el("span", { class: "who", text: who }),
     el("span", { class: "text", text: m.deleted ? "message deleted" : m.content }),
     el("span", { class: "when", text: `${when}${m.edited_at ? " · edited" : ""}` }),
     actions,
+    reactions,
+    replies,
   );
   li._message = m;
+}
+
+/** Reacts with `emoji`, or takes the caller's reaction back. */
+async function toggleReaction(m, emoji) {
+  const own = (m.reactions ?? []).find((r) => r.emoji === emoji)?.user_ids.includes(session.user.id);
+  try {
+    if (own) await client.rest.unreact(m.room_id, m.id, emoji);
+    else await client.rest.react(m.room_id, m.id, emoji);
+  } catch (e) {
+    showError(e);
+  }
+}
+
+/** `m` with one reaction added or taken back, as its event says. */
+function withReaction(m, emoji, userId, added) {
+  const reactions = (m.reactions ?? []).map((r) => ({ ...r, user_ids: [...r.user_ids] }));
+  let r = reactions.find((x) => x.emoji === emoji);
+  if (added) {
+    if (!r) reactions.push((r = { emoji, count: 0, user_ids: [] }));
+    r.count += 1;
+    if (r.user_ids.length < 10) r.user_ids.push(userId);
+  } else if (r) {
+    r.count -= 1;
+    r.user_ids = r.user_ids.filter((u) => u !== userId);
+    if (r.count <= 0) reactions.splice(reactions.indexOf(r), 1);
+  }
+  return { ...m, reactions };
+}
+
+// -- threads ------------------------------------------------------------------------------------
+
+async function openThread(root) {
+  const room = current;
+  room.thread = root.id;
+  $("app").classList.add("thread-open");
+  $("thread").hidden = false;
+  const list = $("thread-messages");
+  list.replaceChildren(messageItem(root));
+  list.firstChild.classList.add("root");
+  try {
+    const page = await client.rest.messages(room.id, { thread_id: root.id, limit: 100 });
+    if (current !== room || room.thread !== root.id) return;
+    list.append(...page.messages.filter((m) => !list.querySelector(`[data-id="${m.id}"]`)).map(messageItem));
+    list.scrollTop = list.scrollHeight;
+  } catch (e) {
+    showError(e);
+  }
+}
+
+function closeThread() {
+  if (current) current.thread = undefined;
+  $("app").classList.remove("thread-open");
+  $("thread").hidden = true;
+  $("thread-messages").replaceChildren();
+}
+
+$("close-thread").addEventListener("click", closeThread);
+
+$("thread-composer").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const input = ev.target.elements.content;
+  const content = input.value.trim();
+  if (!content || !current?.thread) return;
+  input.value = "";
+  const local = client.send(current.id, content, undefined, { thread_id: current.thread });
+  const li = el("li", { class: "pending", "data-client-id": local.clientId });
+  li.append(el("span", { class: "who", text: session.user.username }), el("span", { class: "text", text: content }));
+  $("thread-messages").append(li);
+  $("thread-messages").scrollTop = $("thread-messages").scrollHeight;
+});
+
+/** A reply in a thread arrived: the thread shows it, its root counts it. */
+function onThreadReply(m) {
+  // The root shows in the timeline, and atop its thread while that is open.
+  for (const root of document.querySelectorAll(`[data-id="${m.thread_id}"]`)) {
+    if (!root._message) continue;
+    const t = root._message.thread ?? { reply_count: 0, last_reply_at: m.created_at, participant_ids: [] };
+    const thread = {
+      reply_count: t.reply_count + 1,
+      last_reply_at: m.created_at,
+      participant_ids: t.participant_ids.includes(m.sender_id) ? t.participant_ids : [...t.participant_ids, m.sender_id],
+    };
+    fillMessage(root, { ...root._message, thread }, root._message.sender_id === session.user.id);
+  }
+  if (current?.thread === m.thread_id) showLive(m, $("thread-messages"));
 }
 
 async function editMessage(m) {
@@ -440,7 +549,18 @@ function onEvent({ roomId, event }) {
         created_at: event.occurred_at,
         edited_at: null,
         deleted: false,
+        reply_to: data.reply_to ?? null,
+        thread_id: data.thread_id ?? null,
+        mentions: data.mentions ?? [],
+        thread: null,
+        reactions: [],
       };
+      if (m.thread_id) {
+        // Thread replies count in no room's unread count.
+        if (current?.id === roomId) onThreadReply(m);
+        if (m.sender_id) onTyping({ room_id: roomId, user_id: m.sender_id, typing: false });
+        return;
+      }
       if (current?.id === roomId) {
         showLive(m);
         markRead();
@@ -454,19 +574,33 @@ function onEvent({ roomId, event }) {
       if (m.sender_id) onTyping({ room_id: roomId, user_id: m.sender_id, typing: false });
       return;
     }
+    case "message.reaction_added":
+    case "message.reaction_removed": {
+      if (current?.id !== roomId) return;
+      for (const li of document.querySelectorAll(`[data-id="${data.message_id}"]`)) {
+        if (!li._message) continue;
+        const m = withReaction(li._message, data.emoji, data.user_id, event.type === "message.reaction_added");
+        fillMessage(li, m, m.sender_id === session.user.id);
+      }
+      return;
+    }
     case "message.edited":
     case "message.deleted": {
-      const li = current?.id === roomId && document.querySelector(`[data-id="${data.message_id}"]`);
-      if (!li || !li._message) return;
-      const m = { ...li._message };
-      if (event.type === "message.edited") {
-        m.content = data.content;
-        m.edited_at = event.occurred_at;
-      } else {
-        m.deleted = true;
-        m.content = "";
+      if (current?.id !== roomId) return;
+      // A thread's root is shown twice while its thread is open.
+      for (const li of document.querySelectorAll(`[data-id="${data.message_id}"]`)) {
+        if (!li._message) continue;
+        const m = { ...li._message };
+        if (event.type === "message.edited") {
+          m.content = data.content;
+          m.edited_at = event.occurred_at;
+        } else {
+          m.deleted = true;
+          m.content = "";
+          m.reactions = [];
+        }
+        fillMessage(li, m, m.sender_id === session.user.id);
       }
-      fillMessage(li, m, m.sender_id === session.user.id);
       return;
     }
     case "room.member_joined":
@@ -482,8 +616,7 @@ function onEvent({ roomId, event }) {
   }
 }
 
-function showLive(m) {
-  const list = $("messages");
+function showLive(m, list = $("messages")) {
   if (list.querySelector(`[data-id="${m.id}"]`)) return;
   // My own message: it replaces its local echo (the oldest pending one with this text).
   if (m.sender_id === session.user.id) {

@@ -125,8 +125,27 @@ var Rest = class {
   direct(userId) {
     return this.call("POST", `/direct/${userId}`);
   }
+  /** The main timeline, or with `thread_id` that thread's replies. */
   messages(roomId, query = {}) {
     return this.call("GET", `/rooms/${roomId}/messages`, { query });
+  }
+  message(roomId, messageId) {
+    return this.call("GET", `/rooms/${roomId}/messages/${messageId}`);
+  }
+  /** Reacting again with the same emoji changes nothing. */
+  react(roomId, messageId, emoji) {
+    return this.call("PUT", `/rooms/${roomId}/messages/${messageId}/reactions/${encodeURIComponent(emoji)}`);
+  }
+  unreact(roomId, messageId, emoji) {
+    return this.call("DELETE", `/rooms/${roomId}/messages/${messageId}/reactions/${encodeURIComponent(emoji)}`);
+  }
+  /** Messages that mention the caller, newest first. */
+  mentions(query = {}) {
+    return this.call("GET", "/me/mentions", { query });
+  }
+  /** Full-text search over the caller's rooms (or one), best match first. */
+  search(query) {
+    return this.call("GET", "/search/messages", { query });
   }
   sendMessage(roomId, body, idempotencyKey) {
     const headers = idempotencyKey ? { "idempotency-key": idempotencyKey } : void 0;
@@ -322,8 +341,8 @@ var NatterClient = class {
    * server's message, or `failed`; until then it is resent after every reconnect with the same
    * `client_id`, so it is stored once however often it goes out.
    */
-  send(roomId, content, clientId = randomId()) {
-    const local = { clientId, roomId, content, status: "pending" };
+  send(roomId, content, clientId = randomId(), links) {
+    const local = { clientId, roomId, content, links, status: "pending" };
     this.outbox.set(clientId, local);
     this.emit("message", local);
     this.sendOp(local);
@@ -346,7 +365,7 @@ var NatterClient = class {
     this.sendRaw({ op: "read", room_id: roomId, up_to_position: upToPosition });
   }
   sendOp(local) {
-    this.sendRaw({ op: "send", room_id: local.roomId, client_id: local.clientId, content: local.content });
+    this.sendRaw({ op: "send", room_id: local.roomId, client_id: local.clientId, content: local.content, ...local.links });
   }
   settle(clientId, update) {
     const local = clientId ? this.outbox.get(clientId) : void 0;

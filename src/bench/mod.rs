@@ -16,6 +16,7 @@ mod latency;
 mod me_rooms;
 mod projector;
 mod replay;
+mod search;
 mod send;
 mod ws;
 mod ws_send;
@@ -103,6 +104,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
         Box::pin(projector::run(env, scale))
     }),
     ("me-rooms", |env, scale| Box::pin(me_rooms::run(env, scale))),
+    ("search", |env, scale| Box::pin(search::run(env, scale))),
     ("latency", |env, scale| Box::pin(latency::run(env, scale))),
     ("fanout", |env, scale| Box::pin(fanout::run(env, scale))),
     ("catchup", |env, scale| Box::pin(catchup::run(env, scale))),

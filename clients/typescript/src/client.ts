@@ -31,10 +31,21 @@ export interface RoomEvent {
 }
 
 /** A message sent through the socket, as the app shows it before and after the server has it. */
+/** What a message sent over the socket may refer to, as on `POST /rooms/{id}/messages`. */
+export interface MessageLinks {
+  /** Quote this message of the room. */
+  reply_to?: string;
+  /** Reply inside the thread of this root message. */
+  thread_id?: string;
+  /** Members of the room to mention. */
+  mentions?: string[];
+}
+
 export interface LocalMessage {
   clientId: string;
   roomId: string;
   content: string;
+  links?: MessageLinks;
   status: "pending" | "sent" | "failed";
   /** The server's message, once sent. */
   message?: Message;
@@ -285,8 +296,8 @@ export class NatterClient {
    * server's message, or `failed`; until then it is resent after every reconnect with the same
    * `client_id`, so it is stored once however often it goes out.
    */
-  send(roomId: string, content: string, clientId: string = randomId()): LocalMessage {
-    const local: LocalMessage = { clientId, roomId, content, status: "pending" };
+  send(roomId: string, content: string, clientId: string = randomId(), links?: MessageLinks): LocalMessage {
+    const local: LocalMessage = { clientId, roomId, content, links, status: "pending" };
     this.outbox.set(clientId, local);
     this.emit("message", local);
     this.sendOp(local);
@@ -312,7 +323,7 @@ export class NatterClient {
   }
 
   private sendOp(local: LocalMessage): void {
-    this.sendRaw({ op: "send", room_id: local.roomId, client_id: local.clientId, content: local.content });
+    this.sendRaw({ op: "send", room_id: local.roomId, client_id: local.clientId, content: local.content, ...local.links });
   }
 
   private settle(clientId: string | null | undefined, update: Partial<LocalMessage>): boolean {

@@ -7,6 +7,7 @@ export type {
   ConnectionState,
   Discontinuity,
   LocalMessage,
+  MessageLinks,
   RoomEvent,
   ServerFrame,
   StateChange,

@@ -165,8 +165,30 @@ export class Rest {
   direct(userId: string): Promise<Schemas["RoomAnswer"]> {
     return this.call("POST", `/direct/${userId}`);
   }
-  messages(roomId: string, query: { before?: number; after?: number; limit?: number } = {}): Promise<Schemas["MessagePage"]> {
+  /** The main timeline, or with `thread_id` that thread's replies. */
+  messages(
+    roomId: string,
+    query: { before?: number; after?: number; limit?: number; thread_id?: string } = {},
+  ): Promise<Schemas["MessagePage"]> {
     return this.call("GET", `/rooms/${roomId}/messages`, { query });
+  }
+  message(roomId: string, messageId: string): Promise<Schemas["MessageView"]> {
+    return this.call("GET", `/rooms/${roomId}/messages/${messageId}`);
+  }
+  /** Reacting again with the same emoji changes nothing. */
+  react(roomId: string, messageId: string, emoji: string): Promise<Schemas["Positioned"]> {
+    return this.call("PUT", `/rooms/${roomId}/messages/${messageId}/reactions/${encodeURIComponent(emoji)}`);
+  }
+  unreact(roomId: string, messageId: string, emoji: string): Promise<Schemas["Positioned"]> {
+    return this.call("DELETE", `/rooms/${roomId}/messages/${messageId}/reactions/${encodeURIComponent(emoji)}`);
+  }
+  /** Messages that mention the caller, newest first. */
+  mentions(query: { before?: number; limit?: number } = {}): Promise<Schemas["MessagePage"]> {
+    return this.call("GET", "/me/mentions", { query });
+  }
+  /** Full-text search over the caller's rooms (or one), best match first. */
+  search(query: { q: string; room_id?: string; limit?: number; cursor?: string }): Promise<Schemas["SearchResults"]> {
+    return this.call("GET", "/search/messages", { query });
   }
   sendMessage(roomId: string, body: Schemas["SendMessage"], idempotencyKey?: string): Promise<Schemas["MessageAnswer"]> {
     const headers = idempotencyKey ? { "idempotency-key": idempotencyKey } : undefined;

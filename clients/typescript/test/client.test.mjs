@@ -79,6 +79,49 @@ test("two clients hold a conversation over the socket", async () => {
   bob.client.close();
 });
 
+test("threads, reactions, mentions and search through the client", async () => {
+  const s = await natter();
+  const alice = await s.user("alice");
+  const bob = await s.user("bob");
+  const { room } = await alice.client.rest.createRoom({ name: "social" });
+  await bob.client.rest.join(room.id);
+  const bobSaw = record(bob.client, room.id);
+  bob.client.subscribe(room.id);
+  for (const c of [alice.client, bob.client]) c.connect();
+  await until(() => alice.client.state === "connected" && bob.client.state === "connected");
+  await sleep(200);
+
+  const { message: root } = await alice.client.rest.sendMessage(room.id, { content: "release notes" });
+  const bobId = (await bob.client.rest.me()).id;
+  const reply = await alice.client.settled(
+    alice.client.send(room.id, "draft is up", undefined, { thread_id: root.id, mentions: [bobId] }),
+  );
+  assert.equal(reply.status, "sent", JSON.stringify(reply.error));
+  assert.equal(reply.message.thread_id, root.id);
+  assert.deepEqual(reply.message.mentions, [bobId]);
+  await bob.client.rest.react(room.id, root.id, "🎉");
+  await bob.client.rest.react(room.id, root.id, "🎉");
+  await until(() => bobSaw.some((e) => e.event.type === "message.reaction_added"), 10_000, "the reaction live");
+  assert.equal(bobSaw.filter((e) => e.event.type === "message.reaction_added").length, 1, "reacting twice counts once");
+  assertChained(bobSaw);
+
+  const shown = await bob.client.rest.message(room.id, root.id);
+  assert.deepEqual(shown.reactions, [{ emoji: "🎉", count: 1, user_ids: [bobId] }]);
+  assert.equal(shown.thread.reply_count, 1);
+  const timeline = await bob.client.rest.messages(room.id);
+  assert.deepEqual(timeline.messages.map((m) => m.content), ["release notes"], "the thread stays out of the timeline");
+  const thread = await bob.client.rest.messages(room.id, { thread_id: root.id });
+  assert.deepEqual(thread.messages.map((m) => m.content), ["draft is up"]);
+  const mentions = await bob.client.rest.mentions();
+  assert.deepEqual(mentions.messages.map((m) => m.id), [reply.message.id]);
+  const found = await bob.client.rest.search({ q: "relea" });
+  assert.deepEqual(found.results.map((r) => r.highlight), ["<mark>release</mark> notes"]);
+  await bob.client.rest.unreact(room.id, root.id, "🎉");
+  assert.deepEqual((await bob.client.rest.message(room.id, root.id)).reactions, []);
+  alice.client.close();
+  bob.client.close();
+});
+
 test("natter killed and restarted mid-stream: the client resumes with no gap and no duplicate", async () => {
   const s = await natter();
   const owner = await s.user("owner");

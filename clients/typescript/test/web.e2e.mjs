@@ -174,3 +174,43 @@ test("edits, deletions, invites, direct rooms and paging back through history", 
   assert.deepEqual(all, Array.from({ length: 60 }, (_, i) => `old ${i}`), "in order, once");
   await anna.screenshot({ path: `${shots}anna-history.png` });
 });
+
+test("reactions and threads, live on both sides", async () => {
+  const anna = await window("anna3");
+  const ben = await window("ben3");
+  await register(anna, "anna3");
+  await register(ben, "ben3");
+  await anna.fill("#create-room [name=name]", "lunch club");
+  await anna.click("#create-room button");
+  await anna.waitForSelector("#room-name:has-text('lunch club')");
+  await ben.fill("#search", "lunch club");
+  await ben.click("#public-rooms li:has-text('lunch club') button:has-text('join')");
+  await ben.waitForSelector("#room-name:has-text('lunch club')");
+  await say(anna, "lunch at noon?");
+  const question = "#messages li:has-text('lunch at noon?')";
+  await ben.waitForSelector(question);
+
+  // Ben reacts; Anna sees the count and adds hers.
+  await ben.click(`${question} .actions button:has-text('👍')`);
+  await anna.waitForSelector(`${question} .reactions button:has-text('👍 1')`);
+  await anna.click(`${question} .reactions button:has-text('👍 1')`);
+  await ben.waitForSelector(`${question} .reactions button.mine:has-text('👍 2')`);
+  await ben.click(`${question} .reactions button.mine`);
+  await anna.waitForSelector(`${question} .reactions button.mine:has-text('👍 1')`);
+
+  // Ben answers in the thread; Anna's root counts it, and the thread shows it.
+  await ben.click(`${question} .actions button:has-text('reply')`);
+  await ben.waitForSelector("#thread:not([hidden])");
+  await ben.fill("#thread-composer [name=content]", "noon works");
+  await ben.press("#thread-composer [name=content]", "Enter");
+  await ben.waitForSelector("#thread-messages li:not(.pending):has-text('noon works')");
+  await anna.waitForSelector(`${question} .replies:has-text('1 reply')`);
+  await anna.click(`${question} .replies`);
+  await anna.waitForSelector("#thread-messages li:has-text('noon works')");
+  assert.deepEqual(await shown(anna), ["lunch at noon?"], "the reply stays out of the timeline");
+  await anna.fill("#thread-composer [name=content]", "see you there");
+  await anna.press("#thread-composer [name=content]", "Enter");
+  await ben.waitForSelector("#thread-messages li:has-text('see you there')");
+  await ben.waitForSelector(`${question} .replies:has-text('2 replies')`);
+  await anna.screenshot({ path: `${shots}anna-thread.png` });
+});

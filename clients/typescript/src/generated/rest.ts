@@ -273,6 +273,27 @@ export interface paths {
         patch: operations["update_me"];
         trace?: never;
     };
+    "/api/v1/me/mentions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Newest first: messages that mention the caller, in the rooms the caller is in now (a room
+         *     left takes its mentions with it, a room joined again brings them back, as its history;
+         *     a deleted message is no mention), `has_more` if older ones remain.
+         */
+        get: operations["my_mentions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/me/rooms": {
         parameters: {
             query?: never;
@@ -460,7 +481,9 @@ export interface paths {
         /**
          * Ascending by position. With `after`: the `limit` messages following it (and `has_more` if
          *     newer ones remain); otherwise the `limit` messages before `before` (or the latest), with
-         *     `has_more` if older ones remain. Both together bound the page on both sides.
+         *     `has_more` if older ones remain. Both together bound the page on both sides. Without
+         *     `thread_id` the main timeline, which leaves thread replies out; with it, that thread's
+         *     replies (its root is `GET /rooms/{room_id}/messages/{thread_id}`).
          */
         get: operations["page"];
         put?: never;
@@ -487,6 +510,22 @@ export interface paths {
         patch: operations["edit_message"];
         trace?: never;
     };
+    "/api/v1/rooms/{room_id}/messages/{message_id}/reactions/{emoji}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put: operations["react"];
+        post?: never;
+        delete: operations["unreact"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/rooms/{room_id}/read": {
         parameters: {
             query?: never;
@@ -511,6 +550,22 @@ export interface paths {
             cookie?: never;
         };
         get: operations["room_state"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/search/messages": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["search_messages"];
         put?: never;
         post?: never;
         delete?: never;
@@ -856,12 +911,27 @@ export interface components {
             /** Format: uuid */
             id: string;
             kind: components["schemas"]["MessageKind"];
+            /** @description Members the message mentions, as sent. */
+            mentions?: string[];
             /** Format: int64 */
             position: number;
+            /** @description Reactions, each emoji once, in the order first used; none on a deleted message. */
+            reactions?: components["schemas"]["ReactionView"][];
+            /**
+             * Format: uuid
+             * @description The message this one quotes (a reply in the main timeline, or inside a thread).
+             */
+            reply_to?: string | null;
             /** Format: uuid */
             room_id: string;
             /** Format: uuid */
             sender_id?: string | null;
+            thread?: components["schemas"]["ThreadSummary"] | null;
+            /**
+             * Format: uuid
+             * @description The root of the thread this message replies in; null in the main timeline.
+             */
+            thread_id?: string | null;
         };
         Mint: {
             /**
@@ -886,6 +956,11 @@ export interface components {
             other_user?: components["schemas"]["OtherUser"] | null;
             /** Format: int64 */
             unread_count: number;
+            /**
+             * Format: int64
+             * @description Messages after the read marker that mention the caller (thread replies included).
+             */
+            unread_mentions: number;
         };
         /** @description `{rooms}`, most recently active first. */
         MyRooms: {
@@ -958,6 +1033,14 @@ export interface components {
              */
             version: number;
         };
+        /** @description One emoji's reactions to a message. */
+        ReactionView: {
+            /** Format: int64 */
+            count: number;
+            emoji: string;
+            /** @description Who reacted with it, earliest first, up to 10. */
+            user_ids: string[];
+        };
         Register: {
             /** @description 1-64 characters; the username when absent. */
             display_name?: string | null;
@@ -1014,10 +1097,34 @@ export interface components {
             owner_id: string;
             visibility: components["schemas"]["Visibility"];
         };
+        /** @description One match. */
+        SearchHit: {
+            /** @description An HTML fragment: the matching part of the content, escaped, each match in `<mark>`. */
+            highlight: string;
+            message: components["schemas"]["MessageView"];
+        };
+        /** @description `{results, next_cursor}`: best match first (newest first among equals). */
+        SearchResults: {
+            /** @description Pass as `cursor` for the next page; null on the last. */
+            next_cursor?: string | null;
+            results: components["schemas"]["SearchHit"][];
+        };
         SendMessage: {
             attachment?: components["schemas"]["Attachment"] | null;
             content?: string;
             kind?: components["schemas"]["MessageKind"] | null;
+            /** @description Members of the room to mention (at most 50; anyone else: 422). */
+            mentions?: string[] | null;
+            /**
+             * Format: uuid
+             * @description Quote this message of the room (not deleted) in a reply.
+             */
+            reply_to?: string | null;
+            /**
+             * Format: uuid
+             * @description Reply inside the thread of this message of the room's main timeline (not deleted).
+             */
+            thread_id?: string | null;
         };
         /** @description A user with a login token: registration, login, `POST /users`. */
         SessionAnswer: {
@@ -1070,6 +1177,15 @@ export interface components {
             last_position: number;
             /** Format: int64 */
             messages: number;
+        };
+        /** @description A thread's root carries its replies' summary (deleted replies left out). */
+        ThreadSummary: {
+            /** Format: date-time */
+            last_reply_at: string;
+            /** @description Who replied, in the order of their first reply, up to 10. */
+            participant_ids: string[];
+            /** Format: int64 */
+            reply_count: number;
         };
         /**
          * @description An API token's rights: a `service` creates users and mints their tokens; an `admin` may
@@ -2716,6 +2832,107 @@ export interface operations {
             };
         };
     };
+    my_mentions: {
+        parameters: {
+            query?: {
+                /** @description Mentions before this position (none: the latest). */
+                before?: number;
+                /** @description 1-100, default 50. */
+                limit?: number;
+                /** @description Wait until the read models have applied this position (a command's `position`): read your own writes. */
+                min_position?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description messages that mention the caller, newest first */
+            200: {
+                headers: {
+                    /** @description The position the read models had applied. */
+                    "x-natter-position"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessagePage"];
+                };
+            };
+            /** @description malformed JSON, wrong types, a malformed UUID or parameter */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description missing, malformed, expired, wrongly signed or revoked token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description authenticated but not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the body is over the limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description well-formed but breaks a rule */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description NATS or Postgres unreachable for this request; nothing was half-applied */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `min_position` was not reached within the wait */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     my_rooms: {
         parameters: {
             query?: {
@@ -4156,6 +4373,8 @@ export interface operations {
                 after?: number;
                 /** @description 1-100, default 50. */
                 limit?: number;
+                /** @description Page this thread (the replies to this root message) instead of the main timeline. */
+                thread_id?: string;
                 /** @description Wait until the read models have applied this position (a command's `position`): read your own writes. */
                 min_position?: number;
             };
@@ -4706,6 +4925,222 @@ export interface operations {
             };
         };
     };
+    react: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the room */
+                room_id: string;
+                /** @description the message */
+                message_id: string;
+                /** @description one emoji, or a `:short_name:` of 1-32 characters of `a-z 0-9 _ + -` */
+                emoji: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the caller reacts with it (reacting again changes nothing); members only */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Positioned"];
+                };
+            };
+            /** @description malformed JSON, wrong types, a malformed UUID or parameter */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description missing, malformed, expired, wrongly signed or revoked token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description authenticated but not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description no such thing (or a private room the caller cannot see) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description a conflict (`conflict`, `room_full`), or the first request with this Idempotency-Key still runs (`in_progress`, with Retry-After) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the body is over the limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description well-formed but breaks a rule */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description NATS or Postgres unreachable for this request; nothing was half-applied */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    unreact: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the room */
+                room_id: string;
+                /** @description the message */
+                message_id: string;
+                /** @description the emoji reacted with */
+                emoji: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the caller's reaction is gone (or never was); members only */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Positioned"];
+                };
+            };
+            /** @description malformed JSON, wrong types, a malformed UUID or parameter */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description missing, malformed, expired, wrongly signed or revoked token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description authenticated but not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description no such thing (or a private room the caller cannot see) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description a conflict (`conflict`, `room_full`), or the first request with this Idempotency-Key still runs (`in_progress`, with Retry-After) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the body is over the limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description well-formed but breaks a rule */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description NATS or Postgres unreachable for this request; nothing was half-applied */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     mark_read: {
         parameters: {
             query?: never;
@@ -4903,6 +5338,111 @@ export interface operations {
             };
             /** @description NATS or Postgres unreachable for this request; nothing was half-applied */
             503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    search_messages: {
+        parameters: {
+            query?: {
+                /** @description The words to find (1-200 characters); each must begin a word of the message. */
+                q?: string;
+                /** @description Search this room only (members only). */
+                room_id?: string;
+                /** @description 1-100, default 50. */
+                limit?: number;
+                /** @description `next_cursor` of the previous page. */
+                cursor?: string;
+                /** @description Wait until the read models have applied this position (a command's `position`): read your own writes. */
+                min_position?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description matches in the caller's rooms, best first */
+            200: {
+                headers: {
+                    /** @description The position the read models had applied. */
+                    "x-natter-position"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SearchResults"];
+                };
+            };
+            /** @description malformed JSON, wrong types, a malformed UUID or parameter */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description missing, malformed, expired, wrongly signed or revoked token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description authenticated but not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body did not arrive in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the body is over the limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description well-formed but breaks a rule */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description NATS or Postgres unreachable for this request; nothing was half-applied */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `min_position` was not reached within the wait */
+            504: {
                 headers: {
                     [name: string]: unknown;
                 };

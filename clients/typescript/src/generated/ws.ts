@@ -47,10 +47,22 @@ export interface components {
             client_id: string;
             content?: string | null;
             kind?: components["schemas"]["MessageKind"] | null;
+            /** @description Members of the room to mention. */
+            mentions?: string[] | null;
             /** @enum {string} */
             op: "send";
+            /**
+             * Format: uuid
+             * @description Quote this message of the room, as on `POST /rooms/{room_id}/messages`.
+             */
+            reply_to?: string | null;
             /** Format: uuid */
             room_id: string;
+            /**
+             * Format: uuid
+             * @description Reply inside the thread of this root message.
+             */
+            thread_id?: string | null;
         } | {
             client_id?: string | null;
             /** @enum {string} */
@@ -92,10 +104,22 @@ export interface components {
             client_id: string;
             content?: string | null;
             kind?: components["schemas"]["MessageKind"] | null;
+            /** @description Members of the room to mention. */
+            mentions?: string[] | null;
             /** @enum {string} */
             op: "send";
+            /**
+             * Format: uuid
+             * @description Quote this message of the room, as on `POST /rooms/{room_id}/messages`.
+             */
+            reply_to?: string | null;
             /** Format: uuid */
             room_id: string;
+            /**
+             * Format: uuid
+             * @description Reply inside the thread of this root message.
+             */
+            thread_id?: string | null;
         };
         /** @description Tell the room's other subscribers of a media signal. */
         ClientOp_signal: {
@@ -152,12 +176,27 @@ export interface components {
             /** Format: uuid */
             id: string;
             kind: components["schemas"]["MessageKind"];
+            /** @description Members the message mentions, as sent. */
+            mentions?: string[];
             /** Format: int64 */
             position: number;
+            /** @description Reactions, each emoji once, in the order first used; none on a deleted message. */
+            reactions?: components["schemas"]["ReactionView"][];
+            /**
+             * Format: uuid
+             * @description The message this one quotes (a reply in the main timeline, or inside a thread).
+             */
+            reply_to?: string | null;
             /** Format: uuid */
             room_id: string;
             /** Format: uuid */
             sender_id?: string | null;
+            thread?: components["schemas"]["ThreadSummary"] | null;
+            /**
+             * Format: uuid
+             * @description The root of the thread this message replies in; null in the main timeline.
+             */
+            thread_id?: string | null;
         };
         /**
          * @description Whether a user is connected.
@@ -197,6 +236,14 @@ export interface components {
              * @description The payload version of `data`.
              */
             version: number;
+        };
+        /** @description One emoji's reactions to a message. */
+        ReactionView: {
+            /** Format: int64 */
+            count: number;
+            emoji: string;
+            /** @description Who reacted with it, earliest first, up to 10. */
+            user_ids: string[];
         };
         /** @description Everything a server sends: one JSON object per text frame, told apart by `type`. */
         ServerFrame: {
@@ -388,6 +435,15 @@ export interface components {
          * @enum {string}
          */
         SignalKind: "camera" | "mic" | "stream_started";
+        /** @description A thread's root carries its replies' summary (deleted replies left out). */
+        ThreadSummary: {
+            /** Format: date-time */
+            last_reply_at: string;
+            /** @description Who replied, in the order of their first reply, up to 10. */
+            participant_ids: string[];
+            /** Format: int64 */
+            reply_count: number;
+        };
     };
     responses: never;
     parameters: never;
