@@ -91,6 +91,17 @@ async fn batches_of_new_messages_alone_leave_the_rows_mixed_batches_do() {
     let (users, rooms) = setup(&stack).await;
     traffic(&stack, &users, &rooms, 120).await;
     stack.caught_up().await;
+    let (threaded, mentions, reactions): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM messages WHERE thread_id IS NOT NULL), \
+                (SELECT count(*) FROM mentions), (SELECT count(*) FROM reactions)",
+    )
+    .fetch_one(&stack.pool)
+    .await
+    .unwrap();
+    assert!(
+        threaded > 0 && mentions > 0 && reactions > 0,
+        "the traffic has threads ({threaded}), mentions ({mentions}) and reactions ({reactions})"
+    );
     let live = stack.dump().await;
     assert_eq!(recounted_unread_mismatches(&stack).await, 0);
     rebuild(&stack).await.unwrap();

@@ -20,6 +20,8 @@ use crate::helpers::{Stack, assert_same_models};
 /// the owner's (`users[0]`) renames, removals and, three quarters through, a deletion.
 async fn traffic(stack: &Stack, users: &[(String, Uuid)], rooms: &[Uuid], rounds: usize) {
     let owner = &users[0].0;
+    // The latest message of each room that answered, for replies, reactions and deletions.
+    let mut latest: std::collections::HashMap<Uuid, String> = Default::default();
     for i in 0..rounds {
         let (token, user) = &users[i % users.len()];
         let room = rooms[i % rooms.len()];
@@ -71,14 +73,44 @@ async fn traffic(stack: &Stack, users: &[(String, Uuid)], rooms: &[Uuid], rounds
                     .post(&format!("/rooms/{room}/leave"), token, json!({}))
                     .await;
             }
-            _ => {
+            4 | 8 if latest.contains_key(&room) => {
+                let path = format!(
+                    "/rooms/{room}/messages/{}/reactions/%F0%9F%91%8D",
+                    latest[&room]
+                );
+                let method = if i % 11 == 4 {
+                    axum::http::Method::PUT
+                } else {
+                    axum::http::Method::DELETE
+                };
                 stack
-                    .post(
-                        &format!("/rooms/{room}/messages"),
-                        token,
-                        json!({ "content": format!("t{i}") }),
-                    )
+                    .api
+                    .request(method, &path, Some(token), Vec::new(), &[])
                     .await;
+            }
+            9 if latest.contains_key(&room) => {
+                let path = format!("/rooms/{room}/messages/{}", latest[&room]);
+                stack.api.delete(&path, Some(owner)).await;
+            }
+            _ => {
+                // Every third message replies in the thread of the room's latest, and every
+                // other mentions the owner: thread replies count for no one's unread count.
+                let mut body = json!({ "content": format!("t{i}") });
+                if i % 3 == 1
+                    && let Some(root) = latest.get(&room)
+                {
+                    body["thread_id"] = json!(root);
+                }
+                if i % 2 == 0 {
+                    body["mentions"] = json!([users[0].1]);
+                }
+                let sent = stack
+                    .post(&format!("/rooms/{room}/messages"), token, body)
+                    .await;
+                if sent.status == 201 && sent.body["message"]["thread_id"].is_null() {
+                    let id = sent.body["message"]["id"].as_str().unwrap().to_string();
+                    latest.insert(room, id);
+                }
             }
         }
     }
@@ -116,11 +148,29 @@ async fn rebuild(stack: &Stack) -> anyhow::Result<natter_projector::rebuild::Sum
     .await
 }
 
-/// Unread counts recomputed from the messages themselves, for an independent check.
+/// Unread counts, and the mentions table, recomputed from the messages themselves, for an
+/// independent check: the rows that differ.
 async fn recounted_unread_mismatches(stack: &Stack) -> i64 {
+    let (mentions,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM ( \
+            (SELECT u, x.id FROM messages x, unnest(x.mentions) u \
+             WHERE NOT x.deleted AND u IS DISTINCT FROM x.sender_id \
+             EXCEPT SELECT user_id, message_id FROM mentions) \
+            UNION ALL \
+            (SELECT user_id, message_id FROM mentions \
+             EXCEPT SELECT u, x.id FROM messages x, unnest(x.mentions) u \
+             WHERE NOT x.deleted AND u IS DISTINCT FROM x.sender_id)) d",
+    )
+    .fetch_one(&stack.pool)
+    .await
+    .unwrap();
+    unread_mismatches(stack).await + mentions
+}
+
+async fn unread_mismatches(stack: &Stack) -> i64 {
     let (n,): (i64,) = sqlx::query_as(
         "SELECT count(*) FROM members m WHERE m.unread_count <> ( \
-            SELECT count(*) FROM messages x WHERE x.room_id = m.room_id \
+            SELECT count(*) FROM messages x WHERE x.room_id = m.room_id AND x.thread_id IS NULL \
               AND x.position > GREATEST(m.last_read_position, m.joined_position) AND NOT x.deleted \
               AND x.sender_id IS DISTINCT FROM m.user_id)",
     )
