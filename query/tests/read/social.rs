@@ -237,6 +237,14 @@ async fn a_thread_lives_beside_the_main_timeline_with_its_summary_on_the_root() 
         2,
         "a deleted reply leaves the count"
     );
+    let garbled = stack
+        .get_at(
+            &format!("/rooms/{room}/messages?thread_id=nope"),
+            owner,
+            deleted_at,
+        )
+        .await;
+    assert_eq!(garbled.status, 400, "{:?}", garbled.body);
     let not_a_thread = stack
         .get_at(
             &format!("/rooms/{room}/messages?thread_id={quote}"),
@@ -426,6 +434,22 @@ async fn reactions_count_once_per_user_and_emoji_even_raced() {
     for bad in ["a", "👍👍", ":Nope:", "::", "thumbs up"] {
         let refused = react(&stack, member, room, &message, bad).await;
         assert_eq!(refused.status, 422, "{bad:?}: {:?}", refused.body);
+    }
+    let long = "👍".repeat(40);
+    let refused = react(&stack, member, room, &message, &long).await;
+    assert_eq!(refused.status, 422);
+    for raw in ["%FF", "%F0%9F", "%00"] {
+        let path = format!("/rooms/{room}/messages/{message}/reactions/{raw}");
+        let refused = stack
+            .api
+            .request(Method::PUT, &path, Some(member), Vec::new(), &[])
+            .await;
+        assert!(
+            matches!(refused.status.as_u16(), 400 | 422),
+            "{raw}: {:?}",
+            refused
+        );
+        assert!(refused.body["error"]["code"].is_string(), "{raw}");
     }
     let outsider = stack.api.register("outsider").await;
     let refused = react(&stack, &outsider.token, room, &message, "👍").await;
