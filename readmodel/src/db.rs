@@ -2,7 +2,9 @@
 
 use anyhow::Context as _;
 use sqlx::migrate::MigrateDatabase;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use std::str::FromStr as _;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, migrate::Migrator};
 
 /// The read models' migrations, embedded from this crate's `migrations/`.
@@ -33,11 +35,19 @@ pub async fn prepare(url: &str) -> anyhow::Result<PgPool> {
 pub const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A pool on an existing database.
+///
+/// Its sessions run without JIT compilation: natter's statements are short, and on tables
+/// the planner has no statistics for yet (a read model just rebuilt or loaded) its row
+/// estimates can pass `jit_above_cost`, when compiling costs a query hundreds of
+/// milliseconds it then runs in one (seen in `natter bench --scenario me-rooms`).
 pub async fn connect(url: &str) -> anyhow::Result<PgPool> {
+    let options = PgConnectOptions::from_str(url)
+        .context("parsing the read-model database URL")?
+        .options([("jit", "off")]);
     PgPoolOptions::new()
         .max_connections(16)
         .acquire_timeout(ACQUIRE_TIMEOUT)
-        .connect(url)
+        .connect_with(options)
         .await
         .context("connecting to the read-model database")
 }

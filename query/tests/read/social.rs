@@ -587,3 +587,46 @@ async fn mentions_reach_the_mentioned_and_count_until_read() {
 
     rebuild_gives_the_same(&stack).await;
 }
+
+/// Reactions decided on the messages as the log has them: raced against the message's
+/// deletion, none lands after it, and the read models show none.
+#[tokio::test]
+async fn reactions_raced_against_a_deletion_never_land_after_it() {
+    let stack = Stack::spawn().await;
+    let party = stack.api.party("racedel").await;
+    let (room, owner) = (party.room, &party.owner.token);
+    let mut fans = Vec::new();
+    for i in 0..12 {
+        let user = stack.api.register(&format!("racer{i}")).await;
+        stack.api.join(&user.token, room).await;
+        fans.push(user);
+    }
+    let (message, _) = send(&stack, owner, room, json!({ "content": "going away" })).await;
+    let path = format!("/rooms/{room}/messages/{message}");
+    let reactions = futures::future::join_all(
+        fans.iter()
+            .map(|u| react(&stack, &u.token, room, &message, "🔥")),
+    );
+    let (reactions, deleted) = tokio::join!(reactions, stack.api.delete(&path, Some(owner)));
+    let deleted_at = deleted.expect(200)["position"].as_u64().unwrap();
+    for r in &reactions {
+        assert!(matches!(r.status.as_u16(), 200 | 409), "{r:?}");
+    }
+    let (status, lines) = stack
+        .get_lines(&format!("/rooms/{room}/events"), owner)
+        .await;
+    assert_eq!(status, 200);
+    let added: Vec<u64> = lines
+        .iter()
+        .filter(|l| l["type"] == "message.reaction_added")
+        .map(|l| l["position"].as_u64().unwrap())
+        .collect();
+    assert!(
+        added.iter().all(|p| *p < deleted_at),
+        "a reaction after the deletion: {added:?} vs {deleted_at}"
+    );
+    let accepted = reactions.iter().filter(|r| r.status == 200).count();
+    assert_eq!(accepted, added.len(), "each 200 made its own event");
+    let shown = stack.get_at(&path, owner, deleted_at).await;
+    assert_eq!(shown.expect(200)["reactions"], json!([]));
+}
