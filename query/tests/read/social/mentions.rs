@@ -1,0 +1,104 @@
+//! Mentions: on the user feed, in `/me/mentions` and `unread_mentions`, members only.
+
+use serde_json::json;
+
+use super::*;
+use crate::helpers::{Stack, Ws};
+
+#[tokio::test]
+async fn mentions_reach_the_mentioned_and_count_until_read() {
+    let stack = Stack::spawn().await;
+    let addr = stack.serve_query().await;
+    let party = stack.api.party("mentions").await;
+    let (room, owner, member) = (party.room, &party.owner.token, &party.member.token);
+    let member_id = party.member.id;
+    // The member is connected but subscribed to nothing: a mention reaches them anyway.
+    let mut feed = Ws::connect(addr, member).await;
+
+    let (plain, _) = send(&stack, owner, room, json!({ "content": "hello all" })).await;
+    let (named, named_at) = send(
+        &stack,
+        owner,
+        room,
+        json!({ "content": "over to you", "mentions": [member_id, member_id] }),
+    )
+    .await;
+    let frame = feed.until(|f| f["type"] == "event").await.pop().unwrap();
+    assert_eq!(frame["feed"], "me");
+    assert_eq!(frame["position"].as_u64(), Some(named_at));
+    assert_eq!(frame["event"]["data"]["mentions"], json!([member_id]));
+
+    let (root, _) = send(&stack, member, room, json!({ "content": "a thread" })).await;
+    let (in_thread, in_thread_at) = send(
+        &stack,
+        owner,
+        room,
+        json!({ "content": "see here", "thread_id": root, "mentions": [member_id] }),
+    )
+    .await;
+
+    let mine = stack.get_at("/me/mentions", member, in_thread_at).await;
+    assert_eq!(
+        ids(mine.expect(200)),
+        vec![in_thread.clone(), named.clone()],
+        "newest first, thread replies included"
+    );
+    let rooms = stack.get_at("/me/rooms", member, in_thread_at).await;
+    assert_eq!(rooms.expect(200)["rooms"][0]["unread_mentions"], 2);
+    let theirs = stack.get_at("/me/mentions", owner, in_thread_at).await;
+    assert_eq!(ids(theirs.expect(200)), Vec::<String>::new());
+    let paged = stack
+        .get_at("/me/mentions?limit=1", member, in_thread_at)
+        .await;
+    let paged = paged.expect(200);
+    assert_eq!(
+        (ids(paged), &paged["has_more"]),
+        (vec![in_thread.clone()], &json!(true))
+    );
+
+    // Reading past a mention clears it from the unread count (not from the list).
+    let read_at = stack
+        .post(
+            &format!("/rooms/{room}/read"),
+            member,
+            json!({ "up_to_position": named_at }),
+        )
+        .await
+        .expect(200)["position"]
+        .as_u64()
+        .unwrap();
+    let rooms = stack.get_at("/me/rooms", member, read_at).await;
+    assert_eq!(rooms.expect(200)["rooms"][0]["unread_mentions"], 1);
+
+    // A deleted message is no mention.
+    let path = format!("/rooms/{room}/messages/{in_thread}");
+    let deleted_at = stack.api.delete(&path, Some(owner)).await.expect(200)["position"]
+        .as_u64()
+        .unwrap();
+    let mine = stack.get_at("/me/mentions", member, deleted_at).await;
+    assert_eq!(ids(mine.expect(200)), vec![named.clone()]);
+    let rooms = stack.get_at("/me/rooms", member, deleted_at).await;
+    assert_eq!(rooms.expect(200)["rooms"][0]["unread_mentions"], 0);
+
+    // Only members may be mentioned; a room left takes its mentions along.
+    let outsider = stack.api.register("not_here").await;
+    let refused = stack
+        .post(
+            &format!("/rooms/{room}/messages"),
+            owner,
+            json!({ "content": "hey", "mentions": [outsider.id] }),
+        )
+        .await;
+    assert_eq!(refused.status, 422, "{:?}", refused.body);
+    let left_at = stack
+        .post(&format!("/rooms/{room}/leave"), member, json!({}))
+        .await
+        .expect(200)["position"]
+        .as_u64()
+        .unwrap();
+    let mine = stack.get_at("/me/mentions", member, left_at).await;
+    assert_eq!(ids(mine.expect(200)), Vec::<String>::new());
+    assert!(!plain.is_empty());
+
+    rebuild_gives_the_same(&stack).await;
+}
