@@ -115,10 +115,7 @@ async fn delete_message(
     ApiPath((room_id, message_id)): ApiPath<(Uuid, Uuid)>,
 ) -> Result<Json<Positioned>, ApiError> {
     let action = RoomCommand::DeleteMessage { message_id };
-    let done = run(&state, user.id, &mut ids, room_id, action).await?;
-    Ok(Json(Positioned {
-        position: done.position,
-    }))
+    positioned(run(&state, user.id, &mut ids, room_id, action).await)
 }
 
 #[utoipa::path(put, path = "/rooms/{room_id}/messages/{message_id}/reactions/{emoji}", tag = "messages", params(("room_id" = Uuid, Path, description = "the room"), ("message_id" = Uuid, Path, description = "the message"), ("emoji" = String, Path, description = "one emoji, or a `:short_name:` of 1-32 characters of `a-z 0-9 _ + -`")), responses((status = 200, description = "the caller reacts with it (reacting again changes nothing); members only", body = Positioned)), security(("login_token" = [])))]
@@ -130,10 +127,7 @@ async fn react(
 ) -> Result<Json<Positioned>, ApiError> {
     let emoji = Emoji::parse(&emoji)?.into_inner();
     let action = RoomCommand::React { message_id, emoji };
-    let done = run(&state, user.id, &mut ids, room_id, action).await?;
-    Ok(Json(Positioned {
-        position: done.position,
-    }))
+    positioned(run(&state, user.id, &mut ids, room_id, action).await)
 }
 
 #[utoipa::path(delete, path = "/rooms/{room_id}/messages/{message_id}/reactions/{emoji}", tag = "messages", params(("room_id" = Uuid, Path, description = "the room"), ("message_id" = Uuid, Path, description = "the message"), ("emoji" = String, Path, description = "the emoji reacted with")), responses((status = 200, description = "the caller's reaction is gone (or never was); members only", body = Positioned)), security(("login_token" = [])))]
@@ -145,9 +139,15 @@ async fn unreact(
 ) -> Result<Json<Positioned>, ApiError> {
     let emoji = Emoji::parse(&emoji)?.into_inner();
     let action = RoomCommand::Unreact { message_id, emoji };
-    let done = run(&state, user.id, &mut ids, room_id, action).await?;
+    positioned(run(&state, user.id, &mut ids, room_id, action).await)
+}
+
+/// `{position}` of what a command did.
+fn positioned(
+    done: Result<crate::execute::Executed, ApiError>,
+) -> Result<Json<Positioned>, ApiError> {
     Ok(Json(Positioned {
-        position: done.position,
+        position: done?.position,
     }))
 }
 
@@ -182,8 +182,5 @@ async fn mark_read(
     let action = RoomCommand::MarkRead {
         up_to_position: up_to,
     };
-    let done = run(&state, user.id, &mut ids, room_id, action).await?;
-    Ok(Json(Positioned {
-        position: done.position,
-    }))
+    positioned(run(&state, user.id, &mut ids, room_id, action).await)
 }

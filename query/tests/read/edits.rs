@@ -5,7 +5,7 @@
 use natter_testkit::http::Resp;
 use serde_json::{Value, json};
 
-use crate::helpers::{Stack, Ws, assert_same_models};
+use crate::helpers::{Stack, Ws};
 
 async fn edit(stack: &Stack, path: &str, token: &str, content: &str) -> Resp {
     stack
@@ -98,15 +98,5 @@ async fn edits_and_deletions_stream_and_reach_the_read_models() {
     assert!(lines.iter().any(|l| l["data"]["content"] == "typo"));
 
     // A rebuild from the log gives the same read models.
-    stack.caught_up().await;
-    let before = stack.dump().await;
-    natter_projector::rebuild::rebuild(
-        &stack.pool,
-        &stack.store,
-        &stack.projector_config,
-        |_, _| {},
-    )
-    .await
-    .unwrap();
-    assert_same_models(&before, &stack.dump().await, "after a rebuild");
+    stack.assert_rebuild_gives_the_same().await;
 }

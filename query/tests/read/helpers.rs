@@ -270,6 +270,25 @@ impl Stack {
         panic!("the projection did not catch up to {head}");
     }
 
+    /// Rebuilds the read models from the log, as `natter rebuild` does.
+    pub async fn rebuild(&self) -> anyhow::Result<natter_projector::rebuild::Summary> {
+        natter_projector::rebuild::rebuild(
+            &self.pool,
+            &self.store,
+            &self.projector_config,
+            |_, _| {},
+        )
+        .await
+    }
+
+    /// Once caught up, a rebuild from the log leaves the read models as they were.
+    pub async fn assert_rebuild_gives_the_same(&self) {
+        self.caught_up().await;
+        let before = self.dump().await;
+        self.rebuild().await.unwrap();
+        assert_same_models(&before, &self.dump().await, "after a rebuild");
+    }
+
     /// Every read-model table, in a canonical order, as text: equal dumps, equal models.
     pub async fn dump(&self) -> String {
         let mut out = String::new();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use uuid::Uuid;
 
-use super::{append_raw_message, rebuild, recounted_unread_mismatches, setup, traffic};
+use super::{append_raw_message, recounted_unread_mismatches, setup, traffic};
 use crate::helpers::{Stack, assert_same_models};
 
 /// Whether `what` holds within 5 s.
@@ -104,7 +104,7 @@ async fn batches_of_new_messages_alone_leave_the_rows_mixed_batches_do() {
     );
     let live = stack.dump().await;
     assert_eq!(recounted_unread_mismatches(&stack).await, 0);
-    rebuild(&stack).await.unwrap();
+    stack.rebuild().await.unwrap();
     assert_same_models(
         &live,
         &stack.dump().await,

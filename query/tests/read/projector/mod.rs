@@ -16,7 +16,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::helpers::{Stack, assert_same_models};
-use workload::{rebuild, recounted_unread_mismatches, setup, traffic};
+use workload::{recounted_unread_mismatches, setup, traffic};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_projector_at_random_points_neither_loses_nor_doubles_anything() {
@@ -60,7 +60,7 @@ async fn killing_the_projector_at_random_points_neither_loses_nor_doubles_anythi
         .unwrap_or_default();
     assert_eq!(messages as usize, sent, "every message once");
 
-    rebuild(&s).await.unwrap();
+    s.rebuild().await.unwrap();
     let rebuilt = s.dump().await;
     assert_same_models(
         &incremental,
@@ -154,7 +154,7 @@ async fn a_rebuild_swaps_in_an_equal_model_while_queries_keep_answering() {
         })
     };
     // New events keep arriving during the rebuild; the live projector keeps applying them.
-    let (rebuilt, _) = tokio::join!(rebuild(&stack), traffic(&stack, &users, &rooms, 40));
+    let (rebuilt, _) = tokio::join!(stack.rebuild(), traffic(&stack, &users, &rooms, 40));
     rebuilt.unwrap();
     querying.store(false, Ordering::SeqCst);
     assert!(reader.await.unwrap() > 0);
@@ -163,7 +163,7 @@ async fn a_rebuild_swaps_in_an_equal_model_while_queries_keep_answering() {
     assert_ne!(before, after, "the traffic during the rebuild is in");
     assert_eq!(recounted_unread_mismatches(&stack).await, 0);
     // And a second rebuild (nothing new) changes nothing.
-    rebuild(&stack).await.unwrap();
+    stack.rebuild().await.unwrap();
     assert_same_models(
         &after,
         &stack.dump().await,

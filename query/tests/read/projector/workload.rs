@@ -132,17 +132,6 @@ pub(super) async fn setup(stack: &Stack) -> (Vec<(String, Uuid)>, Vec<Uuid>) {
     (users, rooms)
 }
 
-/// Rebuilds the read models from the log, as `natter rebuild` does.
-pub(super) async fn rebuild(stack: &Stack) -> anyhow::Result<natter_projector::rebuild::Summary> {
-    natter_projector::rebuild::rebuild(
-        &stack.pool,
-        &stack.store,
-        &stack.projector_config,
-        |_, _| {},
-    )
-    .await
-}
-
 /// Unread counts, and the mentions table, recomputed from the messages themselves, for an
 /// independent check: the rows that differ.
 pub(super) async fn recounted_unread_mismatches(stack: &Stack) -> i64 {

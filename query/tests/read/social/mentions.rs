@@ -100,5 +100,5 @@ async fn mentions_reach_the_mentioned_and_count_until_read() {
     assert_eq!(ids(mine.expect(200)), Vec::<String>::new());
     assert!(!plain.is_empty());
 
-    rebuild_gives_the_same(&stack).await;
+    stack.assert_rebuild_gives_the_same().await;
 }

@@ -12,7 +12,7 @@ use natter_testkit::http::Resp;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::helpers::{Stack, assert_same_models};
+use crate::helpers::Stack;
 
 /// `emoji` as one path segment.
 pub(super) fn segment(emoji: &str) -> String {
@@ -76,18 +76,4 @@ pub(super) fn ids(page: &Value) -> Vec<String> {
         .iter()
         .map(|m| m["id"].as_str().unwrap().to_string())
         .collect()
-}
-
-pub(super) async fn rebuild_gives_the_same(stack: &Stack) {
-    stack.caught_up().await;
-    let before = stack.dump().await;
-    natter_projector::rebuild::rebuild(
-        &stack.pool,
-        &stack.store,
-        &stack.projector_config,
-        |_, _| {},
-    )
-    .await
-    .unwrap();
-    assert_same_models(&before, &stack.dump().await, "after a rebuild");
 }

@@ -150,7 +150,7 @@ async fn reactions_count_once_per_user_and_emoji_even_raced() {
         (21, 1)
     );
 
-    rebuild_gives_the_same(&stack).await;
+    stack.assert_rebuild_gives_the_same().await;
 }
 
 /// Reactions decided on the messages as the log has them: raced against the message's

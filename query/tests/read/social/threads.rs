@@ -210,7 +210,7 @@ async fn a_thread_lives_beside_the_main_timeline_with_its_summary_on_the_root() 
         (&json!("error"), &json!("validation_failed"))
     );
 
-    rebuild_gives_the_same(&stack).await;
+    stack.assert_rebuild_gives_the_same().await;
 }
 
 #[tokio::test]
