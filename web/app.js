@@ -367,6 +367,15 @@ function fillMessage(li, m, mine) {
   li._message = m;
 }
 
+/** The members a message names as `@username` (others are left as text). */
+function linksOf(content) {
+  const byName = new Map([...current.members.values()].map((m) => [m.username.toLowerCase(), m.user_id]));
+  const mentions = [...content.matchAll(/@([a-z0-9_]+)/gi)]
+    .map((match) => byName.get(match[1].toLowerCase()))
+    .filter((id) => id && id !== session.user.id);
+  return mentions.length ? { mentions: [...new Set(mentions)] } : {};
+}
+
 /** Reacts with `emoji`, or takes the caller's reaction back. */
 async function toggleReaction(m, emoji) {
   const own = (m.reactions ?? []).find((r) => r.emoji === emoji)?.user_ids.includes(session.user.id);
@@ -429,7 +438,7 @@ $("thread-composer").addEventListener("submit", (ev) => {
   const content = input.value.trim();
   if (!content || !current?.thread) return;
   input.value = "";
-  const local = client.send(current.id, content, undefined, { thread_id: current.thread });
+  const local = client.send(current.id, content, undefined, { ...linksOf(content), thread_id: current.thread });
   const li = el("li", { class: "pending", "data-client-id": local.clientId });
   li.append(el("span", { class: "who", text: session.user.username }), el("span", { class: "text", text: content }));
   $("thread-messages").append(li);
@@ -479,7 +488,7 @@ $("composer").addEventListener("submit", (ev) => {
   input.value = "";
   client.typing(current.id, false);
   typingSent = 0;
-  const local = client.send(current.id, content);
+  const local = client.send(current.id, content, undefined, linksOf(content));
   const li = el("li", { class: "pending", "data-client-id": local.clientId });
   li.append(el("span", { class: "who", text: session.user.username }), el("span", { class: "text", text: content }));
   $("messages").append(li);

@@ -212,5 +212,11 @@ test("reactions and threads, live on both sides", async () => {
   await anna.press("#thread-composer [name=content]", "Enter");
   await ben.waitForSelector("#thread-messages li:has-text('see you there')");
   await ben.waitForSelector(`${question} .replies:has-text('2 replies')`);
+
+  // Ben names Anna in the room: the message is marked as mentioning her on her side only.
+  await say(ben, "@anna3 bring the menu");
+  await anna.waitForSelector("#messages li.mentioned:has-text('bring the menu')");
+  await ben.waitForSelector("#messages li:not(.pending):has-text('bring the menu')");
+  assert.equal(await ben.$$eval("#messages li.mentioned", (n) => n.length), 0);
   await anna.screenshot({ path: `${shots}anna-thread.png` });
 });
