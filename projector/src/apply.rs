@@ -3,12 +3,11 @@
 //! decides which set of tables is written (the live ones, or a rebuild's).
 
 use natter_readmodel::checkpoint;
-use sqlx::postgres::PgArguments;
-use sqlx::query::Query;
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::batch::{Batch, MemberChange};
+use crate::messages_only::{bind_new_messages, new_messages_ctes};
 
 /// Applies `batch` and moves the checkpoint to `batch.last`.
 pub async fn write(tx: &mut Transaction<'_, Postgres>, batch: &Batch) -> sqlx::Result<()> {
@@ -297,87 +296,6 @@ async fn members(tx: &mut Transaction<'_, Postgres>, batch: &Batch) -> sqlx::Res
         .await?;
     }
     Ok(recount)
-}
-
-/// The CTEs that insert a batch's new messages (`$1`–`$10`, `$13`–`$15`) and the mentions
-/// they make, and add to each member's unread count the main-timeline messages others sent
-/// (`$11`, `$12`: room and sender of each such message not deleted), every write only where
-/// `$guard` holds; [`bind_new_messages`] binds them. Only rows that gain something are
-/// written (a sender's own messages change nothing). Shared by [`messages`] and
-/// [`crate::messages_only`], so both paths keep one rule.
-macro_rules! new_messages_ctes {
-    ($guard:literal) => {
-        concat!(
-            "ins AS (INSERT INTO messages (position, id, room_id, sender_id, kind, content, attachment, \
-                                           created_at, edited_at, deleted, reply_to, thread_id, mentions) \
-                     SELECT p, id, r, s, k, c, a::jsonb, ca, ea, d, rt, th, m::uuid[] \
-                     FROM UNNEST($1::bigint[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], \
-                                 $7::text[], $8::timestamptz[], $9::timestamptz[], $10::bool[], \
-                                 $13::uuid[], $14::uuid[], $15::text[]) \
-                          AS v(p, id, r, s, k, c, a, ca, ea, d, rt, th, m) \
-                     WHERE ", $guard, " \
-                     RETURNING position, id, room_id, sender_id, deleted, mentions), \
-             mi AS (INSERT INTO mentions (user_id, message_id, room_id, position) \
-                    SELECT u, i.id, i.room_id, i.position FROM ins i, unnest(i.mentions) AS u \
-                    WHERE NOT i.deleted AND u IS DISTINCT FROM i.sender_id ON CONFLICT DO NOTHING), \
-             b AS (SELECT * FROM UNNEST($11::uuid[], $12::uuid[]) AS b(room_id, sender_id)), \
-             t AS (SELECT room_id, count(*) AS n FROM b GROUP BY room_id), \
-             s AS (SELECT room_id, sender_id, count(*) AS n FROM b WHERE sender_id IS NOT NULL GROUP BY 1, 2), \
-             d AS (SELECT m.room_id, m.user_id, t.n - COALESCE(s.n, 0) AS gained \
-                   FROM members m JOIN t ON t.room_id = m.room_id \
-                   LEFT JOIN s ON s.room_id = m.room_id AND s.sender_id = m.user_id), \
-             gain AS (UPDATE members m SET unread_count = m.unread_count + d.gained FROM d \
-                      WHERE m.room_id = d.room_id AND m.user_id = d.user_id AND d.gained > 0 \
-                        AND ", $guard, ")"
-        )
-    };
-}
-pub(crate) use new_messages_ctes;
-
-/// Binds `$1`–`$15` of [`new_messages_ctes`] to `batch`'s new messages.
-pub(crate) fn bind_new_messages<'q>(
-    query: Query<'q, Postgres, PgArguments>,
-    batch: &Batch,
-) -> Query<'q, Postgres, PgArguments> {
-    let rows: Vec<_> = batch.messages.values().collect();
-    let attachments: Vec<Option<String>> = rows
-        .iter()
-        .map(|r| {
-            r.attachment
-                .as_ref()
-                .map(|a| serde_json::to_string(a).expect("attachments serialize"))
-        })
-        .collect();
-    // Thread replies count in no room's unread count (see README, "Threads").
-    let live: Vec<_> = rows
-        .iter()
-        .filter(|r| !r.deleted && r.thread_id.is_none())
-        .collect();
-    // Postgres cannot UNNEST arrays of arrays of different lengths: each message's mentions
-    // go as an array literal, cast back in the statement.
-    let mentions: Vec<String> = rows
-        .iter()
-        .map(|r| {
-            let ids: Vec<String> = r.mentions.iter().map(Uuid::to_string).collect();
-            format!("{{{}}}", ids.join(","))
-        })
-        .collect();
-    query
-        .bind(rows.iter().map(|r| r.position).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.room_id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.sender_id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.kind).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.content.clone()).collect::<Vec<_>>())
-        .bind(attachments)
-        .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.edited_at).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.deleted).collect::<Vec<_>>())
-        .bind(live.iter().map(|r| r.room_id).collect::<Vec<_>>())
-        .bind(live.iter().map(|r| r.sender_id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.reply_to).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.thread_id).collect::<Vec<_>>())
-        .bind(mentions)
 }
 
 /// Writes new messages and edits, and keeps every member's unread count exact.

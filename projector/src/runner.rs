@@ -181,14 +181,7 @@ impl Projector {
         let mut after = self.checkpoint().await?;
         self.status.position.store(after, Ordering::SeqCst);
         let mut conn = self.batch_connection().await?;
-        let mut reader = Reader::start(
-            &self.store,
-            self.tail.as_ref(),
-            (&self.status.on_tail, &self.status.tail_handovers),
-            after,
-            self.config.batch_size,
-        )
-        .await?;
+        let mut reader = self.reader(after).await?;
         loop {
             if until.is_some_and(|u| after >= u) {
                 return Ok(());
@@ -252,14 +245,7 @@ impl Projector {
                         );
                         after = checkpoint;
                         self.status.position.store(after, Ordering::SeqCst);
-                        reader = Reader::start(
-                            &self.store,
-                            self.tail.as_ref(),
-                            (&self.status.on_tail, &self.status.tail_handovers),
-                            after,
-                            self.config.batch_size,
-                        )
-                        .await?;
+                        reader = self.reader(after).await?;
                         continue;
                     }
                 }
@@ -282,6 +268,19 @@ impl Projector {
                 "the projection resumed past the event it was halted at"
             );
         }
+    }
+
+    /// A reader of the log after `after`, on the live tail once caught up (if there is one).
+    async fn reader(&self, after: u64) -> anyhow::Result<Reader> {
+        let flags = (&self.status.on_tail, &self.status.tail_handovers);
+        Reader::start(
+            &self.store,
+            self.tail.as_ref(),
+            flags,
+            after,
+            self.config.batch_size,
+        )
+        .await
     }
 
     /// The connection batches are written on: one held for as long as this projection runs

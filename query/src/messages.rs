@@ -42,6 +42,23 @@ struct MessagePage {
     has_more: bool,
 }
 
+impl MessagePage {
+    /// The page of up to `limit` of `rows` (fetched one over, to know whether more remain),
+    /// reversed when they were fetched newest first.
+    fn of(mut rows: Vec<MessageRow>, limit: i64, reverse: bool) -> Result<Self, ApiError> {
+        let has_more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        if reverse {
+            rows.reverse();
+        }
+        let messages = rows
+            .iter()
+            .map(MessageRow::view)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(MessagePage { messages, has_more })
+    }
+}
+
 /// Ascending by position. With `after`: the `limit` messages following it (and `has_more` if
 /// newer ones remain); otherwise the `limit` messages before `before` (or the latest), with
 /// `has_more` if older ones remain. Both together bound the page on both sides. Without
@@ -85,7 +102,7 @@ async fn page(
         "SELECT {MESSAGE_COLUMNS} FROM messages x WHERE x.room_id = $1 AND {which} \
          AND x.position > $2 AND x.position < $3 ORDER BY x.position {order} LIMIT $4"
     );
-    let mut rows: Vec<MessageRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+    let rows: Vec<MessageRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(room_id)
         .bind(params.after.unwrap_or(0))
         .bind(before)
@@ -94,16 +111,7 @@ async fn page(
         .fetch_all(&state.pool)
         .await
         .map_err(db_error)?;
-    let has_more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    if !forward {
-        rows.reverse();
-    }
-    let messages = rows
-        .iter()
-        .map(MessageRow::view)
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Json(MessagePage { messages, has_more }))
+    MessagePage::of(rows, limit, !forward).map(Json)
 }
 
 #[utoipa::path(get, path = "/rooms/{room_id}/messages/{message_id}", tag = "messages", params(("room_id" = Uuid, Path, description = "the room"), ("message_id" = Uuid, Path, description = "the message")), responses((status = 200, description = "the message; members only", body = MessageView)), security(("login_token" = [])))]
@@ -156,18 +164,12 @@ async fn my_mentions(
          WHERE mm.user_id = $1 AND mm.position < $2 \
          ORDER BY mm.position DESC LIMIT $3"
     );
-    let mut rows: Vec<MessageRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+    let rows: Vec<MessageRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(user.id)
         .bind(params.before.unwrap_or(i64::MAX))
         .bind(limit + 1)
         .fetch_all(&state.pool)
         .await
         .map_err(db_error)?;
-    let has_more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let messages = rows
-        .iter()
-        .map(MessageRow::view)
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Json(MessagePage { messages, has_more }))
+    MessagePage::of(rows, limit, false).map(Json)
 }

@@ -204,6 +204,18 @@ async fn edits_deletions_and_leaving_change_what_is_found() {
         1,
         "the search index is rebuilt with the read models"
     );
+    let gone_at = stack
+        .api
+        .delete(&format!("/rooms/{room}"), Some(owner))
+        .await
+        .expect(200)["position"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        found(&search(&stack, owner, "q=boardroom", gone_at).await),
+        Vec::<String>::new(),
+        "a deleted room is no longer searched"
+    );
 }
 
 #[tokio::test]

@@ -12,21 +12,52 @@ async fn mentions_reach_the_mentioned_and_count_until_read() {
     let party = stack.api.party("mentions").await;
     let (room, owner, member) = (party.room, &party.owner.token, &party.member.token);
     let member_id = party.member.id;
-    // The member is connected but subscribed to nothing: a mention reaches them anyway.
+    // The member is connected but subscribed to nothing: a mention reaches them anyway. A
+    // second connection of theirs follows the room and gets it once, as a room event; the
+    // sender, who mentions themself too, gets nothing on their own feed.
     let mut feed = Ws::connect(addr, member).await;
+    let mut following = Ws::connect(addr, member).await;
+    following.subscribe(room, None).await;
+    following.until(|f| f["type"] == "subscribed").await;
+    let mut sender = Ws::connect(addr, owner).await;
 
     let (plain, _) = send(&stack, owner, room, json!({ "content": "hello all" })).await;
     let (named, named_at) = send(
         &stack,
         owner,
         room,
-        json!({ "content": "over to you", "mentions": [member_id, member_id] }),
+        json!({ "content": "over to you", "mentions": [member_id, member_id, party.owner.id] }),
     )
     .await;
     let frame = feed.until(|f| f["type"] == "event").await.pop().unwrap();
     assert_eq!(frame["feed"], "me");
     assert_eq!(frame["position"].as_u64(), Some(named_at));
-    assert_eq!(frame["event"]["data"]["mentions"], json!([member_id]));
+    assert_eq!(
+        frame["event"]["data"]["mentions"],
+        json!([member_id, party.owner.id])
+    );
+    let (_, after_at) = send(&stack, owner, room, json!({ "content": "next" })).await;
+    let frames = following
+        .until(|f| f["type"] == "event" && f["position"].as_u64() == Some(after_at))
+        .await;
+    let copies: Vec<_> = frames
+        .iter()
+        .filter(|f| f["position"].as_u64() == Some(named_at))
+        .collect();
+    assert_eq!(copies.len(), 1, "{frames:?}");
+    assert!(
+        copies[0].get("feed").is_none_or(|f| f != "me"),
+        "{:?}",
+        copies[0]
+    );
+    let mut to_sender = Vec::new();
+    while let Some(f) = sender.try_next(std::time::Duration::from_millis(300)).await {
+        to_sender.push(f);
+    }
+    assert!(
+        to_sender.iter().all(|f| f["type"] != "event"),
+        "no feed frame for mentioning oneself: {to_sender:?}"
+    );
 
     let (root, _) = send(&stack, member, room, json!({ "content": "a thread" })).await;
     let (in_thread, in_thread_at) = send(

@@ -168,6 +168,33 @@ async fn a_thread_lives_beside_the_main_timeline_with_its_summary_on_the_root() 
         2,
         "a deleted reply leaves the count"
     );
+    // An edit answers the message as the write side folds it: the same thread summary and
+    // reactions as the read models show.
+    react(&stack, member, room, &root, "👀").await.expect(200);
+    react(&stack, owner, room, &root, "👀").await.expect(200);
+    let edited = stack
+        .api
+        .patch(
+            &format!("/rooms/{room}/messages/{root}"),
+            Some(owner),
+            json!({ "content": "lunch at one?" }),
+        )
+        .await;
+    let edited = edited.expect(200).clone();
+    let shown = stack
+        .get_at(
+            &format!("/rooms/{room}/messages/{root}"),
+            owner,
+            edited["position"].as_u64().unwrap(),
+        )
+        .await;
+    let shown = shown.expect(200);
+    assert_eq!(edited["message"]["content"], "lunch at one?");
+    for field in ["thread", "reactions", "mentions", "reply_to", "thread_id"] {
+        assert_eq!(edited["message"][field], shown[field], "{field}");
+    }
+    assert_eq!(edited["message"]["reactions"][0]["count"], 2);
+    assert_eq!(edited["message"]["thread"]["reply_count"], 2);
     let garbled = stack
         .get_at(
             &format!("/rooms/{room}/messages?thread_id=nope"),
