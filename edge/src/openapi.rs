@@ -113,7 +113,13 @@ pub fn finish(mut api: OpenApi) -> OpenApi {
         } else if path.ends_with("/auth/login") {
             errors.push((401, "wrong username or password"));
         }
-        if path.contains('{') {
+        // A path naming something, or a query parameter naming something (`?room_id=`), can
+        // name what does not exist.
+        let names_one = op.parameters.iter().flatten().any(|p| match p {
+            utoipa::openapi::RefOr::T(p) => p.name.ends_with("_id"),
+            utoipa::openapi::RefOr::Ref(_) => false,
+        });
+        if path.contains('{') || names_one {
             errors.push((
                 404,
                 "no such thing (or a private room the caller cannot see)",
