@@ -50,12 +50,25 @@ pub fn current_binary() -> Option<PathBuf> {
         .clone()
 }
 
-/// A TCP port nothing listens on right now.
+/// A TCP port nothing listens on right now, for a server a test starts. It comes from below
+/// Linux's ephemeral range (32768 up), where the kernel would also pick the local ports of
+/// outgoing connections (a natter's to NATS and Postgres): one of those taking a port handed
+/// out here, before its server bound it, once kept a cluster node from starting. Ports are
+/// handed out once per process (so a cluster's nodes never get the same one), starting from a
+/// random place (so test binaries run one after another rarely meet a lingering socket).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: std::sync::OnceLock<AtomicU32> = std::sync::OnceLock::new();
+    let next = NEXT.get_or_init(|| AtomicU32::new(uuid::Uuid::new_v4().as_u128() as u32 % SPAN));
+    for _ in 0..SPAN {
+        let port = (FIRST + next.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + SPAN)
 }
 
 /// Whether something accepts connections on `port`.

@@ -23,6 +23,23 @@ impl Ws {
         Ws { socket }
     }
 
+    /// A client whose socket takes little at a time (a 16 KiB receive buffer): while it does
+    /// not read, a server sending to it soon has to queue, and then to wait or to cut it.
+    pub async fn connect_with_a_small_window(addr: std::net::SocketAddr, token: &str) -> Ws {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket
+            .set_recv_buffer_size(16 * 1024)
+            .expect("a receive buffer size");
+        let tcp = socket.connect(addr).await.expect("the server accepts");
+        let url = format!("ws://{addr}/api/v1/ws?token={token}");
+        let (socket, response) =
+            tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(tcp))
+                .await
+                .expect("the upgrade succeeds");
+        assert_eq!(response.status(), 101);
+        Ws { socket }
+    }
+
     pub async fn send(&mut self, frame: Value) {
         self.send_text(frame.to_string()).await;
     }

@@ -4,7 +4,7 @@
 //! `prev_position`, offered to each subscriber; an event that ends someone's right to the room
 //! is their last.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -55,6 +55,9 @@ pub(super) struct Feed {
     pub fold: LiveRoom<Arc<Incoming>>,
     pub window: VecDeque<Arc<Frame>>,
     pub subscribers: HashMap<ConnId, Conn>,
+    /// Connections between their `subscribe` and going live: every event the feed takes
+    /// meanwhile reaches them as a room event (replay or window), so not on their own feed.
+    pub joining: HashSet<ConnId>,
     pub idle_since: Option<Instant>,
 }
 
@@ -152,6 +155,7 @@ impl FeedSlot {
                 fold: LiveRoom::default(),
                 window: VecDeque::new(),
                 subscribers: HashMap::new(),
+                joining: HashSet::new(),
                 idle_since: Some(Instant::now()),
             }),
             loading: tokio::sync::Mutex::new(()),

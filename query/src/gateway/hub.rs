@@ -131,8 +131,10 @@ impl Hub {
             if feed.is_loaded() {
                 prev = Some(feed.fold.last());
                 // Taken before applying: whoever this event unsubscribes still got it as a
-                // room event, and must not get it again on their own feed.
+                // room event, and must not get it again on their own feed. A connection
+                // still joining gets it as a room event too (replayed or from the window).
                 subscribed = feed.subscribers.keys().copied().collect();
+                subscribed.extend(feed.joining.iter().copied());
             }
             feed.deliver(room_id, incoming.clone());
         }

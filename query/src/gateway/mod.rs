@@ -5,7 +5,8 @@
 //! - [`feed`]: one room's fold, window of recent frames and subscribers.
 //! - [`replay`]: bringing a subscriber from its `since` up to the live feed.
 //! - [`conn`]: one connection's bounded outbox.
-//! - [`session`]: one connection: auth, ops, bounded send queue, close codes.
+//! - [`session`]: one connection: auth, bounded send queue, heartbeats, close codes.
+//! - [`ops`]: one connection's client ops (subscribe, send, read, typing, ...).
 //! - [`live`]: typing, signals and presence on core NATS.
 //! - [`protocol`]: the frames.
 //! - [`admin`]: answers to operators (connections, disconnects), asked of every gateway.
@@ -16,6 +17,7 @@ pub mod conn;
 pub mod feed;
 pub mod hub;
 pub mod live;
+mod ops;
 pub mod protocol;
 pub mod replay;
 pub mod session;

@@ -133,3 +133,71 @@ async fn mentions_reach_the_mentioned_and_count_until_read() {
 
     stack.assert_rebuild_gives_the_same().await;
 }
+
+/// A mention that arrives while the mentioned user's connection is still joining the room
+/// (replaying its history, slowly) reaches that connection once, as a room event in its
+/// place in the stream: not also on its own feed, which once doubled it (and, with the
+/// connection's queue full of the replay, cut it as too slow).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mention_while_the_mentioned_connection_replays_arrives_once_in_the_stream() {
+    let stack = Stack::spawn().await;
+    let addr = stack.serve_query().await;
+    let party = stack.api.party("joining").await;
+    let (room, owner, member) = (party.room, &party.owner.token, &party.member.token);
+    // More history (6 MB) than the connection's queue (1 MiB) and socket buffers (up to 4 MiB
+    // on Linux) hold, so
+    // its replay waits on a client that does not read.
+    let content = "y".repeat(4_000);
+    for _ in 0..1_500 {
+        send(&stack, owner, room, json!({ "content": content })).await;
+    }
+    let mut slow = Ws::connect_with_a_small_window(addr, member).await;
+    slow.subscribe(room, Some(0)).await;
+    let mut watcher = Ws::connect(addr, owner).await;
+    watcher.subscribe(room, None).await;
+    watcher.until(|f| f["type"] == "subscribed").await;
+    // Let the replay fill the slow connection's queue.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (_, named_at) = send(
+        &stack,
+        owner,
+        room,
+        json!({ "content": "you there?", "mentions": [party.member.id] }),
+    )
+    .await;
+    // The gateway has handed the event to everyone once the watcher has it.
+    watcher
+        .until(|f| f["type"] == "event" && f["position"].as_u64() == Some(named_at))
+        .await;
+
+    let frames = slow
+        .until(|f| f["type"] == "event" && f["position"].as_u64() == Some(named_at))
+        .await;
+    let copies: Vec<_> = frames
+        .iter()
+        .filter(|f| f["position"].as_u64() == Some(named_at))
+        .collect();
+    assert_eq!(copies.len(), 1, "{:?}", copies);
+    assert!(copies[0].get("feed").is_none(), "{:?}", copies[0]);
+    let streamed: Vec<u64> = frames
+        .iter()
+        .filter(|f| f["type"] == "event")
+        .map(|f| f["position"].as_u64().unwrap())
+        .collect();
+    let logged = crate::helpers::room_positions(&stack.store, room).await;
+    assert_eq!(streamed, logged, "the room's history, then the mention");
+    // Whether it came before or after `subscribed` depends on where the replay was; it came
+    // in the chain either way, and once.
+    let mut rest = Vec::new();
+    if !frames.iter().any(|f| f["type"] == "subscribed") {
+        rest = slow.until(|f| f["type"] == "subscribed").await;
+    }
+    while let Some(f) = slow.try_next(std::time::Duration::from_millis(300)).await {
+        rest.push(f);
+    }
+    assert!(
+        rest.iter()
+            .all(|f| f["type"] != "event" || f["position"].as_u64() != Some(named_at)),
+        "again: {rest:?}"
+    );
+}

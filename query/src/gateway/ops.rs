@@ -1,0 +1,274 @@
+//! One connection's client ops: subscribing (a replay runs beside the connection's other
+//! ops), unsubscribing, typing and signals, and `send` and `read`, which go to the write
+//! side as commands and answer with an `ack` or an `error` naming their `client_id`.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::ws::Utf8Bytes;
+use natter_edge::commands::Call;
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+use super::Gateway;
+use super::conn::Conn;
+use super::protocol::{self, ClientOp, FrameError};
+use super::session::{MAX_CLIENT_FRAME, MAX_SUBSCRIPTIONS};
+
+/// The rooms a connection follows, and whether it has ended (after which a subscription
+/// that completes late takes itself off its feed).
+#[derive(Default)]
+pub(super) struct Followed {
+    pub ids: HashSet<Uuid>,
+    pub ended: bool,
+}
+
+pub(super) fn error_frame(e: &FrameError) -> Utf8Bytes {
+    Utf8Bytes::from(protocol::error(e))
+}
+
+/// A connection's way to the write side: its token, and how many of its `send` and `read` ops
+/// may run at once (more wait, and hold up the connection's later frames).
+pub(super) struct Ops {
+    pub token: Arc<str>,
+    pub in_flight: Arc<Semaphore>,
+}
+
+impl Ops {
+    /// Runs a command for `client_id` without holding up the connection (beyond the bound),
+    /// and answers with an `ack` or an `error` frame naming it.
+    async fn run(
+        &self,
+        gateway: &Gateway,
+        conn: &Conn,
+        client_id: Option<String>,
+        call: Call,
+        message: bool,
+    ) {
+        let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let (commands, conn) = (gateway.commands.clone(), conn.clone());
+        tokio::spawn(async move {
+            let answer = commands.call(call).await;
+            let client_id = client_id.as_deref();
+            let frame = if (200..300).contains(&answer.status) {
+                let body = &answer.body;
+                protocol::ack(
+                    client_id,
+                    &body["position"],
+                    message.then(|| &body["message"]),
+                )
+            } else {
+                let error = &answer.body["error"];
+                protocol::op_error(
+                    error["code"].as_str().unwrap_or("unavailable"),
+                    error["message"].as_str().unwrap_or("the command failed"),
+                    client_id,
+                    answer.retry_after,
+                )
+            };
+            conn.offer(Utf8Bytes::from(frame));
+            drop(permit);
+        });
+    }
+}
+
+/// The write side's idempotency key for an op's `client_id`: fixed-length, and apart from
+/// the keys REST clients choose and from the other op's.
+fn op_key(op: &str, client_id: &str) -> String {
+    format!(
+        "ws-{op}-{}",
+        Uuid::new_v5(&Uuid::NAMESPACE_OID, client_id.as_bytes())
+    )
+}
+
+/// Answers one client frame.
+pub(super) async fn handle(
+    gateway: &Gateway,
+    conn: &Conn,
+    rooms: &Arc<Mutex<Followed>>,
+    pending: &Arc<AtomicUsize>,
+    ops: &Ops,
+    text: &str,
+) {
+    if text.len() > MAX_CLIENT_FRAME {
+        conn.offer(error_frame(&FrameError::new(
+            "frame_too_large",
+            format!("frames are at most {MAX_CLIENT_FRAME} bytes"),
+        )));
+        return;
+    }
+    let op = match protocol::parse(text) {
+        Ok(op) => op,
+        Err(e) => {
+            conn.offer(error_frame(&e));
+            return;
+        }
+    };
+    match op {
+        ClientOp::Ping => conn.offer(Utf8Bytes::from(protocol::pong())),
+        ClientOp::Send {
+            room_id,
+            client_id,
+            content,
+            kind,
+            attachment,
+            reply_to,
+            thread_id,
+            mentions,
+        } => {
+            if client_id.is_empty() || client_id.chars().count() > protocol::MAX_CLIENT_ID {
+                conn.offer(Utf8Bytes::from(protocol::op_error(
+                    "validation_failed",
+                    &format!("client_id must be 1-{} characters", protocol::MAX_CLIENT_ID),
+                    Some(&client_id),
+                    None,
+                )));
+                return;
+            }
+            let mut body = serde_json::Map::new();
+            for (field, value) in [
+                ("content", content),
+                ("kind", kind),
+                ("attachment", attachment),
+                ("reply_to", reply_to),
+                ("thread_id", thread_id),
+                ("mentions", mentions),
+            ] {
+                if let Some(value) = value {
+                    body.insert(field.to_string(), value);
+                }
+            }
+            let call = Call {
+                method: "POST".into(),
+                path: format!("/rooms/{room_id}/messages"),
+                token: ops.token.to_string(),
+                idempotency_key: Some(op_key("send", &client_id)),
+                body: body.into(),
+            };
+            ops.run(gateway, conn, Some(client_id), call, true).await;
+        }
+        ClientOp::Read {
+            room_id,
+            up_to_position,
+            client_id,
+        } => {
+            if client_id
+                .as_ref()
+                .is_some_and(|c| c.is_empty() || c.chars().count() > protocol::MAX_CLIENT_ID)
+            {
+                conn.offer(Utf8Bytes::from(protocol::op_error(
+                    "validation_failed",
+                    &format!("client_id must be 1-{} characters", protocol::MAX_CLIENT_ID),
+                    client_id.as_deref(),
+                    None,
+                )));
+                return;
+            }
+            let call = Call {
+                method: "POST".into(),
+                path: format!("/rooms/{room_id}/read"),
+                token: ops.token.to_string(),
+                idempotency_key: client_id.as_deref().map(|c| op_key("read", c)),
+                body: serde_json::json!({ "up_to_position": up_to_position }),
+            };
+            ops.run(gateway, conn, client_id, call, false).await;
+        }
+        ClientOp::Subscribe {
+            room_id,
+            since,
+            epoch,
+        } => {
+            let followed = rooms.lock().expect("rooms lock").ids.contains(&room_id);
+            if followed {
+                // Subscribing again restarts the room's stream from the new `since`.
+                gateway.hub.unsubscribe(conn.id, room_id);
+                rooms.lock().expect("rooms lock").ids.remove(&room_id);
+            }
+            if rooms.lock().expect("rooms lock").ids.len() + pending.load(Ordering::SeqCst)
+                >= MAX_SUBSCRIPTIONS
+            {
+                conn.offer(error_frame(&FrameError::new(
+                    "too_many_subscriptions",
+                    format!("a connection follows at most {MAX_SUBSCRIPTIONS} rooms"),
+                )));
+                return;
+            }
+            pending.fetch_add(1, Ordering::SeqCst);
+            let (gateway, conn, rooms, pending) = (
+                gateway.clone(),
+                conn.clone(),
+                rooms.clone(),
+                pending.clone(),
+            );
+            // A replay may take a while: the connection keeps serving other ops meanwhile.
+            tokio::spawn(async move {
+                let mut since = since;
+                if epoch.is_some_and(|e| e != gateway.hub.epoch()) {
+                    // The log was recreated: positions from the old one mean nothing here.
+                    if gateway.hub.admits(room_id, conn.user).await.is_ok() {
+                        conn.offer(Utf8Bytes::from(protocol::reset(room_id)));
+                        since = Some(0);
+                    }
+                }
+                let result = gateway.hub.subscribe(&conn, room_id, since).await;
+                match result {
+                    Ok(()) => {
+                        let ended = {
+                            let mut rooms = rooms.lock().expect("rooms lock");
+                            rooms.ids.insert(room_id);
+                            rooms.ended
+                        };
+                        if ended {
+                            // The connection closed while this replay ran: nobody else will
+                            // take it off the feed.
+                            gateway.hub.unsubscribe(conn.id, room_id);
+                        }
+                    }
+                    Err(e) => conn.offer(error_frame(&e)),
+                }
+                pending.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+        ClientOp::Unsubscribe { room_id } => {
+            let was = rooms.lock().expect("rooms lock").ids.remove(&room_id);
+            if was && gateway.hub.unsubscribe(conn.id, room_id) {
+                conn.offer(Utf8Bytes::from(protocol::unsubscribed(
+                    room_id,
+                    "requested",
+                )));
+            } else {
+                conn.offer(error_frame(&FrameError::new(
+                    "not_subscribed",
+                    "not subscribed to this room",
+                )));
+            }
+        }
+        ClientOp::Typing { room_id, typing } => {
+            if gateway.hub.is_subscribed(conn.id, room_id) {
+                gateway.live.typing(room_id, conn.user, typing).await;
+            } else {
+                conn.offer(error_frame(&FrameError::new(
+                    "not_subscribed",
+                    "subscribe to the room first",
+                )));
+            }
+        }
+        ClientOp::Signal {
+            room_id,
+            signal,
+            on,
+        } => {
+            if gateway.hub.is_subscribed(conn.id, room_id) {
+                gateway.live.signal(room_id, conn.user, signal, on).await;
+            } else {
+                conn.offer(error_frame(&FrameError::new(
+                    "not_subscribed",
+                    "subscribe to the room first",
+                )));
+            }
+        }
+    }
+}
