@@ -4,7 +4,7 @@
 //! `prev_position`, offered to each subscriber; an event that ends someone's right to the room
 //! is their last.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -55,9 +55,11 @@ pub(super) struct Feed {
     pub fold: LiveRoom<Arc<Incoming>>,
     pub window: VecDeque<Arc<Frame>>,
     pub subscribers: HashMap<ConnId, Conn>,
-    /// Connections between their `subscribe` and going live: every event the feed takes
-    /// meanwhile reaches them as a room event (replay or window), so not on their own feed.
-    pub joining: HashSet<ConnId>,
+    /// Connections between their `subscribe` and going live, and whether each asked for a
+    /// `since`. Once the feed is loaded, every event it takes reaches them as a room event
+    /// (replayed or from the window); before, only those with a `since` are sure to get it
+    /// so (one subscribing "from now" starts after it). Those do not get it on their own feed.
+    pub joining: HashMap<ConnId, bool>,
     pub idle_since: Option<Instant>,
 }
 
@@ -135,6 +137,19 @@ impl Feed {
         }
     }
 
+    /// The connections that get `incoming` as a room event, taken before it is applied:
+    /// subscribers (whoever it unsubscribes still gets it) and joining connections.
+    pub fn streaming_to(&self) -> Vec<ConnId> {
+        let loaded = self.is_loaded();
+        let subscribers = self.subscribers.keys().filter(|_| loaded);
+        let joining = self
+            .joining
+            .iter()
+            .filter(|(_, since)| loaded || **since)
+            .map(|(id, _)| id);
+        subscribers.chain(joining).copied().collect()
+    }
+
     pub fn is_member(&self, user: Uuid) -> bool {
         self.fold.room().is_some_and(|r| r.is_member(user))
     }
@@ -155,7 +170,7 @@ impl FeedSlot {
                 fold: LiveRoom::default(),
                 window: VecDeque::new(),
                 subscribers: HashMap::new(),
-                joining: HashSet::new(),
+                joining: HashMap::new(),
                 idle_since: Some(Instant::now()),
             }),
             loading: tokio::sync::Mutex::new(()),

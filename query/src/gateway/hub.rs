@@ -130,12 +130,9 @@ impl Hub {
             let mut feed = slot.lock();
             if feed.is_loaded() {
                 prev = Some(feed.fold.last());
-                // Taken before applying: whoever this event unsubscribes still got it as a
-                // room event, and must not get it again on their own feed. A connection
-                // still joining gets it as a room event too (replayed or from the window).
-                subscribed = feed.subscribers.keys().copied().collect();
-                subscribed.extend(feed.joining.iter().copied());
             }
+            // Whoever gets it as a room event must not get it again on their own feed.
+            subscribed = feed.streaming_to();
             feed.deliver(room_id, incoming.clone());
         }
         let named = match &incoming.known {
@@ -241,33 +238,45 @@ impl Hub {
         closed
     }
 
-    fn slot(&self, room_id: Uuid) -> Arc<FeedSlot> {
-        self.feeds
-            .lock()
-            .expect("feeds lock")
+    /// The feed of a room, created if needed; with `joining`, a connection (and whether it
+    /// asked for a `since`) is marked joining it under the feeds' lock, so the sweep cannot
+    /// take the feed away meanwhile.
+    fn slot(&self, room_id: Uuid, joining: Option<(ConnId, bool)>) -> Arc<FeedSlot> {
+        let mut feeds = self.feeds.lock().expect("feeds lock");
+        let slot = feeds
             .entry(room_id)
-            .or_insert_with(|| Arc::new(FeedSlot::new(room_id)))
-            .clone()
+            .or_insert_with(|| Arc::new(FeedSlot::new(room_id)));
+        if let Some((conn, since)) = joining {
+            slot.lock().joining.insert(conn, since);
+        }
+        slot.clone()
     }
 
     /// Whether `user` may subscribe to `room_id` (loading the room if needed).
     pub async fn admits(&self, room_id: Uuid, user: Uuid) -> Result<(), FrameError> {
-        let slot = self.slot(room_id);
+        let slot = self.slot(room_id, None);
         slot.ensure_loaded(&self.store).await.map_err(unavailable)?;
         slot.lock().admits(user)
     }
 
     /// Subscribes `conn` to a room: every room event after `since` (none: from now), then
-    /// `subscribed`, then live events. Returns once live.
+    /// `subscribed`, then live events. Returns once live. Meanwhile the events that name its
+    /// user reach it once: as room events where the stream will carry them (see
+    /// [`Feed::joining`](super::feed::Feed::joining)), else on its feed.
     pub async fn subscribe(
         &self,
         conn: &Conn,
         room_id: Uuid,
         since: Option<u64>,
     ) -> Result<(), FrameError> {
-        let slot = self.slot(room_id);
-        slot.ensure_loaded(&self.store).await.map_err(unavailable)?;
-        self.replayer.join(&slot, conn, since).await
+        let slot = self.slot(room_id, Some((conn.id, since.is_some())));
+        let joined = async {
+            slot.ensure_loaded(&self.store).await.map_err(unavailable)?;
+            self.replayer.join(&slot, conn, since).await
+        }
+        .await;
+        slot.lock().joining.remove(&conn.id);
+        joined
     }
 
     pub fn unsubscribe(&self, conn_id: ConnId, room_id: Uuid) -> bool {
@@ -320,6 +329,7 @@ impl Hub {
         feeds.retain(|_, slot| {
             let feed = slot.lock();
             !(feed.subscribers.is_empty()
+                && feed.joining.is_empty()
                 && feed.idle_since.is_some_and(|t| t.elapsed() > IDLE_FEED))
         });
     }

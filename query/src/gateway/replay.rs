@@ -40,34 +40,19 @@ impl Replayer {
     }
 
     /// Joins `conn` to a loaded feed: every room event after `since` (none: from now), then
-    /// `subscribed`, then live events. Returns once live. While it joins, the events that
-    /// name its user reach it only as room events (see [`Feed::joining`]).
-    ///
-    /// [`Feed::joining`]: super::feed::Feed::joining
+    /// `subscribed`, then live events. Returns once live.
     pub async fn join(
         &self,
         slot: &FeedSlot,
         conn: &Conn,
         since: Option<u64>,
     ) -> Result<(), FrameError> {
-        let cursor = {
-            let mut feed = slot.lock();
+        let room_id = slot.room_id;
+        let mut cursor = {
+            let feed = slot.lock();
             feed.admits(conn.user)?;
-            feed.joining.insert(conn.id);
             since.unwrap_or(feed.fold.last())
         };
-        let joined = self.catch_up(slot, conn, cursor).await;
-        slot.lock().joining.remove(&conn.id);
-        joined
-    }
-
-    async fn catch_up(
-        &self,
-        slot: &FeedSlot,
-        conn: &Conn,
-        mut cursor: u64,
-    ) -> Result<(), FrameError> {
-        let room_id = slot.room_id;
         let mut prev = None;
         loop {
             // Under the lock: if the window reaches back to the cursor, send the rest from it
