@@ -118,7 +118,7 @@ async fn delete_message(
     positioned(run(&state, user.id, &mut ids, room_id, action).await)
 }
 
-#[utoipa::path(put, path = "/rooms/{room_id}/messages/{message_id}/reactions/{emoji}", tag = "messages", params(("room_id" = Uuid, Path, description = "the room"), ("message_id" = Uuid, Path, description = "the message"), ("emoji" = String, Path, description = "one emoji, or a `:short_name:` of 1-32 characters of `a-z 0-9 _ + -`")), responses((status = 200, description = "the caller reacts with it (reacting again changes nothing); members only", body = Positioned)), security(("login_token" = [])))]
+#[utoipa::path(put, path = "/rooms/{room_id}/messages/{message_id}/reactions/{emoji}", tag = "messages", params(("room_id" = Uuid, Path, description = "the room"), ("message_id" = Uuid, Path, description = "the message"), ("emoji" = String, Path, description = "one emoji, or a `:short_name:` of 1-32 characters of `a-z 0-9 _ + -`")), responses((status = 200, description = "the caller reacts with it (reacting again changes nothing); members only", body = Positioned), (status = 429, description = "reacting too fast (`Retry-After`)", body = natter_edge::error::ErrorBody)), security(("login_token" = [])))]
 async fn react(
     State(state): State<AppState>,
     user: AuthUser,
@@ -126,11 +126,12 @@ async fn react(
     ApiPath((room_id, message_id, emoji)): ApiPath<(Uuid, Uuid, String)>,
 ) -> Result<Json<Positioned>, ApiError> {
     let emoji = Emoji::parse(&emoji)?.into_inner();
+    limit_reactions(&state, user.id, room_id)?;
     let action = RoomCommand::React { message_id, emoji };
     positioned(run(&state, user.id, &mut ids, room_id, action).await)
 }
 
-#[utoipa::path(delete, path = "/rooms/{room_id}/messages/{message_id}/reactions/{emoji}", tag = "messages", params(("room_id" = Uuid, Path, description = "the room"), ("message_id" = Uuid, Path, description = "the message"), ("emoji" = String, Path, description = "the emoji reacted with")), responses((status = 200, description = "the caller's reaction is gone (or never was); members only", body = Positioned)), security(("login_token" = [])))]
+#[utoipa::path(delete, path = "/rooms/{room_id}/messages/{message_id}/reactions/{emoji}", tag = "messages", params(("room_id" = Uuid, Path, description = "the room"), ("message_id" = Uuid, Path, description = "the message"), ("emoji" = String, Path, description = "the emoji reacted with")), responses((status = 200, description = "the caller's reaction is gone (or never was); members only", body = Positioned), (status = 429, description = "reacting too fast (`Retry-After`)", body = natter_edge::error::ErrorBody)), security(("login_token" = [])))]
 async fn unreact(
     State(state): State<AppState>,
     user: AuthUser,
@@ -138,8 +139,19 @@ async fn unreact(
     ApiPath((room_id, message_id, emoji)): ApiPath<(Uuid, Uuid, String)>,
 ) -> Result<Json<Positioned>, ApiError> {
     let emoji = Emoji::parse(&emoji)?.into_inner();
+    limit_reactions(&state, user.id, room_id)?;
     let action = RoomCommand::Unreact { message_id, emoji };
     positioned(run(&state, user.id, &mut ids, room_id, action).await)
+}
+
+/// Reactions have a bucket of their own (see `ratelimit`).
+fn limit_reactions(state: &AppState, user: Uuid, room: Uuid) -> Result<(), ApiError> {
+    match &state.limiter {
+        Some(limiter) => limiter
+            .check_reaction(user, room)
+            .map_err(ApiError::rate_limited),
+        None => Ok(()),
+    }
 }
 
 /// `{position}` of what a command did.

@@ -1,4 +1,7 @@
-//! The per-user, per-room send rate limit (`NATTER_SEND_RATE_LIMIT`, e.g. `10/10s`).
+//! The per-user, per-room send rate limit (`NATTER_SEND_RATE_LIMIT`, e.g. `10/10s`), and the
+//! reaction limit derived from it: [`REACTIONS_PER_MESSAGE`] times as many reactions (added or
+//! taken back) in the same window, in a bucket of their own, so a client toggling an emoji
+//! cannot flood a room's sockets, nor spend its user's message allowance.
 //!
 //! The limit is kept per command instance: behind a load balancer that spreads one user's
 //! sends over N instances, a user may reach up to N times the rate.
@@ -62,34 +65,58 @@ pub fn parse_limit(s: &str) -> Result<Option<RateSpec>, String> {
     }
 }
 
-/// A token bucket per (user, room): a burst of `count`, refilled evenly over `per`.
+/// How many reactions a user may make in a room for each message the send limit allows.
+pub const REACTIONS_PER_MESSAGE: u32 = 3;
+
+/// Token buckets per (user, room), one for messages and one for reactions: a burst of
+/// `count` (reactions: [`REACTIONS_PER_MESSAGE`] times that), refilled evenly over `per`.
 pub struct SendLimiter {
-    limiter: DefaultKeyedRateLimiter<(Uuid, Uuid)>,
+    messages: DefaultKeyedRateLimiter<(Uuid, Uuid)>,
+    reactions: DefaultKeyedRateLimiter<(Uuid, Uuid)>,
+}
+
+fn bucket(count: NonZeroU32, per: Duration) -> DefaultKeyedRateLimiter<(Uuid, Uuid)> {
+    let period = per / count.get();
+    let quota = Quota::with_period(period.max(Duration::from_nanos(1)))
+        .expect("non-zero period")
+        .allow_burst(count);
+    RateLimiter::keyed(quota)
+}
+
+fn wait(limiter: &DefaultKeyedRateLimiter<(Uuid, Uuid)>, key: (Uuid, Uuid)) -> Result<(), u64> {
+    limiter.check_key(&key).map_err(|not_until| {
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+    })
 }
 
 impl SendLimiter {
     pub fn new(spec: RateSpec) -> Self {
-        let period = spec.per / spec.count.get();
-        let quota = Quota::with_period(period.max(Duration::from_nanos(1)))
-            .expect("non-zero period")
-            .allow_burst(spec.count);
+        let reactions = spec
+            .count
+            .saturating_mul(NonZeroU32::new(REACTIONS_PER_MESSAGE).expect("a non-zero multiple"));
         SendLimiter {
-            limiter: RateLimiter::keyed(quota),
+            messages: bucket(spec.count, spec.per),
+            reactions: bucket(reactions, spec.per),
         }
     }
 
     /// `Err(seconds to wait)` when `user` has sent too much to `room`.
     pub fn check(&self, user: Uuid, room: Uuid) -> Result<(), u64> {
-        self.limiter.check_key(&(user, room)).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
-        })
+        wait(&self.messages, (user, room))
+    }
+
+    /// `Err(seconds to wait)` when `user` has reacted too much in `room`.
+    pub fn check_reaction(&self, user: Uuid, room: Uuid) -> Result<(), u64> {
+        wait(&self.reactions, (user, room))
     }
 
     /// Forgets buckets that are full again, so memory follows active senders only.
     pub fn forget_idle(&self) {
-        self.limiter.retain_recent();
-        self.limiter.shrink_to_fit();
+        for limiter in [&self.messages, &self.reactions] {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! `PATCH` and `DELETE /rooms/{id}/messages/{message_id}`: who may, what they answer, and an
 //! edit racing a deletion across two instances.
 
+use axum::http::Method;
 use futures::future::join_all;
 use natter_testkit::http::Resp;
 use serde_json::{Value, json};
@@ -162,4 +163,52 @@ async fn edits_racing_a_deletion_on_two_instances_all_come_before_it_or_are_refu
         accepted.len() + 2,
         "each accepted edit once, with the warm-ups"
     );
+}
+
+/// Reactions have their own bucket, three times the message limit: toggling an emoji cannot
+/// flood a room, nor use up its user's messages.
+#[tokio::test]
+async fn reacting_too_fast_is_429_and_leaves_messages_alone() {
+    let mut config = test_config();
+    config.send_rate = Some("2/30s".parse().unwrap());
+    let app = TestApp::spawn_with(config).await;
+    let (token, _) = app.register("toggler").await;
+    let room = app.create_room(&token, json!({ "name": "r" })).await;
+    let sent = app
+        .post(
+            &format!("/rooms/{room}/messages"),
+            Some(&token),
+            json!({ "content": "react to me" }),
+        )
+        .await;
+    let message = sent.expect(201)["message"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/rooms/{room}/messages/{message}/reactions/:tada:");
+    for i in 0..6 {
+        let answer = if i % 2 == 0 {
+            app.raw(Method::PUT, &path, Some(&token), Vec::new(), &[])
+                .await
+        } else {
+            app.delete(&path, Some(&token)).await
+        };
+        answer.expect(200);
+    }
+    let limited = app
+        .raw(Method::PUT, &path, Some(&token), Vec::new(), &[])
+        .await;
+    limited.expect_error(429, "rate_limited");
+    assert!(limited.headers.contains_key("retry-after"));
+    app.delete(&path, Some(&token))
+        .await
+        .expect_error(429, "rate_limited");
+    // The message allowance is untouched: one of two is left.
+    app.post(
+        &format!("/rooms/{room}/messages"),
+        Some(&token),
+        json!({ "content": "still here" }),
+    )
+    .await
+    .expect(201);
 }

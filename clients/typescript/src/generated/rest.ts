@@ -5022,6 +5022,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description reacting too fast (`Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description NATS or Postgres unreachable for this request; nothing was half-applied */
             503: {
                 headers: {
@@ -5123,6 +5132,15 @@ export interface operations {
             };
             /** @description well-formed but breaks a rule */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description reacting too fast (`Retry-After`) */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
