@@ -66,6 +66,9 @@ impl Drop for Stack {
     }
 }
 
+/// The secret the stack's tokens are signed with (a test may mint its own).
+pub const SECRET: &[u8] = b"query-tests-secret-query-tests-secret";
+
 impl Stack {
     /// Everything running, one projector included.
     pub async fn spawn() -> Stack {
@@ -86,10 +89,7 @@ impl Stack {
         let pool = natter_readmodel::db::prepare(&isolation.database_url)
             .await
             .unwrap();
-        let keys = Arc::new(JwtKeys::new(
-            b"query-tests-secret-query-tests-secret",
-            Duration::from_secs(3600),
-        ));
+        let keys = Arc::new(JwtKeys::new(SECRET, Duration::from_secs(3600)));
         let command = CommandService::start(
             store.clone(),
             &tail,
@@ -154,10 +154,7 @@ impl Stack {
     /// local port (like a second process behind a load balancer).
     pub async fn second_gateway(&mut self) -> std::net::SocketAddr {
         let nats = async_nats::connect(nats_url()).await.unwrap();
-        let keys = Arc::new(JwtKeys::new(
-            b"query-tests-secret-query-tests-secret",
-            Duration::from_secs(3600),
-        ));
+        let keys = Arc::new(JwtKeys::new(SECRET, Duration::from_secs(3600)));
         // A process of its own: its own live tail.
         let tail = LiveTail::start(&self.store).await.unwrap();
         let query = QueryService::start(

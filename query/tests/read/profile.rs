@@ -1,10 +1,11 @@
 //! `PATCH /me` as the read side sees it: the new display name in the read models (also when it
-//! came with a password change), and the queries refusing tokens the change revoked.
+//! came with a password change), and the queries refusing tokens the change revoked; and a
+//! socket closing when its token expires.
 
 use natter_testkit::http::Resp;
 use serde_json::{Value, json};
 
-use crate::helpers::Stack;
+use crate::helpers::{SECRET, Stack, Ws};
 
 async fn patch_me(stack: &Stack, token: &str, body: Value) -> Resp {
     stack.api.patch("/me", Some(token), body).await
@@ -62,5 +63,49 @@ async fn a_profile_change_reaches_the_read_models_and_revokes_old_tokens_for_que
         open.close_code().await,
         Some(4001),
         "a socket opened with the revoked token is closed"
+    );
+}
+
+/// A socket lives as long as the token it was opened with: open and streaming until then,
+/// closed with 4001 within a moment after.
+#[tokio::test]
+async fn a_socket_closes_with_4001_when_its_token_expires() {
+    use std::time::{Duration, Instant};
+
+    let stack = Stack::spawn().await;
+    let addr = stack.serve_query().await;
+    let party = stack.api.party("expiring").await;
+    let keys = natter_edge::JwtKeys::new(SECRET, Duration::from_secs(3600));
+    let (short, expires_at) = keys
+        .issue_for(
+            party.member.id,
+            &party.member.username,
+            natter_edge::UserRole::User,
+            Duration::from_secs(3),
+        )
+        .unwrap();
+    let mut ws = Ws::connect(addr, &short).await;
+    ws.subscribe(party.room, None).await;
+    ws.until(|f| f["type"] == "subscribed").await;
+    let at = stack
+        .api
+        .send(&party.owner.token, party.room, "still here?")
+        .await;
+    let got = ws
+        .until(|f| f["type"] == "event" && f["position"].as_u64() == Some(at))
+        .await;
+    assert!(!got.is_empty());
+    let started = Instant::now();
+    assert_eq!(ws.close_code().await, Some(4001));
+    let closed_at = chrono::Utc::now().timestamp_millis();
+    assert!(
+        closed_at >= expires_at * 1000,
+        "closed {} ms before the token expired",
+        expires_at * 1000 - closed_at
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "closed {:?} after it was last used",
+        started.elapsed()
     );
 }
