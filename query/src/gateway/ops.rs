@@ -2,7 +2,7 @@
 //! ops), unsubscribing, typing and signals, and `send` and `read`, which go to the write
 //! side as commands and answer with an `ack` or an `error` naming their `client_id`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -22,6 +22,8 @@ use super::session::{MAX_CLIENT_FRAME, MAX_SUBSCRIPTIONS};
 pub(super) struct Followed {
     pub ids: HashSet<Uuid>,
     pub ended: bool,
+    /// Per room being subscribed to: whose turn it is (one subscribe at a time).
+    pub turns: HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>,
 }
 
 pub(super) fn error_frame(e: &FrameError) -> Utf8Bytes {
@@ -181,21 +183,20 @@ pub(super) async fn handle(
             since,
             epoch,
         } => {
-            let followed = rooms.lock().expect("rooms lock").ids.contains(&room_id);
-            if followed {
-                // Subscribing again restarts the room's stream from the new `since`.
-                gateway.hub.unsubscribe(conn.id, room_id);
-                rooms.lock().expect("rooms lock").ids.remove(&room_id);
-            }
-            if rooms.lock().expect("rooms lock").ids.len() + pending.load(Ordering::SeqCst)
-                >= MAX_SUBSCRIPTIONS
-            {
-                conn.offer(error_frame(&FrameError::new(
-                    "too_many_subscriptions",
-                    format!("a connection follows at most {MAX_SUBSCRIPTIONS} rooms"),
-                )));
-                return;
-            }
+            let turn = {
+                let mut followed = rooms.lock().expect("rooms lock");
+                // Subscribing again restarts the room's stream: it does not count twice.
+                let again = usize::from(followed.ids.contains(&room_id));
+                if followed.ids.len() - again + pending.load(Ordering::SeqCst) >= MAX_SUBSCRIPTIONS
+                {
+                    conn.offer(error_frame(&FrameError::new(
+                        "too_many_subscriptions",
+                        format!("a connection follows at most {MAX_SUBSCRIPTIONS} rooms"),
+                    )));
+                    return;
+                }
+                followed.turns.entry(room_id).or_default().clone()
+            };
             pending.fetch_add(1, Ordering::SeqCst);
             let (gateway, conn, rooms, pending) = (
                 gateway.clone(),
@@ -205,6 +206,14 @@ pub(super) async fn handle(
             );
             // A replay may take a while: the connection keeps serving other ops meanwhile.
             tokio::spawn(async move {
+                // One subscribe to a room at a time per connection: a second one restarts the
+                // stream after the first is live, so two replays never interleave.
+                let my_turn = turn.lock().await;
+                let again = rooms.lock().expect("rooms lock").ids.remove(&room_id);
+                if again {
+                    // Subscribing again restarts the room's stream from the new `since`.
+                    gateway.hub.unsubscribe(conn.id, room_id);
+                }
                 let mut since = since;
                 if epoch.is_some_and(|e| e != gateway.hub.epoch()) {
                     // The log was recreated: positions from the old one mean nothing here.
@@ -230,6 +239,12 @@ pub(super) async fn handle(
                     Err(e) => conn.offer(error_frame(&e)),
                 }
                 pending.fetch_sub(1, Ordering::SeqCst);
+                drop(my_turn);
+                let mut followed = rooms.lock().expect("rooms lock");
+                // The map's and this one: nobody else waits for this room.
+                if Arc::strong_count(&turn) == 2 {
+                    followed.turns.remove(&room_id);
+                }
             });
         }
         ClientOp::Unsubscribe { room_id } => {

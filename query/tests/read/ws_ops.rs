@@ -1,6 +1,7 @@
 //! Chatting over the socket: the `send` and `read` ops, answered with `ack` or an `error` frame
 //! that names the op's `client_id`, with REST's rules and codes; a resend after a reconnect
-//! appends nothing new; and a gateway without a write side of its own reaches one over NATS.
+//! appends nothing new; a gateway without a write side of its own reaches one over NATS; and
+//! subscribing to a room twice at once gives two whole streams, one after the other.
 
 use std::net::SocketAddr;
 
@@ -165,4 +166,37 @@ async fn refused_ops_get_the_rest_codes_and_name_their_client_id() {
     assert_eq!(ok["type"], "ack");
     // Nothing refused reached the log: the party's two events and the one message.
     assert_eq!(room_positions(&stack.store, party.room).await.len(), 3);
+}
+
+/// A second `subscribe` to a room restarts its stream; sent before the first one is live, it
+/// waits its turn: the client gets the whole first stream and `subscribed`, then the whole
+/// second one, never two replays interleaved.
+#[tokio::test]
+async fn subscribing_again_before_the_first_is_live_gives_two_whole_streams_in_turn() {
+    let stack = Stack::spawn().await;
+    let addr = stack.serve_query().await;
+    let party = stack.api.party("twice").await;
+    // More (6 MB) than a connection's queue (1 MiB) and socket buffers hold, so replays
+    // wait on the client and would overlap if both ran at once.
+    let content = "z".repeat(4_000);
+    for _ in 0..1_500 {
+        stack
+            .api
+            .send(&party.owner.token, party.room, &content)
+            .await;
+    }
+    let logged = room_positions(&stack.store, party.room).await;
+    let mut ws = Ws::connect_with_a_small_window(addr, &party.member.token).await;
+    // This gateway has not seen the room: both replays come from JetStream.
+    ws.subscribe(party.room, Some(0)).await;
+    ws.subscribe(party.room, Some(0)).await;
+    for stream in ["first", "second"] {
+        let frames = ws.until(|f| f["type"] == "subscribed").await;
+        let positions: Vec<u64> = frames
+            .iter()
+            .filter(|f| f["type"] == "event")
+            .map(|f| f["position"].as_u64().unwrap())
+            .collect();
+        assert_eq!(positions, logged, "the {stream} stream");
+    }
 }
