@@ -3,7 +3,7 @@
 //! side as commands and answer with an `ack` or an `error` naming their `client_id`.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::Utf8Bytes;
@@ -23,7 +23,73 @@ pub(super) struct Followed {
     pub ids: HashSet<Uuid>,
     pub ended: bool,
     /// Per room being subscribed to: whose turn it is (one subscribe at a time).
-    pub turns: HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>,
+    pub turns: HashMap<Uuid, Arc<Turn>>,
+    /// Numbers the connection's subscribes.
+    pub next_subscribe: u64,
+}
+
+/// The subscribes of one connection to one room, one at a time.
+#[derive(Default)]
+pub(super) struct Turn {
+    lock: tokio::sync::Mutex<()>,
+    /// Subscribes numbered up to this were unsubscribed before they went live.
+    cancelled_up_to: AtomicU64,
+}
+
+/// One `subscribe` op of a connection.
+struct Subscribe {
+    room_id: Uuid,
+    since: Option<u64>,
+    epoch: Option<String>,
+    seq: u64,
+}
+
+impl Subscribe {
+    /// Runs once the subscribes before it are done (so two replays never interleave; one
+    /// sent again restarts the stream). One unsubscribed before it went live ends with
+    /// `unsubscribed` (after its replay and `subscribed`, if those had begun).
+    async fn in_turn(self, gateway: &Gateway, conn: &Conn, rooms: &Mutex<Followed>, turn: &Turn) {
+        let room_id = self.room_id;
+        let _turn = turn.lock.lock().await;
+        let cancelled = || self.seq <= turn.cancelled_up_to.load(Ordering::SeqCst);
+        let unsubscribed = || Utf8Bytes::from(protocol::unsubscribed(room_id, "requested"));
+        if cancelled() {
+            conn.offer(unsubscribed());
+            return;
+        }
+        if rooms.lock().expect("rooms lock").ids.remove(&room_id) {
+            // Subscribing again restarts the room's stream from the new `since`.
+            gateway.hub.unsubscribe(conn.id, room_id);
+        }
+        let mut since = self.since;
+        if self.epoch.is_some_and(|e| e != gateway.hub.epoch()) {
+            // The log was recreated: positions from the old one mean nothing here.
+            if gateway.hub.admits(room_id, conn.user).await.is_ok() {
+                conn.offer(Utf8Bytes::from(protocol::reset(room_id)));
+                since = Some(0);
+            }
+        }
+        if let Err(e) = gateway.hub.subscribe(conn, room_id, since).await {
+            conn.offer(error_frame(&e));
+            return;
+        }
+        let (ended, cancelled) = {
+            let mut followed = rooms.lock().expect("rooms lock");
+            let cancelled = cancelled();
+            if !cancelled && !followed.ended {
+                followed.ids.insert(room_id);
+            }
+            (followed.ended, cancelled)
+        };
+        if ended || cancelled {
+            // Closed, or unsubscribed, while the replay ran: nobody else will take it off the
+            // feed.
+            gateway.hub.unsubscribe(conn.id, room_id);
+        }
+        if cancelled {
+            conn.offer(unsubscribed());
+        }
+    }
 }
 
 pub(super) fn error_frame(e: &FrameError) -> Utf8Bytes {
@@ -183,7 +249,7 @@ pub(super) async fn handle(
             since,
             epoch,
         } => {
-            let turn = {
+            let (turn, seq) = {
                 let mut followed = rooms.lock().expect("rooms lock");
                 // Subscribing again restarts the room's stream: it does not count twice.
                 let again = usize::from(followed.ids.contains(&room_id));
@@ -195,7 +261,9 @@ pub(super) async fn handle(
                     )));
                     return;
                 }
-                followed.turns.entry(room_id).or_default().clone()
+                followed.next_subscribe += 1;
+                let seq = followed.next_subscribe;
+                (followed.turns.entry(room_id).or_default().clone(), seq)
             };
             pending.fetch_add(1, Ordering::SeqCst);
             let (gateway, conn, rooms, pending) = (
@@ -206,40 +274,14 @@ pub(super) async fn handle(
             );
             // A replay may take a while: the connection keeps serving other ops meanwhile.
             tokio::spawn(async move {
-                // One subscribe to a room at a time per connection: a second one restarts the
-                // stream after the first is live, so two replays never interleave.
-                let my_turn = turn.lock().await;
-                let again = rooms.lock().expect("rooms lock").ids.remove(&room_id);
-                if again {
-                    // Subscribing again restarts the room's stream from the new `since`.
-                    gateway.hub.unsubscribe(conn.id, room_id);
-                }
-                let mut since = since;
-                if epoch.is_some_and(|e| e != gateway.hub.epoch()) {
-                    // The log was recreated: positions from the old one mean nothing here.
-                    if gateway.hub.admits(room_id, conn.user).await.is_ok() {
-                        conn.offer(Utf8Bytes::from(protocol::reset(room_id)));
-                        since = Some(0);
-                    }
-                }
-                let result = gateway.hub.subscribe(&conn, room_id, since).await;
-                match result {
-                    Ok(()) => {
-                        let ended = {
-                            let mut rooms = rooms.lock().expect("rooms lock");
-                            rooms.ids.insert(room_id);
-                            rooms.ended
-                        };
-                        if ended {
-                            // The connection closed while this replay ran: nobody else will
-                            // take it off the feed.
-                            gateway.hub.unsubscribe(conn.id, room_id);
-                        }
-                    }
-                    Err(e) => conn.offer(error_frame(&e)),
-                }
+                let subscribe = Subscribe {
+                    room_id,
+                    since,
+                    epoch,
+                    seq,
+                };
+                subscribe.in_turn(&gateway, &conn, &rooms, &turn).await;
                 pending.fetch_sub(1, Ordering::SeqCst);
-                drop(my_turn);
                 let mut followed = rooms.lock().expect("rooms lock");
                 // The map's and this one: nobody else waits for this room.
                 if Arc::strong_count(&turn) == 2 {
@@ -248,13 +290,23 @@ pub(super) async fn handle(
             });
         }
         ClientOp::Unsubscribe { room_id } => {
-            let was = rooms.lock().expect("rooms lock").ids.remove(&room_id);
+            let (was, pending) = {
+                let mut followed = rooms.lock().expect("rooms lock");
+                let was = followed.ids.remove(&room_id);
+                // Subscribes still under way end as soon as they can, with `unsubscribed`.
+                let pending = followed.turns.get(&room_id).cloned();
+                if let Some(turn) = &pending {
+                    turn.cancelled_up_to
+                        .store(followed.next_subscribe, Ordering::SeqCst);
+                }
+                (was, pending.is_some())
+            };
             if was && gateway.hub.unsubscribe(conn.id, room_id) {
                 conn.offer(Utf8Bytes::from(protocol::unsubscribed(
                     room_id,
                     "requested",
                 )));
-            } else {
+            } else if !pending {
                 conn.offer(error_frame(&FrameError::new(
                     "not_subscribed",
                     "not subscribed to this room",

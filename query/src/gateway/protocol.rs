@@ -71,7 +71,8 @@ pub enum ClientOp {
         /// The `epoch` of the `subscribed` frame the client had.
         epoch: Option<String>,
     },
-    /// Stop following a room; answered with `unsubscribed` (reason `requested`).
+    /// Stop following a room (or end a subscribe still replaying); answered with
+    /// `unsubscribed` (reason `requested`).
     Unsubscribe { room_id: Uuid },
     /// Tell the room's other subscribers whether one is typing.
     Typing { room_id: Uuid, typing: bool },

@@ -168,6 +168,20 @@ async fn refused_ops_get_the_rest_codes_and_name_their_client_id() {
     assert_eq!(room_positions(&stack.store, party.room).await.len(), 3);
 }
 
+/// Gives the party's room more history (6 MB) than a connection's queue (1 MiB) and socket
+/// buffers hold, so a replay of it waits on its client (and two would overlap if they ran at
+/// once); the room's positions.
+async fn long_history(stack: &Stack, party: &natter_testkit::api::Party) -> Vec<u64> {
+    let content = "z".repeat(4_000);
+    for _ in 0..1_500 {
+        stack
+            .api
+            .send(&party.owner.token, party.room, &content)
+            .await;
+    }
+    room_positions(&stack.store, party.room).await
+}
+
 /// A second `subscribe` to a room restarts its stream; sent before the first one is live, it
 /// waits its turn: the client gets the whole first stream and `subscribed`, then the whole
 /// second one, never two replays interleaved.
@@ -176,16 +190,7 @@ async fn subscribing_again_before_the_first_is_live_gives_two_whole_streams_in_t
     let stack = Stack::spawn().await;
     let addr = stack.serve_query().await;
     let party = stack.api.party("twice").await;
-    // More (6 MB) than a connection's queue (1 MiB) and socket buffers hold, so replays
-    // wait on the client and would overlap if both ran at once.
-    let content = "z".repeat(4_000);
-    for _ in 0..1_500 {
-        stack
-            .api
-            .send(&party.owner.token, party.room, &content)
-            .await;
-    }
-    let logged = room_positions(&stack.store, party.room).await;
+    let logged = long_history(&stack, &party).await;
     let mut ws = Ws::connect_with_a_small_window(addr, &party.member.token).await;
     // This gateway has not seen the room: both replays come from JetStream.
     ws.subscribe(party.room, Some(0)).await;
@@ -198,5 +203,48 @@ async fn subscribing_again_before_the_first_is_live_gives_two_whole_streams_in_t
             .map(|f| f["position"].as_u64().unwrap())
             .collect();
         assert_eq!(positions, logged, "the {stream} stream");
+    }
+}
+
+/// An `unsubscribe` sent while the room's replay is still under way ends that subscription:
+/// the client gets `unsubscribed` (not a `not_subscribed` error), and after it nothing more of
+/// the room; what came before it is a gap-free start of the room's stream.
+#[tokio::test]
+async fn unsubscribing_during_the_replay_ends_the_subscription() {
+    let stack = Stack::spawn().await;
+    let addr = stack.serve_query().await;
+    let party = stack.api.party("fickle").await;
+    let logged = long_history(&stack, &party).await;
+    let mut ws = Ws::connect_with_a_small_window(addr, &party.member.token).await;
+    ws.subscribe(party.room, Some(0)).await;
+    ws.send(json!({ "op": "unsubscribe", "room_id": party.room }))
+        .await;
+    let frames = ws.until(|f| f["type"] == "unsubscribed").await;
+    assert!(
+        frames.iter().all(|f| f["type"] != "error"),
+        "{:?}",
+        frames.last()
+    );
+    assert_eq!(frames.last().unwrap()["reason"], "requested");
+    let streamed: Vec<u64> = frames
+        .iter()
+        .filter(|f| f["type"] == "event")
+        .map(|f| f["position"].as_u64().unwrap())
+        .collect();
+    assert_eq!(streamed, logged[..streamed.len()]);
+
+    // The room goes on; this socket hears no more of it.
+    let mut watcher = Ws::connect(addr, &party.owner.token).await;
+    watcher.subscribe(party.room, None).await;
+    watcher.until(|f| f["type"] == "subscribed").await;
+    let at = stack
+        .api
+        .send(&party.owner.token, party.room, "after")
+        .await;
+    watcher
+        .until(|f| f["type"] == "event" && f["position"].as_u64() == Some(at))
+        .await;
+    while let Some(f) = ws.try_next(std::time::Duration::from_millis(300)).await {
+        assert_ne!(f["type"], "event", "{f:?}");
     }
 }

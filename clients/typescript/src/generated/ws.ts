@@ -153,7 +153,10 @@ export interface components {
             room_id: string;
             typing: boolean;
         };
-        /** @description Stop following a room; answered with `unsubscribed` (reason `requested`). */
+        /**
+         * @description Stop following a room (or end a subscribe still replaying); answered with
+         *     `unsubscribed` (reason `requested`).
+         */
         ClientOp_unsubscribe: {
             /** @enum {string} */
             op: "unsubscribe";
