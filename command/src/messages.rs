@@ -126,9 +126,8 @@ async fn react(
     ApiPath((room_id, message_id, emoji)): ApiPath<(Uuid, Uuid, String)>,
 ) -> Result<Json<Positioned>, ApiError> {
     let emoji = Emoji::parse(&emoji)?.into_inner();
-    limit_reactions(&state, user.id, room_id)?;
     let action = RoomCommand::React { message_id, emoji };
-    positioned(run(&state, user.id, &mut ids, room_id, action).await)
+    reaction(&state, user.id, &mut ids, room_id, action).await
 }
 
 #[utoipa::path(delete, path = "/rooms/{room_id}/messages/{message_id}/reactions/{emoji}", tag = "messages", params(("room_id" = Uuid, Path, description = "the room"), ("message_id" = Uuid, Path, description = "the message"), ("emoji" = String, Path, description = "the emoji reacted with")), responses((status = 200, description = "the caller's reaction is gone (or never was); members only", body = Positioned), (status = 429, description = "reacting too fast (`Retry-After`)", body = natter_edge::error::ErrorBody)), security(("login_token" = [])))]
@@ -139,19 +138,24 @@ async fn unreact(
     ApiPath((room_id, message_id, emoji)): ApiPath<(Uuid, Uuid, String)>,
 ) -> Result<Json<Positioned>, ApiError> {
     let emoji = Emoji::parse(&emoji)?.into_inner();
-    limit_reactions(&state, user.id, room_id)?;
     let action = RoomCommand::Unreact { message_id, emoji };
-    positioned(run(&state, user.id, &mut ids, room_id, action).await)
+    reaction(&state, user.id, &mut ids, room_id, action).await
 }
 
-/// Reactions have a bucket of their own (see `ratelimit`).
-fn limit_reactions(state: &AppState, user: Uuid, room: Uuid) -> Result<(), ApiError> {
-    match &state.limiter {
-        Some(limiter) => limiter
-            .check_reaction(user, room)
-            .map_err(ApiError::rate_limited),
-        None => Ok(()),
+/// Runs a reaction's command, within the reactions' own rate limit (see `ratelimit`).
+async fn reaction(
+    state: &AppState,
+    user: Uuid,
+    ids: &mut Ids,
+    room_id: Uuid,
+    action: RoomCommand,
+) -> Result<Json<Positioned>, ApiError> {
+    if let Some(limiter) = &state.limiter {
+        limiter
+            .check_reaction(user, room_id)
+            .map_err(ApiError::rate_limited)?;
     }
+    positioned(run(state, user, ids, room_id, action).await)
 }
 
 /// `{position}` of what a command did.

@@ -188,6 +188,71 @@ impl Env {
         Ok((status, resp.json().await.unwrap_or(Value::Null)))
     }
 
+    /// The `meta` events (subject, envelope) that open a public group room: `owner` creates it
+    /// and each of `members` joins, for [`Env::append_all`].
+    pub fn group_room(
+        &self,
+        room: Uuid,
+        name: &str,
+        owner: Uuid,
+        members: &[Uuid],
+    ) -> Vec<(String, Envelope)> {
+        use natter_events::catalogue::{
+            Event, MemberJoined, Role, RoomCreated, RoomKind, Visibility,
+        };
+        let subject = self
+            .store
+            .subjects()
+            .room(room, natter_events::RoomPart::Meta);
+        let at = |actor: Uuid, event: Event| {
+            let envelope = Envelope::new(
+                Uuid::now_v7(),
+                chrono::Utc::now(),
+                Some(actor),
+                Some(room),
+                event,
+            );
+            (subject.clone(), envelope)
+        };
+        let created = Event::RoomCreated(RoomCreated {
+            name: name.into(),
+            visibility: Visibility::Public,
+            kind: RoomKind::Group,
+            max_members: 1000,
+            owner_id: owner,
+            with_user_id: None,
+        });
+        let joins = members.iter().map(|user| {
+            let joined = Event::MemberJoined(MemberJoined {
+                user_id: *user,
+                role: Role::Member,
+                invite: None,
+                matched_with: None,
+            });
+            at(*user, joined)
+        });
+        std::iter::once(at(owner, created)).chain(joins).collect()
+    }
+
+    /// `GET {path}` with `query` as `token`: its JSON body, or an error unless it answered 200.
+    pub async fn get_ok(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        token: &str,
+    ) -> anyhow::Result<Value> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .query(query)
+            .bearer_auth(token)
+            .send()
+            .await?;
+        let status = resp.status();
+        anyhow::ensure!(status.as_u16() == 200, "GET {path} {query:?}: {status}");
+        Ok(resp.json().await?)
+    }
+
     /// Registers a user; returns (token, id).
     pub async fn register(&self, username: &str) -> anyhow::Result<(String, Uuid)> {
         let (status, body) = self

@@ -4,10 +4,7 @@
 use std::time::Instant;
 
 use chrono::Utc;
-use natter_events::catalogue::{
-    Event, MemberJoined, MessageKind, MessageSent, Role, RoomCreated, RoomKind, RoomRead,
-    Visibility,
-};
+use natter_events::catalogue::{Event, MessageKind, MessageSent, RoomRead};
 use natter_events::{Envelope, RoomPart};
 use uuid::Uuid;
 
@@ -23,37 +20,10 @@ pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
     let ev = |room: Uuid, actor: Uuid, event: Event| {
         Envelope::new(Uuid::now_v7(), Utc::now(), Some(actor), Some(room), event)
     };
-    let mut setup = Vec::new();
-    for room in &rooms {
-        setup.push((
-            subjects.room(*room, RoomPart::Meta),
-            ev(
-                *room,
-                writer,
-                Event::RoomCreated(RoomCreated {
-                    name: "busy".into(),
-                    visibility: Visibility::Public,
-                    kind: RoomKind::Group,
-                    max_members: 1000,
-                    owner_id: writer,
-                    with_user_id: None,
-                }),
-            ),
-        ));
-        setup.push((
-            subjects.room(*room, RoomPart::Meta),
-            ev(
-                *room,
-                reader,
-                Event::MemberJoined(MemberJoined {
-                    user_id: reader,
-                    role: Role::Member,
-                    invite: None,
-                    matched_with: None,
-                }),
-            ),
-        ));
-    }
+    let setup: Vec<_> = rooms
+        .iter()
+        .flat_map(|room| env.group_room(*room, "busy", writer, &[reader]))
+        .collect();
     env.append_all(setup).await?;
     // Messages interleaved over the rooms, as a busy system would write them.
     let message = |(i, room): (usize, Uuid)| {
@@ -97,18 +67,7 @@ pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
     let mut latencies = Vec::new();
     for _ in 0..scale.pick(100, 500) {
         let started = Instant::now();
-        let resp = env
-            .http
-            .get(format!("{}/me/rooms", env.base))
-            .bearer_auth(&token)
-            .send()
-            .await?;
-        anyhow::ensure!(
-            resp.status().as_u16() == 200,
-            "GET /me/rooms: {}",
-            resp.status()
-        );
-        let body: serde_json::Value = resp.json().await?;
+        let body = env.get_ok("/me/rooms", &[], &token).await?;
         latencies.push(started.elapsed().as_secs_f64() * 1000.0);
         let unread = body["rooms"][0]["unread_count"].as_u64().unwrap_or(0);
         anyhow::ensure!(

@@ -9,9 +9,7 @@
 use std::time::Instant;
 
 use chrono::Utc;
-use natter_events::catalogue::{
-    Event, MemberJoined, MessageSent, Role, RoomCreated, RoomKind, Visibility,
-};
+use natter_events::catalogue::{Event, MessageSent};
 use natter_events::{Envelope, RoomPart};
 use uuid::Uuid;
 
@@ -58,33 +56,17 @@ pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
     let ev = |room: Uuid, actor: Uuid, event: Event| {
         Envelope::new(Uuid::now_v7(), Utc::now(), Some(actor), Some(room), event)
     };
-    let mut setup = Vec::new();
-    for room in &rooms {
-        let created = Event::RoomCreated(RoomCreated {
-            name: "archive".into(),
-            visibility: Visibility::Public,
-            kind: RoomKind::Group,
-            max_members: 1000,
-            owner_id: writer,
-            with_user_id: None,
-        });
-        setup.push((
-            subjects.room(*room, RoomPart::Meta),
-            ev(*room, writer, created),
-        ));
-        if readable.contains(room) {
-            let joined = Event::MemberJoined(MemberJoined {
-                user_id: reader,
-                role: Role::Member,
-                invite: None,
-                matched_with: None,
-            });
-            setup.push((
-                subjects.room(*room, RoomPart::Meta),
-                ev(*room, reader, joined),
-            ));
-        }
-    }
+    let setup: Vec<_> = rooms
+        .iter()
+        .flat_map(|room| {
+            let members: &[Uuid] = if readable.contains(room) {
+                &[reader]
+            } else {
+                &[]
+            };
+            env.group_room(*room, "archive", writer, members)
+        })
+        .collect();
     env.append_all(setup).await?;
     let mut rng = Lcg(0x6e61_7474_6572);
     let mut messages = Vec::with_capacity(total);
@@ -119,19 +101,8 @@ pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
     for _ in 0..rounds {
         for q in &queries {
             let started = Instant::now();
-            let resp = env
-                .http
-                .get(format!("{}/search/messages", env.base))
-                .query(&[("q", q.as_str()), ("limit", "20")])
-                .bearer_auth(&token)
-                .send()
-                .await?;
-            anyhow::ensure!(
-                resp.status().as_u16() == 200,
-                "GET /search/messages?q={q}: {}",
-                resp.status()
-            );
-            let body: serde_json::Value = resp.json().await?;
+            let query = [("q", q.as_str()), ("limit", "20")];
+            let body = env.get_ok("/search/messages", &query, &token).await?;
             latencies.push(started.elapsed().as_secs_f64() * 1000.0);
             let results = body["results"].as_array().cloned().unwrap_or_default();
             found += results.len();

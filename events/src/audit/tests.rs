@@ -15,23 +15,28 @@ fn message(position: u64, subject: String, envelope: &Envelope) -> RawMessage {
     }
 }
 
-#[test]
-fn a_sound_history_has_no_findings_and_bad_events_are_named_by_position() {
-    let s = Subjects::new("t").unwrap();
-    let (user, room) = (Uuid::new_v4(), Uuid::new_v4());
-    let reg = Envelope::new(
+/// `user` registering as `name`.
+fn registered(user: Uuid, name: &str) -> Envelope {
+    Envelope::new(
         Uuid::new_v4(),
         Utc::now(),
         Some(user),
         None,
         Event::UserRegistered(UserRegistered {
             user_id: user,
-            username: "ann".into(),
-            display_name: "Ann".into(),
+            username: name.into(),
+            display_name: name.into(),
             password_hash: "h".into(),
             service_token_id: None,
         }),
-    );
+    )
+}
+
+#[test]
+fn a_sound_history_has_no_findings_and_bad_events_are_named_by_position() {
+    let s = Subjects::new("t").unwrap();
+    let (user, room) = (Uuid::new_v4(), Uuid::new_v4());
+    let reg = registered(user, "ann");
     let created = Envelope::new(
         Uuid::new_v4(),
         Utc::now(),
@@ -83,25 +88,10 @@ fn a_sound_history_has_no_findings_and_bad_events_are_named_by_position() {
 fn the_verifier_knows_the_newer_events_and_where_they_belong() {
     let s = Subjects::new("t").unwrap();
     let (ann, bob, room) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-    let reg = |user: Uuid, name: &str| {
-        Envelope::new(
-            Uuid::new_v4(),
-            Utc::now(),
-            Some(user),
-            None,
-            Event::UserRegistered(UserRegistered {
-                user_id: user,
-                username: name.into(),
-                display_name: name.into(),
-                password_hash: "h".into(),
-                service_token_id: None,
-            }),
-        )
-    };
     let at = |event| Envelope::new(Uuid::new_v4(), Utc::now(), Some(ann), Some(room), event);
     let mut v = Verifier::new(s.clone());
-    v.check(&message(1, s.username("ann"), &reg(ann, "ann")));
-    v.check(&message(2, s.username("bob"), &reg(bob, "bob")));
+    v.check(&message(1, s.username("ann"), &registered(ann, "ann")));
+    v.check(&message(2, s.username("bob"), &registered(bob, "bob")));
     let events = [
         (
             RoomPart::Meta,
@@ -197,19 +187,7 @@ fn replies_threads_reactions_and_mentions_must_name_what_the_log_holds() {
     let s = Subjects::new("t").unwrap();
     let (ann, room, other) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
     let at = |room, event| Envelope::new(Uuid::new_v4(), Utc::now(), Some(ann), Some(room), event);
-    let reg = Envelope::new(
-        Uuid::new_v4(),
-        Utc::now(),
-        Some(ann),
-        None,
-        Event::UserRegistered(UserRegistered {
-            user_id: ann,
-            username: "ann".into(),
-            display_name: "Ann".into(),
-            password_hash: "h".into(),
-            service_token_id: None,
-        }),
-    );
+    let reg = registered(ann, "ann");
     let created = || {
         Event::RoomCreated(RoomCreated {
             name: "r".into(),

@@ -124,6 +124,10 @@ impl Hub {
             json: public_json(message),
             known,
         });
+        let named = match &incoming.known {
+            Some(envelope) => named_users(envelope),
+            None => mentioned,
+        };
         let mut prev = None;
         let mut subscribed = Vec::new();
         if let Some(slot) = &slot {
@@ -131,14 +135,13 @@ impl Hub {
             if feed.is_loaded() {
                 prev = Some(feed.fold.last());
             }
-            // Whoever gets it as a room event must not get it again on their own feed.
-            subscribed = feed.streaming_to();
+            // Whoever gets it as a room event must not get it again on their own feed (looked
+            // up only for an event that names someone: most name nobody).
+            if !named.is_empty() {
+                subscribed = feed.streaming_to();
+            }
             feed.deliver(room_id, incoming.clone());
         }
-        let named = match &incoming.known {
-            Some(envelope) => named_users(envelope),
-            None => mentioned,
-        };
         self.notify_named_user(room_id, &incoming, prev, &subscribed, named);
     }
 
