@@ -5,10 +5,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
 use natter_edge::commands::Call;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
 use uuid::Uuid;
 
 use super::Gateway;
@@ -96,48 +97,155 @@ pub(super) fn error_frame(e: &FrameError) -> Utf8Bytes {
     Utf8Bytes::from(protocol::error(e))
 }
 
-/// A connection's way to the write side: its token, and how many of its `send` and `read` ops
-/// may run at once (more wait, and hold up the connection's later frames).
+/// A connection's way to the write side: its token, how many of its `send` and `read` ops
+/// may run at once (more wait, and hold up the connection's later frames), and its sends to
+/// each room, which run one after another in the order the connection sent them.
 pub(super) struct Ops {
     pub token: Arc<str>,
     pub in_flight: Arc<Semaphore>,
+    pub sends: Arc<Mutex<HashMap<Uuid, RoomSends>>>,
+}
+
+/// How long after a send is refused for a while (`rate_limited`, `unavailable`,
+/// `in_progress`) the sends behind it to the same room are refused the same way, unless the
+/// refused one comes again first: long enough for sends already on the wire when the refusal
+/// went out to arrive, so that none of them overtakes the one it followed.
+const HOLD_AFTER_REFUSAL: Duration = Duration::from_secs(2);
+
+/// A connection's sends to one room: the last one queued, and the last refusal that holds the
+/// ones behind it.
+#[derive(Default)]
+pub(super) struct RoomSends {
+    /// The number of the last send queued, and what tells its successor it is done.
+    tail: Option<(u64, oneshot::Receiver<()>)>,
+    refused: Option<Refusal>,
+    next: u64,
+}
+
+struct Refusal {
+    client_id: String,
+    at: Instant,
+    code: String,
+    retry_after: Option<u64>,
+}
+
+impl RoomSends {
+    /// Whether the send `client_id` is held behind an earlier refusal (the code and retry
+    /// delay to answer with). A refusal ends once its own send comes again, or after the hold.
+    fn held(&mut self, client_id: &str) -> Option<(String, Option<u64>)> {
+        let refusal = self.refused.as_ref()?;
+        let elapsed = refusal.at.elapsed();
+        if refusal.client_id == client_id || elapsed >= HOLD_AFTER_REFUSAL {
+            self.refused = None;
+            return None;
+        }
+        let left = refusal
+            .retry_after
+            .map(|secs| secs.saturating_sub(elapsed.as_secs()).max(1));
+        Some((refusal.code.clone(), left))
+    }
+}
+
+/// Whether a refusal means "not now": the same send may succeed later.
+fn retry_later(code: &str) -> bool {
+    matches!(code, "rate_limited" | "unavailable" | "in_progress")
 }
 
 impl Ops {
     /// Runs a command for `client_id` without holding up the connection (beyond the bound),
-    /// and answers with an `ack` or an `error` frame naming it.
+    /// and answers with an `ack` or an `error` frame naming it. With `room`, it is a send:
+    /// it runs after the connection's earlier sends to that room are answered.
     async fn run(
         &self,
         gateway: &Gateway,
         conn: &Conn,
         client_id: Option<String>,
         call: Call,
-        message: bool,
+        room: Option<Uuid>,
     ) {
         let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
             return;
         };
-        let (commands, conn) = (gateway.commands.clone(), conn.clone());
+        // Queued here, in the order the connection's frames arrive; run in that order below.
+        let queued = room.map(|room| {
+            let (done, wait) = oneshot::channel::<()>();
+            let mut sends = self.sends.lock().expect("sends lock");
+            let entry = sends.entry(room).or_default();
+            entry.next += 1;
+            let previous = entry.tail.replace((entry.next, wait)).map(|(_, rx)| rx);
+            (room, entry.next, previous, done)
+        });
+        let (commands, conn, sends) = (gateway.commands.clone(), conn.clone(), self.sends.clone());
         tokio::spawn(async move {
-            let answer = commands.call(call).await;
             let client_id = client_id.as_deref();
-            let frame = if (200..300).contains(&answer.status) {
-                let body = &answer.body;
-                protocol::ack(
+            let mut held = None;
+            let (queued, previous) = match queued {
+                Some((room, number, previous, done)) => (Some((room, number, done)), previous),
+                None => (None, None),
+            };
+            if let Some(previous) = previous {
+                // Answered or dropped, either way its turn is over.
+                let _ = previous.await;
+            }
+            if let Some((room, ..)) = &queued {
+                let mut sends = sends.lock().expect("sends lock");
+                held = sends
+                    .get_mut(room)
+                    .and_then(|entry| entry.held(client_id.unwrap_or_default()));
+            }
+            let frame = if let Some((code, retry_after)) = held {
+                protocol::op_error(
+                    &code,
+                    "an earlier send to this room was refused for now: send it again before \
+                     the ones after it, so that they keep their order",
                     client_id,
-                    &body["position"],
-                    message.then(|| &body["message"]),
+                    retry_after,
                 )
             } else {
-                let error = &answer.body["error"];
-                protocol::op_error(
-                    error["code"].as_str().unwrap_or("unavailable"),
-                    error["message"].as_str().unwrap_or("the command failed"),
-                    client_id,
-                    answer.retry_after,
-                )
+                let answer = commands.call(call).await;
+                if (200..300).contains(&answer.status) {
+                    let body = &answer.body;
+                    protocol::ack(
+                        client_id,
+                        &body["position"],
+                        room.is_some().then(|| &body["message"]),
+                    )
+                } else {
+                    let error = &answer.body["error"];
+                    let code = error["code"].as_str().unwrap_or("unavailable");
+                    if let Some((room, ..)) = &queued
+                        && retry_later(code)
+                    {
+                        let mut sends = sends.lock().expect("sends lock");
+                        if let Some(entry) = sends.get_mut(room) {
+                            entry.refused = Some(Refusal {
+                                client_id: client_id.unwrap_or_default().to_string(),
+                                at: Instant::now(),
+                                code: code.to_string(),
+                                retry_after: answer.retry_after,
+                            });
+                        }
+                    }
+                    protocol::op_error(
+                        code,
+                        error["message"].as_str().unwrap_or("the command failed"),
+                        client_id,
+                        answer.retry_after,
+                    )
+                }
             };
             conn.offer(Utf8Bytes::from(frame));
+            if let Some((room, number, done)) = queued {
+                drop(done);
+                let mut sends = sends.lock().expect("sends lock");
+                // The last send to the room, and nothing held: the room's entry can go.
+                if sends.get(&room).is_some_and(|entry| {
+                    entry.tail.as_ref().is_some_and(|(n, _)| *n == number)
+                        && entry.refused.is_none()
+                }) {
+                    sends.remove(&room);
+                }
+            }
             drop(permit);
         });
     }
@@ -216,7 +324,8 @@ pub(super) async fn handle(
                 idempotency_key: Some(op_key("send", &client_id)),
                 body: body.into(),
             };
-            ops.run(gateway, conn, Some(client_id), call, true).await;
+            ops.run(gateway, conn, Some(client_id), call, Some(room_id))
+                .await;
         }
         ClientOp::Read {
             room_id,
@@ -242,7 +351,7 @@ pub(super) async fn handle(
                 idempotency_key: client_id.as_deref().map(|c| op_key("read", c)),
                 body: serde_json::json!({ "up_to_position": up_to_position }),
             };
-            ops.run(gateway, conn, client_id, call, false).await;
+            ops.run(gateway, conn, client_id, call, None).await;
         }
         ClientOp::Subscribe {
             room_id,

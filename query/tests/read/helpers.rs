@@ -78,6 +78,21 @@ impl Stack {
     }
 
     pub async fn without_projector(wait: Duration) -> Stack {
+        Self::assemble(wait, None).await
+    }
+
+    /// Everything running, with messages rate limited (`"5/10s"`) as `NATTER_SEND_RATE_LIMIT`
+    /// does.
+    pub async fn with_send_rate(spec: &str) -> Stack {
+        let mut stack = Self::assemble(Duration::from_secs(5), Some(spec.parse().unwrap())).await;
+        stack.start_projector();
+        stack
+    }
+
+    async fn assemble(
+        wait: Duration,
+        send_rate: Option<natter_command::ratelimit::RateSpec>,
+    ) -> Stack {
         init_logs();
         let isolation = Isolation::new();
         let cleanup = Cleanup {
@@ -95,7 +110,7 @@ impl Stack {
             &tail,
             keys.clone(),
             CommandConfig {
-                send_rate: None,
+                send_rate,
                 admins: vec!["root".into()],
                 ..CommandConfig::default()
             },

@@ -248,3 +248,109 @@ async fn unsubscribing_during_the_replay_ends_the_subscription() {
         assert_ne!(f["type"], "event", "{f:?}");
     }
 }
+
+/// The contents of the room's `message.sent` events, in log order (read from the log itself).
+async fn stored_contents(stack: &Stack, token: &str, room: Uuid) -> Vec<String> {
+    let (status, lines) = stack
+        .get_lines(&format!("/rooms/{room}/events?limit=1000"), token)
+        .await;
+    assert_eq!(status, 200);
+    lines
+        .iter()
+        .filter(|e| e["type"] == "message.sent")
+        .map(|e| e["data"]["content"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// 50 sends written back to back on one socket, none waiting for its ack: each is acked, the
+/// acks' positions rise in the order the sends were written, and the log holds them in that
+/// order.
+async fn a_burst_keeps_its_order(stack: &Stack, addr: SocketAddr, label: &str) {
+    let party = stack.api.party(label).await;
+    let mut ws = Ws::connect(addr, &party.member.token).await;
+    let sent: Vec<String> = (0..50).map(|i| format!("{label} {i}")).collect();
+    for (i, content) in sent.iter().enumerate() {
+        ws.send(json!({ "op": "send", "room_id": party.room, "client_id": format!("b-{i}"), "content": content }))
+            .await;
+    }
+    let mut positions = Vec::new();
+    for i in 0..50 {
+        let ack = answer(&mut ws, &format!("b-{i}")).await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+        positions.push(ack["position"].as_u64().unwrap());
+    }
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "positions in send order: {positions:?}"
+    );
+    assert_eq!(
+        stored_contents(stack, &party.member.token, party.room).await,
+        sent
+    );
+}
+
+// Several threads, as natter runs: on one, the ops happen to finish in the order they began.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_connections_sends_to_a_room_are_stored_in_the_order_it_sent_them() {
+    let stack = Stack::spawn().await;
+    let addr = stack.serve_query().await;
+    a_burst_keeps_its_order(&stack, addr, "burst").await;
+}
+
+// Several threads, as natter runs: on one, the ops happen to finish in the order they began.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_gateway_without_a_write_side_keeps_a_connections_order_too() {
+    let mut stack = Stack::spawn().await;
+    let addr = stack.second_gateway().await;
+    a_burst_keeps_its_order(&stack, addr, "remote-burst").await;
+}
+
+/// Sends to two rooms on one socket: each room's are stored in the order they were sent, and
+/// one room's refusals do not hold up the other's.
+// Several threads, as natter runs: on one, the ops happen to finish in the order they began.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_send_holds_the_ones_behind_it_so_none_overtakes_it() {
+    let stack = Stack::with_send_rate("5/10s").await;
+    let addr = stack.serve_query().await;
+    let party = stack.api.party("held").await;
+    let other = stack
+        .create_room(&party.member.token, json!({ "name": "other" }))
+        .await;
+    let mut ws = Ws::connect(addr, &party.member.token).await;
+    for i in 0..12 {
+        ws.send(json!({ "op": "send", "room_id": party.room, "client_id": format!("h-{i}"), "content": format!("held {i}") }))
+            .await;
+    }
+    ws.send(json!({ "op": "send", "room_id": other, "client_id": "o-0", "content": "other room" }))
+        .await;
+    // Every answer, whatever order they come in (the other room's may come first).
+    let mut by_id = std::collections::HashMap::new();
+    while by_id.len() < 13 {
+        let f = ws.next().await;
+        if f["type"] == "ack" || f["type"] == "error" {
+            by_id.insert(f["client_id"].as_str().unwrap().to_string(), f);
+        }
+    }
+    let answers: Vec<Value> = (0..12).map(|i| by_id[&format!("h-{i}")].clone()).collect();
+    let kinds: Vec<(&str, &str)> = answers
+        .iter()
+        .map(|a| {
+            (
+                a["type"].as_str().unwrap(),
+                a["code"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    let mut expected = vec![("ack", ""); 5];
+    expected.extend([("error", "rate_limited"); 7]);
+    assert_eq!(kinds, expected, "{answers:?}");
+    for refused in &answers[5..] {
+        assert!(refused["retry_after"].as_u64().unwrap() >= 1, "{refused}");
+    }
+    assert_eq!(by_id["o-0"]["type"], "ack", "{:?}", by_id["o-0"]);
+    let first: Vec<String> = (0..5).map(|i| format!("held {i}")).collect();
+    assert_eq!(
+        stored_contents(&stack, &party.member.token, party.room).await,
+        first
+    );
+}
