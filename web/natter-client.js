@@ -189,7 +189,10 @@ var NatterClient = class {
     __publicField(this, "refusals", 0);
     __publicField(this, "timer");
     __publicField(this, "rooms", /* @__PURE__ */ new Map());
+    /** Pending sends, in the order they were made (a `Map` keeps insertion order). */
     __publicField(this, "outbox", /* @__PURE__ */ new Map());
+    /** Rooms whose sends wait after a refusal for now, until the timer resends them in order. */
+    __publicField(this, "paused", /* @__PURE__ */ new Map());
     __publicField(this, "listeners", /* @__PURE__ */ new Map());
     __publicField(this, "ctor");
     this.rest = new Rest({ baseUrl: options.baseUrl, getToken: options.getToken, fetch: options.fetch });
@@ -227,6 +230,8 @@ var NatterClient = class {
   /** Closes for good: no reconnect. */
   close() {
     clearTimeout(this.timer);
+    for (const timer of this.paused.values()) clearTimeout(timer);
+    this.paused.clear();
     const socket = this.socket;
     this.socket = void 0;
     this.setState("closed", 1e3, "closed by the client");
@@ -339,7 +344,8 @@ var NatterClient = class {
   /**
    * Sends a message over the socket. It is shown at once (`pending`), then `sent` with the
    * server's message, or `failed`; until then it is resent after every reconnect with the same
-   * `client_id`, so it is stored once however often it goes out.
+   * `client_id`, so it is stored once however often it goes out. A client's messages to one
+   * room are stored in the order `send` was called, across reconnects and retries.
    */
   send(roomId, content, clientId = randomId(), links) {
     const local = { clientId, roomId, content, links, status: "pending" };
@@ -365,7 +371,21 @@ var NatterClient = class {
     this.sendRaw({ op: "read", room_id: roomId, up_to_position: upToPosition });
   }
   sendOp(local) {
+    if (this.paused.has(local.roomId)) return;
     this.sendRaw({ op: "send", room_id: local.roomId, client_id: local.clientId, content: local.content, ...local.links });
+  }
+  /**
+   * Holds a room's sends after one was refused for now, then resends all its pending ones in
+   * the order they were made. The server refuses those already on the wire behind the refused
+   * one the same way, so none of them overtakes it.
+   */
+  pause(roomId, seconds) {
+    if (this.paused.has(roomId)) return;
+    const timer = setTimeout(() => {
+      this.paused.delete(roomId);
+      for (const local of this.outbox.values()) if (local.roomId === roomId) this.sendOp(local);
+    }, seconds * 1e3);
+    this.paused.set(roomId, timer);
   }
   settle(clientId, update) {
     const local = clientId ? this.outbox.get(clientId) : void 0;
@@ -412,10 +432,9 @@ var NatterClient = class {
       case "error": {
         const error = { code: frame.code, message: frame.message };
         if (frame.client_id && this.outbox.has(frame.client_id)) {
-          const retriable = frame.code === "unavailable" || frame.code === "rate_limited";
+          const retriable = ["unavailable", "rate_limited", "in_progress"].includes(frame.code);
           if (retriable) {
-            const local = this.outbox.get(frame.client_id);
-            setTimeout(() => this.outbox.has(local.clientId) && this.sendOp(local), (frame.retry_after ?? 1) * 1e3);
+            this.pause(this.outbox.get(frame.client_id).roomId, frame.retry_after ?? 1);
             return;
           }
           this.settle(frame.client_id, { status: "failed", error });

@@ -124,7 +124,10 @@ export class NatterClient {
   private refusals = 0;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private readonly rooms = new Map<string, RoomTrack>();
+  /** Pending sends, in the order they were made (a `Map` keeps insertion order). */
   private readonly outbox = new Map<string, LocalMessage>();
+  /** Rooms whose sends wait after a refusal for now, until the timer resends them in order. */
+  private readonly paused = new Map<string, ReturnType<typeof setTimeout>>();
   private readonly listeners = new Map<keyof ClientEvents, Set<Listener<never>>>();
   private readonly ctor: WebSocketLike;
 
@@ -170,6 +173,8 @@ export class NatterClient {
   /** Closes for good: no reconnect. */
   close(): void {
     clearTimeout(this.timer);
+    for (const timer of this.paused.values()) clearTimeout(timer);
+    this.paused.clear();
     const socket = this.socket;
     this.socket = undefined;
     this.setState("closed", 1000, "closed by the client");
@@ -294,7 +299,8 @@ export class NatterClient {
   /**
    * Sends a message over the socket. It is shown at once (`pending`), then `sent` with the
    * server's message, or `failed`; until then it is resent after every reconnect with the same
-   * `client_id`, so it is stored once however often it goes out.
+   * `client_id`, so it is stored once however often it goes out. A client's messages to one
+   * room are stored in the order `send` was called, across reconnects and retries.
    */
   send(roomId: string, content: string, clientId: string = randomId(), links?: MessageLinks): LocalMessage {
     const local: LocalMessage = { clientId, roomId, content, links, status: "pending" };
@@ -323,7 +329,22 @@ export class NatterClient {
   }
 
   private sendOp(local: LocalMessage): void {
+    if (this.paused.has(local.roomId)) return; // resent in order when the pause ends
     this.sendRaw({ op: "send", room_id: local.roomId, client_id: local.clientId, content: local.content, ...local.links });
+  }
+
+  /**
+   * Holds a room's sends after one was refused for now, then resends all its pending ones in
+   * the order they were made. The server refuses those already on the wire behind the refused
+   * one the same way, so none of them overtakes it.
+   */
+  private pause(roomId: string, seconds: number): void {
+    if (this.paused.has(roomId)) return;
+    const timer = setTimeout(() => {
+      this.paused.delete(roomId);
+      for (const local of this.outbox.values()) if (local.roomId === roomId) this.sendOp(local);
+    }, seconds * 1000);
+    this.paused.set(roomId, timer);
   }
 
   private settle(clientId: string | null | undefined, update: Partial<LocalMessage>): boolean {
@@ -373,10 +394,9 @@ export class NatterClient {
       case "error": {
         const error = { code: frame.code, message: frame.message };
         if (frame.client_id && this.outbox.has(frame.client_id)) {
-          const retriable = frame.code === "unavailable" || frame.code === "rate_limited";
+          const retriable = ["unavailable", "rate_limited", "in_progress"].includes(frame.code);
           if (retriable) {
-            const local = this.outbox.get(frame.client_id)!;
-            setTimeout(() => this.outbox.has(local.clientId) && this.sendOp(local), (frame.retry_after ?? 1) * 1000);
+            this.pause(this.outbox.get(frame.client_id)!.roomId, frame.retry_after ?? 1);
             return;
           }
           this.settle(frame.client_id, { status: "failed", error });

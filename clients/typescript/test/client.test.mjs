@@ -9,8 +9,8 @@ const servers = [];
 after(async () => {
   for (const s of servers) await s.stop();
 });
-async function natter() {
-  const s = await Natter.start();
+async function natter(env) {
+  const s = await Natter.start(env);
   servers.push(s);
   return s;
 }
@@ -166,6 +166,61 @@ test("natter killed and restarted mid-stream: the client resumes with no gap and
   assert.ok(states.some((c) => c.state === "disconnected"), "it noticed");
   assert.equal(reader.client.state, "connected", "and came back");
   reader.client.close();
+});
+
+/** The contents of the room's messages in the order the log stores them. */
+async function storedContents(rest, room) {
+  return (await rest.roomEvents(room)).filter((e) => e.type === "message.sent").map((e) => e.data.content);
+}
+
+test("a burst of sends is stored in the order it was sent, across a kill -9 mid-burst", async () => {
+  const s = await natter();
+  const writer = await s.user("writer");
+  const reader = await s.user("reader");
+  const { room } = await writer.client.rest.createRoom({ name: "burst" });
+  await reader.client.rest.join(room.id);
+  const seen = record(reader.client, room.id);
+  for (const c of [writer.client, reader.client]) {
+    c.subscribe(room.id);
+    c.connect();
+  }
+  await until(() => writer.client.state === "connected" && reader.client.state === "connected");
+  await sleep(200);
+  const sent = [];
+  let acked = 0;
+  writer.client.on("message", (m) => m.status === "sent" && acked++);
+  for (let i = 0; i < 50; i++) sent.push(writer.client.send(room.id, `b${i}`));
+  await until(() => acked >= 10, 10_000, "the first acks");
+  await s.kill();
+  // Typed while natter is down: they queue behind the ones never answered.
+  for (let i = 50; i < 70; i++) sent.push(writer.client.send(room.id, `b${i}`));
+  await s.restart();
+  for (const m of sent) {
+    const done = await writer.client.settled(m);
+    assert.equal(done.status, "sent", JSON.stringify(done.error));
+  }
+  const order = sent.map((m) => m.content);
+  assert.deepEqual(await storedContents(writer.client.rest, room.id), order, "stored once each, in send order");
+  await until(() => seen.length >= 70, 20_000, "the reader to see all 70");
+  assert.deepEqual(seen.map((e) => e.event.data.content), order, "the reader sees the send order");
+  writer.client.close();
+  reader.client.close();
+});
+
+test("sends refused by the rate limit are retried in their order", async () => {
+  const s = await natter({ NATTER_SEND_RATE_LIMIT: "4/2s" });
+  const writer = await s.user("writer");
+  const { room } = await writer.client.rest.createRoom({ name: "limited" });
+  writer.client.connect();
+  await until(() => writer.client.state === "connected");
+  const sent = [];
+  for (let i = 0; i < 12; i++) sent.push(writer.client.send(room.id, `r${i}`));
+  for (const m of sent) {
+    const done = await writer.client.settled(m);
+    assert.equal(done.status, "sent", JSON.stringify(done.error));
+  }
+  assert.deepEqual(await storedContents(writer.client.rest, room.id), sent.map((m) => m.content));
+  writer.client.close();
 });
 
 test("a lost frame is healed from the log before the app sees what follows", async () => {

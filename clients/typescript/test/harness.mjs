@@ -28,15 +28,17 @@ async function freePort() {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 export class Natter {
-  static async start() {
+  /** `env` overrides natter's settings, e.g. `{ NATTER_SEND_RATE_LIMIT: "5/2s" }`. */
+  static async start(env = {}) {
     const id = `ts${randomBytes(6).toString("hex")}`;
-    const natter = new Natter(id, await freePort());
+    const natter = new Natter(id, await freePort(), env);
     await natter.spawn();
     return natter;
   }
 
-  constructor(id, port) {
+  constructor(id, port, env = {}) {
     this.id = id;
+    this.env = env;
     this.port = port;
     this.base = `http://127.0.0.1:${port}`;
     this.log = [];
@@ -54,6 +56,7 @@ export class Natter {
         NATTER_SEND_RATE_LIMIT: "off",
         NATTER_ADMINS: "root",
         RUST_LOG: "warn",
+        ...this.env,
       },
       stdio: ["ignore", "ignore", "pipe"],
     });

@@ -101,7 +101,13 @@ pub fn document() -> Value {
                  one JSON object each. Per room, event positions strictly increase and each \
                  frame's `prev_position` is the room's previous event, so a client can prove \
                  it missed nothing; on reconnect, resubscribe with `since` = the last position \
-                 seen and the `epoch` of the `subscribed` frame.\n\nClose codes:\n{close_text}\
+                 seen and the `epoch` of the `subscribed` frame.\n\nA connection's `send` \
+                 ops to one room are stored in the order it sent them (pipelined; concurrent \
+                 across rooms). After a send is refused for now (`rate_limited`, \
+                 `unavailable`, `in_progress`), the sends behind it to that room are refused \
+                 the same way for up to 2 s unless the refused one is sent again first: resend \
+                 the pending ones in order after `retry_after`. No order is promised across \
+                 connections or between REST and the socket.\n\nClose codes:\n{close_text}\
                  - any other 4000-4499: reconnect with backoff and resume."
             ),
         },
