@@ -179,6 +179,7 @@ async function toError(response) {
 
 // src/client.ts
 var MAX_IDS = 4096;
+var REFUSED_AT_ONCE_MS = 2e3;
 var NatterClient = class {
   constructor(options) {
     __publicField(this, "options", options);
@@ -249,14 +250,14 @@ var NatterClient = class {
     if (this.current !== "connecting") return;
     const url = new URL(this.options.baseUrl.replace(/\/$/, "") + "/api/v1/ws");
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-    url.searchParams.set("token", token);
     const socket = new this.ctor(url.toString());
     this.socket = socket;
-    let opened = false;
+    let opened;
     socket.onopen = () => {
       if (this.socket !== socket) return;
-      opened = true;
+      opened = Date.now();
       this.attempt = 0;
+      socket.send(JSON.stringify({ op: "auth", token }));
       this.setState("connected");
       for (const [roomId, track] of this.rooms) this.sendSubscribe(roomId, track);
       for (const pending of this.outbox.values()) this.sendOp(pending);
@@ -280,13 +281,15 @@ var NatterClient = class {
       this.onClose(ev.code, ev.reason, opened);
     };
   }
-  onClose(code, reason, opened) {
+  onClose(code, reason, openedAt) {
     if (this.current === "closed") return;
+    const opened = openedAt !== void 0;
     if (code === 4003) {
       this.setState("closed", code, reason);
       return;
     }
     if (code === 4001) {
+      if (opened && Date.now() - openedAt > REFUSED_AT_ONCE_MS) this.refusals = 0;
       this.refusals += 1;
       if (this.refusals > 2) {
         this.setState("closed", code, reason);

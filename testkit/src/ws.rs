@@ -23,6 +23,23 @@ impl Ws {
         Ws { socket }
     }
 
+    /// A socket opened at `url` (which may carry no token, or a bad one): the upgrade
+    /// succeeds whatever the token, as natter answers a refused one with a close frame.
+    pub async fn open(url: &str) -> Ws {
+        let (socket, response) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("the upgrade succeeds");
+        assert_eq!(response.status(), 101);
+        Ws { socket }
+    }
+
+    /// A socket opened with no token in the URL, authenticated by its first frame.
+    pub async fn connect_by_first_frame(addr: std::net::SocketAddr, token: &str) -> Ws {
+        let mut ws = Ws::open(&format!("ws://{addr}/api/v1/ws")).await;
+        ws.send(json!({ "op": "auth", "token": token })).await;
+        ws
+    }
+
     /// A client whose socket takes little at a time (a 16 KiB receive buffer): while it does
     /// not read, a server sending to it soon has to queue, and then to wait or to cut it.
     pub async fn connect_with_a_small_window(addr: std::net::SocketAddr, token: &str) -> Ws {
@@ -93,13 +110,20 @@ impl Ws {
 
     /// Reads until the server closes; returns the close code.
     pub async fn close_code(&mut self) -> Option<u16> {
+        self.close_frame().await.map(|(code, _)| code)
+    }
+
+    /// Reads until the server closes; returns the close code and reason.
+    pub async fn close_frame(&mut self) -> Option<(u16, String)> {
         use futures::StreamExt;
         use tokio_tungstenite::tungstenite::Message;
         while let Ok(Some(message)) =
             tokio::time::timeout(Duration::from_secs(30), self.socket.next()).await
         {
             match message {
-                Ok(Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
+                Ok(Message::Close(frame)) => {
+                    return frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+                }
                 Ok(_) => continue,
                 Err(_) => return None,
             }

@@ -115,6 +115,8 @@ interface RoomTrack {
 }
 
 const MAX_IDS = 4096;
+/** A 4001 close this soon after opening is the token refused, not a token that expired later. */
+const REFUSED_AT_ONCE_MS = 2000;
 
 export class NatterClient {
   readonly rest: Rest;
@@ -191,16 +193,18 @@ export class NatterClient {
       return;
     }
     if (this.current !== "connecting") return;
+    // The token goes in the first frame, not the URL: no URL, proxy log or browser console
+    // (which prints the URL of every failed connection) shows it.
     const url = new URL(this.options.baseUrl.replace(/\/$/, "") + "/api/v1/ws");
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-    url.searchParams.set("token", token);
     const socket = new this.ctor(url.toString());
     this.socket = socket;
-    let opened = false;
+    let opened: number | undefined;
     socket.onopen = () => {
       if (this.socket !== socket) return;
-      opened = true;
+      opened = Date.now();
       this.attempt = 0;
+      socket.send(JSON.stringify({ op: "auth", token }));
       this.setState("connected");
       for (const [roomId, track] of this.rooms) this.sendSubscribe(roomId, track);
       for (const pending of this.outbox.values()) this.sendOp(pending);
@@ -224,15 +228,19 @@ export class NatterClient {
     };
   }
 
-  private onClose(code: number, reason: string, opened: boolean): void {
+  private onClose(code: number, reason: string, openedAt: number | undefined): void {
     if (this.current === "closed") return;
+    const opened = openedAt !== undefined;
     if (code === 4003) {
       // Disconnected by an admin: do not come back on our own.
       this.setState("closed", code, reason);
       return;
     }
     if (code === 4001) {
-      // Refused token: ask for a new one; a fresh token refused again means stop.
+      // Refused token: ask for a new one; a fresh token refused again at once means stop. A
+      // token refused at the start is closed within a moment; one that lived its life and
+      // expired (or was revoked) later counts as a first refusal.
+      if (opened && Date.now() - openedAt > REFUSED_AT_ONCE_MS) this.refusals = 0;
       this.refusals += 1;
       if (this.refusals > 2) {
         this.setState("closed", code, reason);

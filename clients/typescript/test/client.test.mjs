@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import WebSocket from "ws";
+import { Rest } from "../dist/index.js";
 import { Natter, sleep, until } from "./harness.mjs";
 
 const servers = [];
@@ -309,4 +310,73 @@ test("close codes decide: a refused token is refreshed and resumed, an admin's d
   assert.equal(states.at(-1).code, 4003);
   await sleep(700);
   assert.equal(carol.client.state, "closed", "no reconnect on its own");
+});
+
+test("a token that expired while natter was down is refreshed at the reconnect, and no URL carries it", async () => {
+  const s = await natter({ NATTER_TOKEN_TTL_SECS: "4" });
+  const owner = await s.user("owner");
+  const urls = [];
+  class Recording extends WebSocket {
+    constructor(url) {
+      super(url);
+      urls.push(url);
+    }
+  }
+  const refreshes = [];
+  const rest = new Rest({ baseUrl: s.base });
+  const login = () => rest.login({ username: "dana", password: "password123" });
+  const dana = await s.user("dana", {
+    WebSocket: Recording,
+    getToken: async (refresh) => {
+      if (!refresh) return dana.token;
+      refreshes.push(Date.now());
+      return (await login()).token;
+    },
+  });
+  const { room } = await owner.client.rest.createRoom({ name: "r" });
+  await dana.client.rest.join(room.id);
+  const seen = record(dana.client, room.id);
+  const states = [];
+  dana.client.on("state", (c) => states.push(c));
+  dana.client.subscribe(room.id);
+  dana.client.connect();
+  await until(() => dana.client.state === "connected");
+  await s.kill();
+  await sleep(10_000); // the token (4 s, 5 s of leeway) expires while natter is down
+  await s.restart();
+  await until(() => refreshes.length > 0, 10_000, "a fresh token asked for");
+  const fresh = await login();
+  const ownerNow = new Rest({
+    baseUrl: s.base,
+    getToken: async () => (await rest.login({ username: "owner", password: "password123" })).token,
+  });
+  await ownerNow.sendMessage(room.id, { content: "welcome back" });
+  await until(() => seen.some((e) => e.event.data.content === "welcome back"), 10_000, "the room resumed");
+  assert.equal(dana.client.state, "connected");
+  assert.ok(states.some((c) => c.code === 4001), "the expired token was closed with 4001");
+  assert.ok(urls.length >= 2);
+  for (const url of urls) {
+    assert.ok(!url.includes("token"), `no token in ${url}`);
+    assert.ok(!url.includes(dana.token) && !url.includes(fresh.token));
+  }
+  dana.client.close();
+});
+
+test("when no token can be had the client closes instead of retrying", async () => {
+  const s = await natter();
+  const erin = await s.user("erin", {
+    getToken: (refresh) => {
+      if (refresh) throw new Error("signed out");
+      return "not-a-token";
+    },
+  });
+  const states = [];
+  erin.client.on("state", (c) => states.push(c));
+  erin.client.connect();
+  await until(() => erin.client.state === "closed", 10_000, "closed");
+  assert.equal(states.at(-1).code, 4001);
+  assert.match(states.at(-1).reason, /signed out/);
+  const attempts = states.filter((c) => c.state === "connecting").length;
+  await sleep(700);
+  assert.equal(states.filter((c) => c.state === "connecting").length, attempts, "no more attempts");
 });

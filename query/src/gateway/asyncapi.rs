@@ -116,7 +116,13 @@ pub fn document() -> Value {
                 "host": "127.0.0.1:8080",
                 "protocol": "ws",
                 "pathname": "/api/v1/ws",
-                "description": "Authenticate with `Authorization: Bearer <login token>` or `?token=`.",
+                "description": "Authenticate with the first frame, `{\"op\": \"auth\", \"token\": <login token>}` \
+                    (sent within 10 s; no URL, proxy log or browser console shows the token), or with \
+                    `Authorization: Bearer <login token>` or `?token=` at the upgrade. A missing, invalid, \
+                    expired or revoked token, or an API token, is not refused at the upgrade (a browser \
+                    would see only 1006): the connection opens and closes at once with 4001 and the reason, \
+                    so get a new token before reconnecting. 1013: the token could not be checked for now; \
+                    reconnect with backoff.",
             }
         },
         "channels": {
@@ -129,7 +135,7 @@ pub fn document() -> Value {
                         "query": {
                             "type": "object",
                             "properties": {
-                                "token": { "type": "string", "description": "the login token (browsers cannot set headers)" }
+                                "token": { "type": "string", "description": "the login token, for clients that cannot set headers; better sent in the `auth` first frame, which no URL shows" }
                             }
                         }
                     }
@@ -190,6 +196,7 @@ mod tests {
             "send",
             "read",
             "ping",
+            "auth",
         ] {
             assert!(messages.contains_key(&format!("op_{op}")), "op {op}");
         }

@@ -285,6 +285,10 @@ pub(super) async fn handle(
     };
     match op {
         ClientOp::Ping => conn.offer(Utf8Bytes::from(protocol::pong())),
+        ClientOp::Auth { .. } => conn.offer(error_frame(&FrameError::new(
+            "bad_request",
+            "already authenticated: auth is the first frame of a connection opened without a token",
+        ))),
         ClientOp::Send {
             room_id,
             client_id,

@@ -115,6 +115,10 @@ pub enum ClientOp {
     },
     /// Answered with `pong`.
     Ping,
+    /// The login token, as the first frame of a connection opened without one (so that it
+    /// shows in no URL). Not answered: the connection goes on, or closes with 4001 and why.
+    /// Sent later, it is refused with `bad_request`.
+    Auth { token: String },
 }
 
 /// Whether a user is connected.
@@ -234,7 +238,7 @@ pub fn parse(text: &str) -> Result<ClientOp, FrameError> {
         .to_string();
     if !matches!(
         op.as_str(),
-        "subscribe" | "unsubscribe" | "typing" | "signal" | "send" | "read" | "ping"
+        "subscribe" | "unsubscribe" | "typing" | "signal" | "send" | "read" | "ping" | "auth"
     ) {
         return Err(FrameError::new("unknown_op", format!("unknown op {op:?}")));
     }

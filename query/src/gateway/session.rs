@@ -19,7 +19,7 @@ use uuid::Uuid;
 use super::Gateway;
 use super::conn::{Conn, SEND_BUFFER};
 use super::ops::{Followed, Ops, error_frame, handle};
-use super::protocol::{CLOSE_UNAUTHORIZED, FrameError};
+use super::protocol::{self, CLOSE_UNAUTHORIZED, ClientOp, FrameError};
 use crate::QueryState;
 
 /// Largest client frame accepted (bigger ones get an error frame).
@@ -40,9 +40,16 @@ pub struct TokenParam {
     token: Option<String>,
 }
 
-/// `GET /api/v1/ws`: the token comes in `Authorization: Bearer` or `?token=`; without a valid
-/// one the upgrade is refused with 401.
-#[utoipa::path(get, path = "/ws", tag = "websocket", params(("token" = Option<String>, Query, description = "the login token, for clients that cannot set `Authorization` (browsers)")), responses((status = 101, description = "a websocket of room events; its protocol is described in AsyncAPI at `/api/v1/asyncapi.json`"), (status = 400, description = "not a websocket upgrade", body = natter_edge::error::ErrorBody)), security(("login_token" = [])))]
+/// How long a connection opened without a token has to send its `auth` frame.
+const AUTH_WAIT: Duration = Duration::from_secs(10);
+
+/// `GET /api/v1/ws`. The token comes in `Authorization: Bearer`, in `?token=`, or (so that it
+/// appears in no URL, log or browser console) in the connection's first frame,
+/// `{"op": "auth", "token": ...}`. A refused token is answered as a websocket can be heard:
+/// the upgrade succeeds and the connection closes with 4001 and the reason, so that a client
+/// knows to get a new token (a browser sees a refused upgrade only as 1006). A request that
+/// is not an upgrade gets the REST answer: 401 without a valid token, else 400.
+#[utoipa::path(get, path = "/ws", tag = "websocket", operation_id = "openWebsocket", summary = "Open the websocket of room events", params(("token" = Option<String>, Query, description = "the login token, for clients that cannot set `Authorization`; better sent in the first frame (`{\"op\": \"auth\", \"token\": ...}`), where no URL or log shows it")), responses((status = 101, description = "a websocket of room events; its protocol is described in AsyncAPI at `/api/v1/asyncapi.json`. A refused token closes it with 4001"), (status = 400, description = "not a websocket upgrade", body = natter_edge::error::ErrorBody), (status = 401, description = "not a websocket upgrade, and no valid token", body = natter_edge::error::ErrorBody)), security((), ("login_token" = [])))]
 pub async fn upgrade(
     State(state): State<QueryState>,
     Query(param): Query<TokenParam>,
@@ -50,31 +57,23 @@ pub async fn upgrade(
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     let token = bearer_token(&parts).map(str::to_string).or(param.token);
-    let Some(token_text) = token.as_deref() else {
-        return ApiError::unauthorized("a token is required (Authorization: Bearer or ?token=)")
-            .into_response();
-    };
-    // A websocket is a user's: an API token (for no user) is refused once known valid.
-    if let Err(e) = state
-        .keys
-        .authenticate(token_text)
-        .await
-        .and_then(|caller| {
-            caller.user().map(|_| ()).ok_or_else(|| {
-                ApiError::forbidden("a websocket is a user's; an API token acts for no user")
-            })
-        })
-    {
-        return e.into_response();
-    }
-    let claims = match state.keys.verify(token_text) {
-        Ok(claims) => claims,
-        Err(e) => return e.into_response(),
+    let auth = match token {
+        Some(token) => Some(authorize(&state.keys, token).await),
+        None => None,
     };
     let ws = match ws {
         Ok(ws) => ws,
         Err(e) => {
-            return ApiError::bad_request(format!("not a websocket upgrade: {e}")).into_response();
+            return match auth {
+                None => ApiError::unauthorized(
+                    "a token is required (Authorization: Bearer, ?token= or the first frame)",
+                )
+                .into_response(),
+                Some(Err(refused)) => refused.into_response(),
+                Some(Ok(_)) => {
+                    ApiError::bad_request(format!("not a websocket upgrade: {e}")).into_response()
+                }
+            };
         }
     };
     let gateway = state.gateway.clone();
@@ -87,15 +86,96 @@ pub async fn upgrade(
             // Split here: an async fn keeps its arguments' room for its whole life, and the
             // socket is big.
             let (sink, stream) = socket.split();
-            session(
-                gateway,
-                keys,
-                claims,
-                token.unwrap_or_default(),
-                sink,
-                stream,
-            )
+            authenticated(gateway, keys, auth, sink, stream)
         })
+}
+
+/// A login token's claims, or why it is refused: invalid, expired, revoked, or an API token
+/// (a websocket is a user's; an API token acts for no user).
+async fn authorize(keys: &JwtKeys, token: String) -> Result<(Claims, String), ApiError> {
+    let caller = keys.authenticate(&token).await?;
+    if caller.user().is_none() {
+        return Err(ApiError::forbidden(
+            "a websocket is a user's; an API token acts for no user",
+        ));
+    }
+    let claims = keys.verify(&token)?;
+    Ok((claims, token))
+}
+
+/// The close a refused token gets: 4001 (get a new token) with the reason, or, when it could
+/// not be checked for now, 1013 (try again later).
+fn refusal_close(refused: &ApiError) -> CloseFrame {
+    let code = if refused.status.is_server_error() {
+        1013
+    } else {
+        CLOSE_UNAUTHORIZED
+    };
+    // A close reason holds at most 123 bytes.
+    let mut reason = refused.message.clone();
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason.truncate(end);
+    CloseFrame {
+        code,
+        reason: Utf8Bytes::from(reason),
+    }
+}
+
+/// Runs the session once the connection is known to be a user's: at once when the upgrade
+/// carried a token, else after its first frame; a refusal closes it with the reason.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep its arguments twice (see `session`)"
+)]
+fn authenticated(
+    gateway: Gateway,
+    keys: Arc<JwtKeys>,
+    auth: Option<Result<(Claims, String), ApiError>>,
+    mut sink: SplitSink<WebSocket, Message>,
+    mut stream: SplitStream<WebSocket>,
+) -> impl Future<Output = ()> + use<> {
+    async move {
+        let auth = match auth {
+            Some(auth) => auth,
+            None => match tokio::time::timeout(AUTH_WAIT, first_text(&mut stream)).await {
+                Ok(Some(text)) => match protocol::parse(&text) {
+                    Ok(ClientOp::Auth { token }) => authorize(&keys, token).await,
+                    _ => Err(ApiError::unauthorized(
+                        "authenticate first: {\"op\": \"auth\", \"token\": ...}",
+                    )),
+                },
+                Ok(None) => return,
+                Err(_) => Err(ApiError::unauthorized(
+                    "no token: send {\"op\": \"auth\", \"token\": ...} first",
+                )),
+            },
+        };
+        match auth {
+            Ok((claims, token)) => {
+                Box::pin(session(gateway, keys, claims, token, sink, stream)).await;
+            }
+            Err(refused) => {
+                let close = Message::Close(Some(refusal_close(&refused)));
+                let _ = tokio::time::timeout(Duration::from_secs(5), sink.send(close)).await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+            }
+        }
+    }
+}
+
+/// The connection's first text frame (pings and pongs pass); `None` once it closes.
+async fn first_text(stream: &mut SplitStream<WebSocket>) -> Option<String> {
+    loop {
+        match stream.next().await? {
+            Ok(Message::Text(text)) => return Some(text.to_string()),
+            Ok(Message::Binary(_)) => return Some(String::new()),
+            Ok(Message::Ping(_) | Message::Pong(_)) => {}
+            Ok(Message::Close(_)) | Err(_) => return None,
+        }
+    }
 }
 
 #[expect(

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Stack, Ws};
 
-async fn admin_token(stack: &Stack, root: &str, role: &str) -> (String, String) {
+pub(crate) async fn admin_token(stack: &Stack, root: &str, role: &str) -> (String, String) {
     let issued = stack
         .post(
             "/admin/tokens",

@@ -381,21 +381,72 @@ async fn bad_frames_get_error_frames_and_the_connection_stays() {
     assert_eq!(ws.next().await, json!({ "type": "pong" }));
 }
 
+/// A refused token opens the socket and closes it at once with 4001 and why: a browser hears
+/// a refused upgrade only as 1006, and could not know to get a new token. A request that is
+/// not an upgrade gets the REST answer.
 #[tokio::test]
-async fn no_token_or_a_bad_token_is_refused_at_the_upgrade() {
+async fn a_refused_token_is_closed_with_4001_and_its_reason_not_refused_at_the_upgrade() {
     let stack = Stack::spawn().await;
     let addr = stack.serve_query().await;
-    for url in [
-        format!("ws://{addr}/api/v1/ws"),
-        format!("ws://{addr}/api/v1/ws?token=forged"),
+    let (root, _) = stack.register("root").await;
+    let (_, service) = crate::admin::admin_token(&stack, &root, "service").await;
+    let base = format!("ws://{addr}/api/v1/ws");
+    for (url, why) in [
+        (format!("{base}?token=forged"), "invalid token"),
+        (format!("{base}?token={service}"), "API token"),
     ] {
-        match tokio_tungstenite::connect_async(url).await {
-            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-                assert_eq!(response.status(), 401)
-            }
-            other => panic!("expected 401, got {other:?}"),
-        }
+        let mut ws = Ws::open(&url).await;
+        let (code, reason) = ws.close_frame().await.expect("a close frame");
+        assert_eq!(code, 4001, "{url}");
+        assert!(reason.contains(why), "{reason:?} says {why:?}");
     }
+    // Opened without a token, a first frame that is not `auth`, or a forged one, closes too.
+    let mut ws = Ws::open(&base).await;
+    ws.send(json!({ "op": "ping" })).await;
+    let (code, reason) = ws.close_frame().await.expect("a close frame");
+    assert_eq!((code, reason.contains("auth")), (4001, true), "{reason}");
+    let mut ws = Ws::connect_by_first_frame(addr, "forged").await;
+    assert_eq!(ws.close_code().await, Some(4001));
+
+    stack
+        .get("/ws", None)
+        .await
+        .expect_error(401, "unauthorized");
+    stack
+        .get("/ws", Some("forged"))
+        .await
+        .expect_error(401, "unauthorized");
+    stack
+        .get("/ws", Some(&root))
+        .await
+        .expect_error(400, "bad_request");
+}
+
+/// The token can come in the first frame, where no URL, proxy log or browser console shows
+/// it; a later `auth` is refused, and a connection that never authenticates is closed.
+#[tokio::test]
+async fn the_token_can_come_in_the_first_frame() {
+    let stack = Stack::spawn().await;
+    let addr = stack.serve_query().await;
+    let party = stack.api.party("firstframe").await;
+    let mut ws = Ws::connect_by_first_frame(addr, &party.member.token).await;
+    ws.subscribe(party.room, None).await;
+    ws.until(|f| f["type"] == "subscribed").await;
+    let at = stack.api.send(&party.owner.token, party.room, "hi").await;
+    ws.until(|f| f["type"] == "event" && f["position"].as_u64() == Some(at))
+        .await;
+    ws.send(json!({ "op": "auth", "token": party.member.token }))
+        .await;
+    let refused = ws.until(|f| f["type"] == "error").await;
+    assert_eq!(refused.last().unwrap()["code"], "bad_request");
+
+    let started = std::time::Instant::now();
+    let mut silent = Ws::open(&format!("ws://{addr}/api/v1/ws")).await;
+    assert_eq!(silent.close_code().await, Some(4001));
+    assert!(
+        started.elapsed() >= Duration::from_secs(9),
+        "it waits 10 s for the auth frame"
+    );
 }
 
 #[tokio::test]

@@ -635,11 +635,8 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /**
-         * `GET /api/v1/ws`: the token comes in `Authorization: Bearer` or `?token=`; without a valid
-         *     one the upgrade is refused with 401.
-         */
-        get: operations["upgrade"];
+        /** Open the websocket of room events */
+        get: operations["openWebsocket"];
         put?: never;
         post?: never;
         delete?: never;
@@ -5793,10 +5790,10 @@ export interface operations {
             };
         };
     };
-    upgrade: {
+    openWebsocket: {
         parameters: {
             query?: {
-                /** @description the login token, for clients that cannot set `Authorization` (browsers) */
+                /** @description the login token, for clients that cannot set `Authorization`; better sent in the first frame (`{"op": "auth", "token": ...}`), where no URL or log shows it */
                 token?: string;
             };
             header?: never;
@@ -5805,7 +5802,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description a websocket of room events; its protocol is described in AsyncAPI at `/api/v1/asyncapi.json` */
+            /** @description a websocket of room events; its protocol is described in AsyncAPI at `/api/v1/asyncapi.json`. A refused token closes it with 4001 */
             101: {
                 headers: {
                     [name: string]: unknown;
@@ -5821,7 +5818,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description missing, malformed, expired, wrongly signed or revoked token */
+            /** @description not a websocket upgrade, and no valid token */
             401: {
                 headers: {
                     [name: string]: unknown;

@@ -74,6 +74,20 @@ export interface components {
         } | {
             /** @enum {string} */
             op: "ping";
+        } | {
+            /** @enum {string} */
+            op: "auth";
+            token: string;
+        };
+        /**
+         * @description The login token, as the first frame of a connection opened without one (so that it
+         *     shows in no URL). Not answered: the connection goes on, or closes with 4001 and why.
+         *     Sent later, it is refused with `bad_request`.
+         */
+        ClientOp_auth: {
+            /** @enum {string} */
+            op: "auth";
+            token: string;
         };
         /** @description Answered with `pong`. */
         ClientOp_ping: {
