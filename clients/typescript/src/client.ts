@@ -80,13 +80,19 @@ export interface ClientEvents {
 
 type Listener<T> = (value: T) => void;
 
-/** The constructor of a WHATWG-style WebSocket (the browser's, or `ws` in Node). */
+/**
+ * A handler property as both the browser's WebSocket and `ws` declare theirs, each with its
+ * own event type: written as a method so that either is accepted under `strict`.
+ */
+type Handler<E> = { handle(ev: E): void }["handle"] | null;
+
+/** The constructor of a WHATWG-style WebSocket (the browser's, or `ws`'s in Node). */
 export type WebSocketLike = new (url: string) => {
   readyState: number;
-  onopen: ((ev: unknown) => void) | null;
-  onmessage: ((ev: { data: unknown }) => void) | null;
-  onclose: ((ev: { code: number; reason: string }) => void) | null;
-  onerror: ((ev: unknown) => void) | null;
+  onopen: Handler<unknown>;
+  onmessage: Handler<{ data: unknown }>;
+  onclose: Handler<{ code: number; reason: string }>;
+  onerror: Handler<unknown>;
   send(data: string): void;
   close(code?: number, reason?: string): void;
 };
