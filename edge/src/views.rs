@@ -1,4 +1,4 @@
-//! The JSON shapes of API.md's `user`, `room`, `invite` and `message`, shared by the command
+//! The JSON shapes of the API's `user`, `room`, `invite` and `message`, shared by the command
 //! side (built from folded state) and the query side (built from read-model rows), and the
 //! answers of the commands. Their schemas in the OpenAPI description are derived from these
 //! types, so the description is what the handlers return.

@@ -1,4 +1,4 @@
-//! The event catalogue: every fact natter records, with the wire names of API.md.
+//! The event catalogue: every fact natter records, with the wire names of the API.
 //!
 //! Wire names never change. A change to a payload's shape bumps that type's version in
 //! [`Event::version`] and adds an upcaster in `envelope.rs`; the log itself is never rewritten.

@@ -1,7 +1,7 @@
 //! natter's events: the catalogue every other part speaks, the pure domain, and the event
 //! store on JetStream.
 //!
-//! - [`catalogue`]: event types with their fixed wire names (API.md's catalogue).
+//! - [`catalogue`]: event types with their fixed wire names (the API's event catalogue).
 //! - [`envelope`]: the envelope, decoding with upcasting, redaction.
 //! - [`subjects`]: subject names under the configured prefix.
 //! - [`room`], [`user`]: the aggregates as `decide`/`evolve` functions, with no IO, and

@@ -1,4 +1,4 @@
-//! Every status API.md lists for the write endpoints, each with the contract's error body.
+//! Every status the API gives the write endpoints, each with the contract's error body.
 //!
 //! One file, over 400 lines: it is the contract's table of write errors, row by row.
 

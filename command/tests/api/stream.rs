@@ -1,5 +1,5 @@
 //! The log itself, read back with a plain consumer: subjects, headers and envelopes as
-//! DESIGN.md and API.md say, one event per accepted command, no secret in clear.
+//! the design says, one event per accepted command, no secret in clear.
 
 use serde_json::json;
 

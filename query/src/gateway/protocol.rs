@@ -1,4 +1,4 @@
-//! The websocket protocol of API.md: client ops in, server frames out (text frames, one JSON
+//! The websocket protocol (AsyncAPI at `/api/v1/asyncapi.json`): client ops in, server frames out (text frames, one JSON
 //! object each).
 
 use natter_edge::views::MessageView;

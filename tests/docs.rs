@@ -1,0 +1,80 @@
+//! The documents a person with a clone reads point only at what the clone has: every relative
+//! link in a Markdown file resolves, and nothing names a design document kept outside the
+//! repository.
+
+use std::path::{Path, PathBuf};
+
+/// Files of the repository a reader opens (build output and dependencies left out).
+fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("a readable directory") {
+        let path = entry.expect("a directory entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if path.is_dir() {
+            if !matches!(name, "target" | "node_modules" | "dist") && !name.starts_with('.') {
+                files(&path, out);
+            }
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+fn repository() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    files(Path::new(env!("CARGO_MANIFEST_DIR")), &mut out);
+    out
+}
+
+#[test]
+fn every_relative_link_in_the_markdown_resolves() {
+    let mut broken = Vec::new();
+    for path in repository()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+    {
+        let text = std::fs::read_to_string(&path).expect("UTF-8 Markdown");
+        for (i, _) in text.match_indices("](") {
+            let rest = &text[i + 2..];
+            let Some(end) = rest.find(')') else { continue };
+            let target = rest[..end].split('#').next().unwrap_or_default();
+            if target.is_empty() || target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            if !path.parent().unwrap().join(target).exists() {
+                broken.push(format!("{}: {target}", path.display()));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "links to nothing: {broken:#?}");
+}
+
+#[test]
+fn nothing_points_at_documents_a_clone_lacks() {
+    let names = [
+        "API.md",
+        "DESIGN.md",
+        "STYLE.md",
+        "TECH-FACTS.md",
+        "../shared",
+    ];
+    let mut found = Vec::new();
+    for path in repository() {
+        // An applied migration's text is checksummed by every database it ran on: it cannot
+        // change, comments included.
+        if path.components().any(|c| c.as_os_str() == "migrations") {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        for name in names {
+            if text.contains(name) && !path.ends_with("tests/docs.rs") {
+                found.push(format!("{} names {name}", path.display()));
+            }
+        }
+    }
+    assert!(found.is_empty(), "{found:#?}");
+}
