@@ -87,22 +87,38 @@ struct Health {
     status: &'static str,
 }
 
+/// Liveness.
+///
 /// The process is alive.
-#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "alive", body = Health)))]
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "ops", responses((status = 200, description = "alive", body = Health)))]
 async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
+/// This REST API as OpenAPI 3.1.
+///
 /// natter's REST API as OpenAPI 3.1, derived from the handlers.
-#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "ops", responses((status = 200, description = "this document", content_type = "application/json")))]
+#[utoipa::path(get, path = "/api/v1/openapi.json", operation_id = "getOpenApi", tag = "ops", responses((status = 200, description = "this document", content_type = "application/json")))]
 async fn openapi_json() -> Json<&'static Value> {
     Json(crate::api_doc::openapi())
 }
 
+/// The websocket protocol as AsyncAPI 3.0.
+///
 /// The websocket protocol as AsyncAPI 3.0, its schemas derived from the gateway's types.
-#[utoipa::path(get, path = "/api/v1/asyncapi.json", tag = "ops", responses((status = 200, description = "the AsyncAPI document", content_type = "application/json")))]
-async fn asyncapi_json() -> Json<&'static Value> {
-    Json(crate::api_doc::asyncapi())
+#[utoipa::path(get, path = "/api/v1/asyncapi.json", operation_id = "getAsyncApi", tag = "ops", responses((status = 200, description = "the AsyncAPI document", content_type = "application/json")))]
+async fn asyncapi_json(headers: axum::http::HeaderMap) -> Json<Value> {
+    let mut doc = crate::api_doc::asyncapi().clone();
+    // The server is the one asked, as the client reached it (a proxy's host and scheme).
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let host = header("x-forwarded-host").or(header("host"));
+    if let Some(host) = host.filter(|h| !h.is_empty() && h.len() <= 255) {
+        doc["servers"]["natter"]["host"] = json!(host);
+    }
+    if header("x-forwarded-proto") == Some("https") {
+        doc["servers"]["natter"]["protocol"] = json!("wss");
+    }
+    Json(doc)
 }
 
 /// The projection's state as this process knows it; `None` where it runs neither side.
@@ -120,7 +136,8 @@ fn projection(state: &OpsState, head: Option<u64>) -> Option<Value> {
     Some(json!({ "position": position, "lag": lag, "active": active, "halted": halted }))
 }
 
-#[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, description = "NATS, the stream, the live tail and (for roles that need it) Postgres answer; details per check and the projection's position and lag", content_type = "application/json"), (status = 503, description = "not ready: the same details say what is not", content_type = "application/json")))]
+/// Readiness, with what is not ready.
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "ops", responses((status = 200, description = "NATS, the stream, the live tail and (for roles that need it) Postgres answer; details per check and the projection's position and lag", content_type = "application/json"), (status = 503, description = "not ready: the same details say what is not", content_type = "application/json")))]
 async fn readyz(State(state): State<OpsState>) -> (StatusCode, Json<Value>) {
     let nats = state.nats.connection_state() == async_nats::connection::State::Connected;
     let (stream_ok, head, stream) =
@@ -179,7 +196,8 @@ async fn readyz(State(state): State<OpsState>) -> (StatusCode, Json<Value>) {
     )
 }
 
-#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text", content_type = "text/plain")))]
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", operation_id = "getMetrics", tag = "ops", responses((status = 200, description = "Prometheus text", content_type = "text/plain")))]
 async fn metrics(State(state): State<OpsState>) -> String {
     let head = state.store.head().await.ok();
     if let Some(p) = projection(&state, head) {

@@ -62,14 +62,18 @@ fn file(name: &str) -> Option<Response> {
     )
 }
 
+/// The web chat page.
+///
 /// The web chat.
-#[utoipa::path(get, path = "/", tag = "web", responses((status = 200, description = "the chat page", content_type = "text/html")))]
+#[utoipa::path(get, path = "/", operation_id = "getWebPage", tag = "web", responses((status = 200, description = "the chat page", content_type = "text/html")))]
 async fn web_page() -> Response {
     file("index.html").expect("the page is embedded")
 }
 
+/// The web page's scripts and styles.
+///
 /// The page's scripts and styles.
-#[utoipa::path(get, path = "/web/{file}", tag = "web",
+#[utoipa::path(get, path = "/web/{file}", operation_id = "getWebAsset", tag = "web",
     params(("file" = String, Path, description = "app.js, natter-client.js, style.css, index.html")),
     responses((status = 200, description = "the file", content_type = "text/javascript"),
         (status = 404, description = "no such file", body = natter_edge::error::ErrorBody)))]

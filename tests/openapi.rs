@@ -88,8 +88,65 @@ async fn every_described_operation_is_routed_and_the_server_serves_the_descripti
         .json()
         .await
         .unwrap();
-    assert_eq!(asyncapi, describe("asyncapi"));
+    // What `natter describe` prints, but for the server: the one this request reached.
+    let mut described = describe("asyncapi");
+    let host = natter.base().trim_start_matches("http://").to_string();
+    described["servers"]["natter"]["host"] = Value::from(host);
+    assert_eq!(asyncapi, described);
     assert_eq!(asyncapi["asyncapi"], "3.0.0");
+    let proxied: Value = client
+        .get(format!("{}/api/v1/asyncapi.json", natter.base()))
+        .header("x-forwarded-host", "chat.example.com")
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            &proxied["servers"]["natter"]["host"],
+            &proxied["servers"]["natter"]["protocol"]
+        ),
+        (&Value::from("chat.example.com"), &Value::from("wss"))
+    );
+    // Every operation says what a generator needs: a summary, a verb-first id, its security.
+    for item in spec["paths"].as_object().unwrap().values() {
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"].as_str().unwrap_or_default();
+            assert!(
+                op["summary"]
+                    .as_str()
+                    .is_some_and(|s| !s.is_empty() && s.len() <= 80),
+                "{id}: a short summary"
+            );
+            assert!(
+                op["security"].is_array(),
+                "{id}: security, [{{}}] when public"
+            );
+            let authenticated = op["security"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s.as_object().is_some_and(|s| !s.is_empty()));
+            if method != "get" && authenticated {
+                let takes_key = op["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header");
+                assert!(takes_key, "{id}: a command takes Idempotency-Key");
+            }
+            if let Some(limited) = op["responses"].get("429") {
+                assert!(
+                    limited["headers"]["Retry-After"].is_object(),
+                    "{id}: 429 Retry-After"
+                );
+            }
+        }
+    }
+    assert_eq!(spec["servers"][0]["url"], "/");
 
     let paths = spec["paths"].as_object().unwrap();
     let mut ids = std::collections::HashSet::new();

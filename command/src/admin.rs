@@ -67,13 +67,20 @@ struct Disconnected {
 
 #[derive(Deserialize, ToSchema)]
 struct IssueToken {
+    /// 1-100 characters, no control character.
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
+    /// `service` (the default) or `admin`.
     role: Option<TokenRole>,
+    /// 1 s to 10 years; no expiry when absent.
+    #[schema(minimum = 1, maximum = 315_360_000)]
     expires_in_secs: Option<i64>,
 }
 
+/// Issue an API token for a service client.
+///
 /// `POST /admin/tokens`: 201 `{id, token, name, role, expires_at, position}`.
-#[utoipa::path(post, path = "/admin/tokens", tag = "admin", request_body = IssueToken, responses((status = 201, description = "issued; admins only", body = IssuedToken)), security(("login_token" = []), ("api_token" = [])))]
+#[utoipa::path(post, path = "/admin/tokens", operation_id = "issueApiToken", tag = "admin", request_body = IssueToken, responses((status = 201, description = "issued; admins only", body = IssuedToken)), security(("login_token" = []), ("api_token" = [])))]
 async fn issue_token(
     State(state): State<AppState>,
     Admin(admin): Admin,
@@ -129,9 +136,11 @@ async fn issue_token(
     ))
 }
 
+/// Revoke an API token.
+///
 /// `DELETE /admin/tokens/{token_id}`: 200 `{position}`; revoking a revoked token changes
 /// nothing (its position is the revocation's).
-#[utoipa::path(delete, path = "/admin/tokens/{token_id}", tag = "admin", params(("token_id" = Uuid, Path, description = "the API token id")), responses((status = 200, description = "revoked (again: nothing changes); admins only", body = Positioned)), security(("login_token" = []), ("api_token" = [])))]
+#[utoipa::path(delete, path = "/admin/tokens/{token_id}", operation_id = "revokeApiToken", tag = "admin", params(("token_id" = Uuid, Path, description = "the API token id")), responses((status = 200, description = "revoked (again: nothing changes); admins only", body = Positioned)), security(("login_token" = []), ("api_token" = [])))]
 async fn revoke_token(
     State(state): State<AppState>,
     Admin(admin): Admin,
@@ -205,12 +214,16 @@ async fn append(
 
 #[derive(Deserialize, ToSchema)]
 struct Broadcast {
+    /// 1-4000 characters, no NUL.
+    #[schema(min_length = 1, max_length = 4000)]
     content: String,
 }
 
+/// Post a system message in a room.
+///
 /// `POST /admin/rooms/{room_id}/broadcast`: 201 `{message, position}`, a `system` message
 /// (no sender) that reaches the room like any other; any room that exists, private or not.
-#[utoipa::path(post, path = "/admin/rooms/{room_id}/broadcast", tag = "admin", params(("room_id" = Uuid, Path, description = "the room")), request_body = Broadcast, responses((status = 201, description = "a `system` message in the room; admins only", body = MessageAnswer)), security(("login_token" = []), ("api_token" = [])))]
+#[utoipa::path(post, path = "/admin/rooms/{room_id}/broadcast", operation_id = "broadcastToRoom", tag = "admin", params(("room_id" = Uuid, Path, description = "the room")), request_body = Broadcast, responses((status = 201, description = "a `system` message in the room; admins only", body = MessageAnswer)), security(("login_token" = []), ("api_token" = [])))]
 async fn broadcast(
     State(state): State<AppState>,
     Admin(admin): Admin,
@@ -239,9 +252,11 @@ async fn broadcast(
     ))
 }
 
+/// Close a user's websockets on every gateway.
+///
 /// `DELETE /admin/connections/{user_id}`: 200 `{closed, gateways}`, the sockets closed (4003)
 /// over every gateway that answered within the deadline.
-#[utoipa::path(delete, path = "/admin/connections/{user_id}", tag = "admin", params(("user_id" = Uuid, Path, description = "the user")), responses((status = 200, description = "their sockets closed on every gateway; admins only", body = Disconnected)), security(("login_token" = []), ("api_token" = [])))]
+#[utoipa::path(delete, path = "/admin/connections/{user_id}", operation_id = "disconnectUser", tag = "admin", params(("user_id" = Uuid, Path, description = "the user")), responses((status = 200, description = "their sockets closed on every gateway; admins only", body = Disconnected)), security(("login_token" = []), ("api_token" = [])))]
 async fn disconnect(
     State(state): State<AppState>,
     _admin: Admin,

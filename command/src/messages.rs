@@ -29,7 +29,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Deserialize, ToSchema)]
 struct SendMessage {
+    /// Up to 4000 characters, no NUL; empty only with an attachment.
     #[serde(default)]
+    #[schema(max_length = 4000)]
     content: String,
     kind: Option<MessageKind>,
     attachment: Option<Attachment>,
@@ -38,10 +40,12 @@ struct SendMessage {
     /// Reply inside the thread of this message of the room's main timeline (not deleted).
     thread_id: Option<Uuid>,
     /// Members of the room to mention (at most 50; anyone else: 422).
+    #[schema(max_items = 50)]
     mentions: Option<Vec<Uuid>>,
 }
 
-#[utoipa::path(post, path = "/rooms/{room_id}/messages", tag = "messages", params(("room_id" = Uuid, Path, description = "the room")), request_body = SendMessage, responses((status = 201, description = "sent; members only", body = MessageAnswer), (status = 429, description = "rate limited (`Retry-After`)", body = natter_edge::error::ErrorBody)), security(("login_token" = [])))]
+/// Send a message.
+#[utoipa::path(post, path = "/rooms/{room_id}/messages", operation_id = "sendMessage", tag = "messages", params(("room_id" = Uuid, Path, description = "the room")), request_body = SendMessage, responses((status = 201, description = "sent; members only", body = MessageAnswer), (status = 429, description = "rate limited (`Retry-After`)", body = natter_edge::error::ErrorBody)), security(("login_token" = [])))]
 async fn send_message(
     State(state): State<AppState>,
     user: AuthUser,
@@ -73,10 +77,13 @@ async fn send_message(
 
 #[derive(Deserialize, ToSchema)]
 struct EditMessage {
+    /// 1-4000 characters, no NUL.
+    #[schema(min_length = 1, max_length = 4000)]
     content: String,
 }
 
-#[utoipa::path(patch, path = "/rooms/{room_id}/messages/{message_id}", tag = "messages", params(("room_id" = Uuid, Path, description = "the room"), ("message_id" = Uuid, Path, description = "the message")), request_body = EditMessage, responses((status = 200, description = "edited; sender only", body = MessageAnswer)), security(("login_token" = [])))]
+/// Edit a message.
+#[utoipa::path(patch, path = "/rooms/{room_id}/messages/{message_id}", operation_id = "editMessage", tag = "messages", params(("room_id" = Uuid, Path, description = "the room"), ("message_id" = Uuid, Path, description = "the message")), request_body = EditMessage, responses((status = 200, description = "edited; sender only", body = MessageAnswer)), security(("login_token" = [])))]
 async fn edit_message(
     State(state): State<AppState>,
     user: AuthUser,
@@ -107,7 +114,8 @@ async fn edit_message(
     }))
 }
 
-#[utoipa::path(delete, path = "/rooms/{room_id}/messages/{message_id}", tag = "messages", params(("room_id" = Uuid, Path, description = "the room"), ("message_id" = Uuid, Path, description = "the message")), responses((status = 200, description = "deleted (again: nothing changes); sender or owner", body = Positioned)), security(("login_token" = [])))]
+/// Delete a message.
+#[utoipa::path(delete, path = "/rooms/{room_id}/messages/{message_id}", operation_id = "deleteMessage", tag = "messages", params(("room_id" = Uuid, Path, description = "the room"), ("message_id" = Uuid, Path, description = "the message")), responses((status = 200, description = "deleted (again: nothing changes); sender or owner", body = Positioned)), security(("login_token" = [])))]
 async fn delete_message(
     State(state): State<AppState>,
     user: AuthUser,
@@ -118,7 +126,8 @@ async fn delete_message(
     positioned(run(&state, user.id, &mut ids, room_id, action).await)
 }
 
-#[utoipa::path(put, path = "/rooms/{room_id}/messages/{message_id}/reactions/{emoji}", tag = "messages", params(("room_id" = Uuid, Path, description = "the room"), ("message_id" = Uuid, Path, description = "the message"), ("emoji" = String, Path, description = "one emoji, or a `:short_name:` of 1-32 characters of `a-z 0-9 _ + -`")), responses((status = 200, description = "the caller reacts with it (reacting again changes nothing); members only", body = Positioned), (status = 429, description = "reacting too fast (`Retry-After`)", body = natter_edge::error::ErrorBody)), security(("login_token" = [])))]
+/// React to a message.
+#[utoipa::path(put, path = "/rooms/{room_id}/messages/{message_id}/reactions/{emoji}", operation_id = "addReaction", tag = "messages", params(("room_id" = Uuid, Path, description = "the room"), ("message_id" = Uuid, Path, description = "the message"), ("emoji" = String, Path, description = "one emoji, or a `:short_name:` of 1-32 characters of `a-z 0-9 _ + -`")), responses((status = 200, description = "the caller reacts with it (reacting again changes nothing); members only", body = Positioned), (status = 429, description = "reacting too fast (`Retry-After`)", body = natter_edge::error::ErrorBody)), security(("login_token" = [])))]
 async fn react(
     State(state): State<AppState>,
     user: AuthUser,
@@ -130,7 +139,8 @@ async fn react(
     reaction(&state, user.id, &mut ids, room_id, action).await
 }
 
-#[utoipa::path(delete, path = "/rooms/{room_id}/messages/{message_id}/reactions/{emoji}", tag = "messages", params(("room_id" = Uuid, Path, description = "the room"), ("message_id" = Uuid, Path, description = "the message"), ("emoji" = String, Path, description = "the emoji reacted with")), responses((status = 200, description = "the caller's reaction is gone (or never was); members only", body = Positioned), (status = 429, description = "reacting too fast (`Retry-After`)", body = natter_edge::error::ErrorBody)), security(("login_token" = [])))]
+/// Take back a reaction.
+#[utoipa::path(delete, path = "/rooms/{room_id}/messages/{message_id}/reactions/{emoji}", operation_id = "removeReaction", tag = "messages", params(("room_id" = Uuid, Path, description = "the room"), ("message_id" = Uuid, Path, description = "the message"), ("emoji" = String, Path, description = "the emoji reacted with")), responses((status = 200, description = "the caller's reaction is gone (or never was); members only", body = Positioned), (status = 429, description = "reacting too fast (`Retry-After`)", body = natter_edge::error::ErrorBody)), security(("login_token" = [])))]
 async fn unreact(
     State(state): State<AppState>,
     user: AuthUser,
@@ -169,10 +179,13 @@ fn positioned(
 
 #[derive(Deserialize, ToSchema)]
 struct MarkRead {
+    /// A position in the room; a marker never moves backwards.
+    #[schema(minimum = 0)]
     up_to_position: u64,
 }
 
-#[utoipa::path(post, path = "/rooms/{room_id}/read", tag = "messages", params(("room_id" = Uuid, Path, description = "the room")), request_body = MarkRead, responses((status = 200, description = "the marker is at least there (it never moves backwards)", body = Positioned)), security(("login_token" = [])))]
+/// Move the caller's read marker.
+#[utoipa::path(post, path = "/rooms/{room_id}/read", operation_id = "markRead", tag = "messages", params(("room_id" = Uuid, Path, description = "the room")), request_body = MarkRead, responses((status = 200, description = "the marker is at least there (it never moves backwards)", body = Positioned)), security(("login_token" = [])))]
 async fn mark_read(
     State(state): State<AppState>,
     user: AuthUser,

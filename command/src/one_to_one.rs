@@ -46,7 +46,8 @@ fn direct_room_id(a: Uuid, b: Uuid) -> Uuid {
 /// The namespace of direct room ids.
 const DIRECT_ROOMS: Uuid = Uuid::from_u128(0x6e61_7474_6572_6469_7265_6374_0000_0001);
 
-#[utoipa::path(post, path = "/direct/{user_id}", tag = "rooms", params(("user_id" = Uuid, Path, description = "the other user")), responses((status = 200, description = "the one direct room of the two, created on first use", body = RoomAnswer)), security(("login_token" = [])))]
+/// Open the direct room with a user.
+#[utoipa::path(post, path = "/direct/{user_id}", operation_id = "openDirectRoom", tag = "rooms", params(("user_id" = Uuid, Path, description = "the other user")), responses((status = 200, description = "the one direct room of the two, created on first use", body = RoomAnswer)), security(("login_token" = [])))]
 async fn open_direct(
     State(state): State<AppState>,
     user: AuthUser,
@@ -125,7 +126,8 @@ async fn last_slot(state: &AppState) -> Result<u64, ApiError> {
     Ok(lo)
 }
 
-#[utoipa::path(post, path = "/match", tag = "rooms", responses((status = 200, description = "a pair room: matched, or waiting", body = MatchAnswer)), security(("login_token" = [])))]
+/// Pair up with someone waiting.
+#[utoipa::path(post, path = "/match", operation_id = "findMatch", tag = "rooms", responses((status = 200, description = "a pair room: matched, or waiting", body = MatchAnswer)), security(("login_token" = [])))]
 async fn find_match(
     State(state): State<AppState>,
     user: AuthUser,

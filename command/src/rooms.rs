@@ -81,12 +81,18 @@ pub(crate) fn room_response(done: Executed) -> Result<Json<RoomAnswer>, ApiError
 
 #[derive(Deserialize, ToSchema)]
 struct CreateRoom {
+    /// 1-100 characters (trimmed), no control character.
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
+    /// `public` (the default) or `private`.
     visibility: Option<Visibility>,
+    /// 2-100000 (default 1000).
+    #[schema(minimum = 2, maximum = 100_000)]
     max_members: Option<u32>,
 }
 
-#[utoipa::path(post, path = "/rooms", tag = "rooms", request_body = CreateRoom, responses((status = 201, description = "created; the caller is its owner", body = RoomAnswer)), security(("login_token" = [])))]
+/// Create a room.
+#[utoipa::path(post, path = "/rooms", operation_id = "createRoom", tag = "rooms", request_body = CreateRoom, responses((status = 201, description = "created; the caller is its owner", body = RoomAnswer)), security(("login_token" = [])))]
 async fn create_room(
     State(state): State<AppState>,
     user: AuthUser,
@@ -118,12 +124,17 @@ fn check_max_members(max_members: u32) -> Result<u32, ApiError> {
 
 #[derive(Deserialize, ToSchema)]
 struct UpdateRoom {
+    /// 1-100 characters (trimmed), no control character.
+    #[schema(min_length = 1, max_length = 100)]
     name: Option<String>,
     visibility: Option<Visibility>,
+    /// 2-100000, not below the room's member count.
+    #[schema(minimum = 2, maximum = 100_000)]
     max_members: Option<u32>,
 }
 
-#[utoipa::path(patch, path = "/rooms/{room_id}", tag = "rooms", params(("room_id" = Uuid, Path, description = "the room")), request_body = UpdateRoom, responses((status = 200, description = "updated (only what changed); owner only", body = RoomAnswer)), security(("login_token" = [])))]
+/// Rename a room or change its settings.
+#[utoipa::path(patch, path = "/rooms/{room_id}", operation_id = "updateRoom", tag = "rooms", params(("room_id" = Uuid, Path, description = "the room")), request_body = UpdateRoom, responses((status = 200, description = "updated (only what changed); owner only", body = RoomAnswer)), security(("login_token" = [])))]
 async fn update_room(
     State(state): State<AppState>,
     user: AuthUser,
@@ -145,7 +156,8 @@ async fn update_room(
     room_response(done)
 }
 
-#[utoipa::path(delete, path = "/rooms/{room_id}", tag = "rooms", params(("room_id" = Uuid, Path, description = "the room")), responses((status = 200, description = "deleted; owner only", body = Positioned)), security(("login_token" = [])))]
+/// Delete a room.
+#[utoipa::path(delete, path = "/rooms/{room_id}", operation_id = "deleteRoom", tag = "rooms", params(("room_id" = Uuid, Path, description = "the room")), responses((status = 200, description = "deleted; owner only", body = Positioned)), security(("login_token" = [])))]
 async fn delete_room(
     State(state): State<AppState>,
     user: AuthUser,
@@ -158,7 +170,8 @@ async fn delete_room(
     }))
 }
 
-#[utoipa::path(delete, path = "/rooms/{room_id}/members/{user_id}", tag = "rooms", params(("room_id" = Uuid, Path, description = "the room"), ("user_id" = Uuid, Path, description = "the member")), responses((status = 200, description = "removed; owner only", body = Positioned)), security(("login_token" = [])))]
+/// Remove a member from a room.
+#[utoipa::path(delete, path = "/rooms/{room_id}/members/{user_id}", operation_id = "removeMember", tag = "rooms", params(("room_id" = Uuid, Path, description = "the room"), ("user_id" = Uuid, Path, description = "the member")), responses((status = 200, description = "removed; owner only", body = Positioned)), security(("login_token" = [])))]
 async fn remove_member(
     State(state): State<AppState>,
     user: AuthUser,
@@ -177,7 +190,8 @@ async fn remove_member(
     }))
 }
 
-#[utoipa::path(post, path = "/rooms/{room_id}/join", tag = "rooms", params(("room_id" = Uuid, Path, description = "the room")), responses((status = 200, description = "a member (already one: nothing changes)", body = RoomAnswer)), security(("login_token" = [])))]
+/// Join a room.
+#[utoipa::path(post, path = "/rooms/{room_id}/join", operation_id = "joinRoom", tag = "rooms", params(("room_id" = Uuid, Path, description = "the room")), responses((status = 200, description = "a member (already one: nothing changes)", body = RoomAnswer)), security(("login_token" = [])))]
 async fn join(
     State(state): State<AppState>,
     user: AuthUser,
@@ -188,7 +202,8 @@ async fn join(
     room_response(done)
 }
 
-#[utoipa::path(post, path = "/rooms/{room_id}/leave", tag = "rooms", params(("room_id" = Uuid, Path, description = "the room")), responses((status = 200, description = "left", body = Positioned)), security(("login_token" = [])))]
+/// Leave a room.
+#[utoipa::path(post, path = "/rooms/{room_id}/leave", operation_id = "leaveRoom", tag = "rooms", params(("room_id" = Uuid, Path, description = "the room")), responses((status = 200, description = "left", body = Positioned)), security(("login_token" = [])))]
 async fn leave(
     State(state): State<AppState>,
     user: AuthUser,
@@ -203,8 +218,13 @@ async fn leave(
 
 #[derive(Deserialize, Default, ToSchema)]
 struct CreateInvite {
+    /// For this user only (then one use by default); without it, a link anyone may accept.
     user_id: Option<Uuid>,
+    /// 1 s to 30 days (default 7 days).
+    #[schema(minimum = 1, maximum = 2_592_000)]
     expires_in_secs: Option<i64>,
+    /// 1-100000; unlimited when absent (one for a personal invite).
+    #[schema(minimum = 1, maximum = 100_000)]
     max_uses: Option<u32>,
 }
 
@@ -227,7 +247,8 @@ fn parse_token(token: &str) -> Option<(Uuid, String)> {
     Some((room_id, token_hash(token)))
 }
 
-#[utoipa::path(post, path = "/rooms/{room_id}/invites", tag = "invites", params(("room_id" = Uuid, Path, description = "the room")), request_body(content = CreateInvite, description = "optional"), responses((status = 201, description = "created; owner only; the token is shown once", body = InviteAnswer)), security(("login_token" = [])))]
+/// Invite someone to a room.
+#[utoipa::path(post, path = "/rooms/{room_id}/invites", operation_id = "createInvite", tag = "invites", params(("room_id" = Uuid, Path, description = "the room")), request_body(content = CreateInvite, description = "optional"), responses((status = 201, description = "created; owner only; the token is shown once", body = InviteAnswer)), security(("login_token" = [])))]
 async fn create_invite(
     State(state): State<AppState>,
     user: AuthUser,
@@ -279,7 +300,8 @@ async fn create_invite(
     ))
 }
 
-#[utoipa::path(delete, path = "/rooms/{room_id}/invites/{token}", tag = "invites", params(("room_id" = Uuid, Path, description = "the room"), ("token" = String, Path, description = "the invite token")), responses((status = 200, description = "revoked; owner only", body = Positioned)), security(("login_token" = [])))]
+/// Revoke an invite.
+#[utoipa::path(delete, path = "/rooms/{room_id}/invites/{token}", operation_id = "revokeInvite", tag = "invites", params(("room_id" = Uuid, Path, description = "the room"), ("token" = String, Path, description = "the invite token")), responses((status = 200, description = "revoked; owner only", body = Positioned)), security(("login_token" = [])))]
 async fn revoke_invite(
     State(state): State<AppState>,
     user: AuthUser,
@@ -296,7 +318,8 @@ async fn revoke_invite(
     }))
 }
 
-#[utoipa::path(post, path = "/invites/{token}/accept", tag = "invites", params(("token" = String, Path, description = "the invite token")), responses((status = 200, description = "a member", body = RoomAnswer)), security(("login_token" = [])))]
+/// Accept an invite.
+#[utoipa::path(post, path = "/invites/{token}/accept", operation_id = "acceptInvite", tag = "invites", params(("token" = String, Path, description = "the invite token")), responses((status = 200, description = "a member", body = RoomAnswer)), security(("login_token" = [])))]
 async fn accept_invite(
     State(state): State<AppState>,
     user: AuthUser,

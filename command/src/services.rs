@@ -32,14 +32,17 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, ToSchema)]
 struct CreateUser {
     /// 3-32 characters of `a-z 0-9 _ -`, unique among all users.
+    #[schema(min_length = 3, max_length = 32, pattern = "^[A-Za-z0-9_-]{3,32}$")]
     username: String,
     /// 1-64 characters; the username when absent.
+    #[schema(min_length = 1, max_length = 64)]
     display_name: Option<String>,
 }
 
 #[derive(Deserialize, Default, ToSchema)]
 struct Mint {
     /// 1 s up to the configured login-token lifetime (the default).
+    #[schema(minimum = 1)]
     expires_in_secs: Option<i64>,
 }
 
@@ -51,8 +54,10 @@ struct MintedToken {
     user_id: Uuid,
 }
 
+/// Create an app-managed user.
+///
 /// Create a user the calling app manages (no password), with a login token for them.
-#[utoipa::path(post, path = "/users", tag = "service clients", request_body = CreateUser,
+#[utoipa::path(post, path = "/users", operation_id = "createUser", tag = "service clients", request_body = CreateUser,
     responses((status = 201, description = "created", body = SessionAnswer)),
     security(("api_token" = [])))]
 async fn create(
@@ -89,10 +94,12 @@ async fn create(
     ))
 }
 
+/// Mint a login token for an app-managed user.
+///
 /// `POST /users/{user_id}/tokens`: another login token for an app-managed user, valid for
 /// `expires_in_secs` (1 s up to the configured login-token lifetime, which is the default).
 /// A user who signs in with a password is not the app's to act for: `403`.
-#[utoipa::path(post, path = "/users/{user_id}/tokens", tag = "service clients",
+#[utoipa::path(post, path = "/users/{user_id}/tokens", operation_id = "mintUserToken", tag = "service clients",
     params(("user_id" = Uuid, Path, description = "an app-managed user")),
     request_body(content = Mint, description = "optional"),
     responses((status = 201, description = "minted", body = MintedToken)),

@@ -25,10 +25,13 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, ToSchema)]
 struct Register {
     /// 3-32 characters of `a-z 0-9 _ -`, unique case-insensitively (stored lower-case).
+    #[schema(min_length = 3, max_length = 32, pattern = "^[A-Za-z0-9_-]{3,32}$")]
     username: String,
     /// 8-256 characters.
+    #[schema(min_length = 8, max_length = 256)]
     password: String,
     /// 1-64 characters; the username when absent.
+    #[schema(min_length = 1, max_length = 64)]
     display_name: Option<String>,
 }
 
@@ -84,8 +87,10 @@ pub(crate) fn new_user_names(
     Ok((username, display_name))
 }
 
+/// Register a user with a password.
+///
 /// Register a user who signs in with a password.
-#[utoipa::path(post, path = "/auth/register", tag = "users", request_body = Register,
+#[utoipa::path(post, path = "/auth/register", operation_id = "register", tag = "users", request_body = Register,
     responses((status = 201, description = "registered", body = SessionAnswer)))]
 async fn register(
     State(state): State<AppState>,
@@ -184,8 +189,10 @@ pub(crate) async fn load_user(state: &AppState, username: &str) -> Result<Option
         .try_fold(user, |u, r| user::evolve(Some(u), &r.envelope)))
 }
 
+/// Log in with a password.
+///
 /// Log in with a password; a wrong name or password is `401`, the same for both.
-#[utoipa::path(post, path = "/auth/login", tag = "users", request_body = Login,
+#[utoipa::path(post, path = "/auth/login", operation_id = "login", tag = "users", request_body = Login,
     responses((status = 200, description = "logged in", body = SessionAnswer)))]
 async fn login(
     State(state): State<AppState>,
@@ -213,15 +220,21 @@ async fn login(
 
 #[derive(Deserialize, ToSchema)]
 struct UpdateMe {
+    /// 1-64 characters.
+    #[schema(min_length = 1, max_length = 64)]
     display_name: Option<String>,
+    /// 8-256 characters; needs `current_password`.
+    #[schema(min_length = 8, max_length = 256)]
     password: Option<String>,
     current_password: Option<String>,
 }
 
+/// Change the caller's display name or password.
+///
 /// `PATCH /me`: a display name, a password (with the current one), or both, in one event.
 /// After a password change every token issued before it is refused, so the answer carries a
 /// fresh `token`.
-#[utoipa::path(patch, path = "/me", tag = "users", request_body = UpdateMe,
+#[utoipa::path(patch, path = "/me", operation_id = "updateMe", tag = "users", request_body = UpdateMe,
     responses((status = 200, description = "updated (or already so)", body = ProfileAnswer)),
     security(("login_token" = [])))]
 async fn update_me(

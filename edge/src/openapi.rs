@@ -4,10 +4,14 @@
 //! errors that can befall it, from what the operation is (authenticated or not, with path
 //! parameters or not, a command or a query), so no handler has to repeat them.
 
-use utoipa::openapi::path::Operation;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::info::LicenseBuilder;
+use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::server::ServerBuilder;
 use utoipa::openapi::{
-    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, Ref, RefOr, ResponseBuilder,
+    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, Ref, RefOr, Required, ResponseBuilder,
 };
 use utoipa::{PartialSchema, ToSchema};
 
@@ -47,9 +51,23 @@ pub fn finish(mut api: OpenApi) -> OpenApi {
              is described in AsyncAPI at /api/v1/asyncapi.json. Every error answer is \
              `{\"error\": {\"code\", \"message\"}}`. Every command answers the `position` of the \
              event it appended; every read-model query takes `min_position` and answers \
-             `X-Natter-Position`. Commands take an `Idempotency-Key` header.",
+             `X-Natter-Position`. Commands take an `Idempotency-Key` header; `429` and \
+             `409 in_progress` answer `Retry-After`.",
+        ))
+        .license(Some(
+            LicenseBuilder::new()
+                .name("Apache-2.0")
+                .identifier(Some("Apache-2.0"))
+                .build(),
         ))
         .build();
+    // Relative: the natter that serves this document, wherever it listens.
+    api.servers = Some(vec![
+        ServerBuilder::new()
+            .url("/")
+            .description(Some("the natter serving this document"))
+            .build(),
+    ]);
     let components = api
         .components
         .take()
@@ -91,6 +109,15 @@ pub fn finish(mut api: OpenApi) -> OpenApi {
 
     for (method, path, op) in operations(&mut api) {
         let authenticated = op.security.as_ref().is_some_and(|s| !s.is_empty());
+        if !authenticated {
+            // Public, said so: no token needed.
+            op.security = Some(vec![SecurityRequirement::default()]);
+        }
+        if method != "get" && authenticated {
+            op.parameters
+                .get_or_insert_with(Vec::new)
+                .push(RefOr::T(idempotency_key()));
+        }
         let mut errors: Vec<(u16, &str)> = vec![
             (
                 400,
@@ -142,8 +169,45 @@ pub fn finish(mut api: OpenApi) -> OpenApi {
             }
             op.responses.responses.insert(key, error_response(why));
         }
+        for (status, response) in op.responses.responses.iter_mut() {
+            if let ("429" | "409", RefOr::T(response)) = (status.as_str(), response) {
+                response.headers.insert(
+                    "Retry-After".to_string(),
+                    RefOr::T(HeaderBuilder::new()
+                        .schema(Some(
+                            ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)),
+                        ))
+                        .description(Some(if status == "429" {
+                            "seconds to wait before trying again"
+                        } else {
+                            "with `in_progress`: seconds to wait before retrying with the same key"
+                        }))
+                        .build()),
+                );
+            }
+        }
     }
     api
+}
+
+/// The `Idempotency-Key` header every command takes.
+fn idempotency_key() -> utoipa::openapi::path::Parameter {
+    ParameterBuilder::new()
+        .name("Idempotency-Key")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(
+            "A retry with the same key by the same caller within 24 hours appends nothing and \
+             answers what the first request did; the same key with a different request is \
+             `409 conflict`; while the first still runs, `409 in_progress` with `Retry-After`.",
+        ))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(128)),
+        ))
+        .build()
 }
 
 /// An error answer with the contract's body.

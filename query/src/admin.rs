@@ -96,9 +96,11 @@ async fn connected(state: &QueryState) -> Result<Connected, ApiError> {
     .map_err(ApiError::unavailable)
 }
 
+/// Counts, the stream and the projection's lag.
+///
 /// `GET /admin/stats`. `rooms` and `messages` leave out deleted ones; `lag` is how many
 /// positions the read models trail the log's head.
-#[utoipa::path(get, path = "/admin/stats", tag = "admin", responses((status = 200, description = "admins only", body = Stats)), security(("login_token" = []), ("api_token" = [])))]
+#[utoipa::path(get, path = "/admin/stats", operation_id = "getStats", tag = "admin", responses((status = 200, description = "admins only", body = Stats)), security(("login_token" = []), ("api_token" = [])))]
 async fn stats(State(state): State<QueryState>, _admin: Admin) -> Result<Json<Stats>, ApiError> {
     let counts = sqlx::query_as::<_, (i64, i64, i64, i64)>(
         "SELECT (SELECT count(*) FROM users), \
@@ -131,8 +133,10 @@ async fn stats(State(state): State<QueryState>, _admin: Admin) -> Result<Json<St
     }))
 }
 
+/// List who is connected, over every gateway.
+///
 /// `GET /admin/connections`: per user, their sockets summed over gateways, most first.
-#[utoipa::path(get, path = "/admin/connections", tag = "admin", responses((status = 200, description = "who is connected, over every gateway; admins only", body = Connections)), security(("login_token" = []), ("api_token" = [])))]
+#[utoipa::path(get, path = "/admin/connections", operation_id = "listConnections", tag = "admin", responses((status = 200, description = "who is connected, over every gateway; admins only", body = Connections)), security(("login_token" = []), ("api_token" = [])))]
 async fn connections(
     State(state): State<QueryState>,
     _admin: Admin,
@@ -146,9 +150,11 @@ async fn connections(
     }))
 }
 
+/// List API tokens.
+///
 /// `GET /admin/tokens`: `{tokens: [{id, name, role, created_at, expires_at, revoked}]}`,
 /// newest first.
-#[utoipa::path(get, path = "/admin/tokens", tag = "admin", responses((status = 200, description = "the API tokens issued, newest first; admins only", body = Tokens)), security(("login_token" = []), ("api_token" = [])))]
+#[utoipa::path(get, path = "/admin/tokens", operation_id = "listApiTokens", tag = "admin", responses((status = 200, description = "the API tokens issued, newest first; admins only", body = Tokens)), security(("login_token" = []), ("api_token" = [])))]
 async fn tokens(State(state): State<QueryState>, _admin: Admin) -> Json<Tokens> {
     let tokens = state
         .keys

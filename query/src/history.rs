@@ -147,10 +147,12 @@ struct RoomEvents {
     /// A position or an RFC 3339 time (when the log stored the event), inclusive.
     from: Option<String>,
     /// How many events at most.
+    #[param(minimum = 1)]
     limit: Option<u64>,
 }
 
-#[utoipa::path(get, path = "/rooms/{room_id}/events", tag = "history", params(("room_id" = Uuid, Path, description = "the room"), RoomEvents), responses((status = 200, description = "NDJSON: one event per line, ascending; members and admins", content_type = "application/x-ndjson", body = PublicEvent)), security(("login_token" = []), ("api_token" = [])))]
+/// A room's events from the log (NDJSON).
+#[utoipa::path(get, path = "/rooms/{room_id}/events", operation_id = "listRoomEvents", tag = "history", params(("room_id" = Uuid, Path, description = "the room"), RoomEvents), responses((status = 200, description = "NDJSON: one event per line, ascending; members and admins", content_type = "application/x-ndjson", body = PublicEvent)), security(("login_token" = []), ("api_token" = [])))]
 async fn room_events(
     State(state): State<QueryState>,
     caller: Caller,
@@ -185,10 +187,12 @@ struct AdminEvents {
     /// Only this room's events.
     room: Option<Uuid>,
     /// How many events at most.
+    #[param(minimum = 1)]
     limit: Option<u64>,
 }
 
-#[utoipa::path(get, path = "/admin/events", tag = "history", params(AdminEvents), responses((status = 200, description = "NDJSON: every event in range; admins only", content_type = "application/x-ndjson", body = PublicEvent)), security(("login_token" = []), ("api_token" = [])))]
+/// Read every event of the log (NDJSON).
+#[utoipa::path(get, path = "/admin/events", operation_id = "listAllEvents", tag = "history", params(AdminEvents), responses((status = 200, description = "NDJSON: every event in range; admins only", content_type = "application/x-ndjson", body = PublicEvent)), security(("login_token" = []), ("api_token" = [])))]
 async fn admin_events(
     State(state): State<QueryState>,
     caller: Caller,
@@ -221,7 +225,8 @@ struct At {
     at: Option<String>,
 }
 
-#[utoipa::path(get, path = "/rooms/{room_id}/state", tag = "history", params(("room_id" = Uuid, Path, description = "the room"), At), responses((status = 200, description = "the room folded from the log up to that point; members and admins", body = RoomState)), security(("login_token" = []), ("api_token" = [])))]
+/// A room as it was at a position or time.
+#[utoipa::path(get, path = "/rooms/{room_id}/state", operation_id = "getRoomState", tag = "history", params(("room_id" = Uuid, Path, description = "the room"), At), responses((status = 200, description = "the room folded from the log up to that point; members and admins", body = RoomState)), security(("login_token" = []), ("api_token" = [])))]
 async fn room_state(
     State(state): State<QueryState>,
     caller: Caller,

@@ -29,6 +29,7 @@ struct Page {
     /// Messages after this position, forward.
     after: Option<i64>,
     /// 1-100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
     /// Page this thread (the replies to this root message) instead of the main timeline.
     thread_id: Option<Uuid>,
@@ -59,12 +60,14 @@ impl MessagePage {
     }
 }
 
+/// Page a room's messages or a thread.
+///
 /// Ascending by position. With `after`: the `limit` messages following it (and `has_more` if
 /// newer ones remain); otherwise the `limit` messages before `before` (or the latest), with
 /// `has_more` if older ones remain. Both together bound the page on both sides. Without
 /// `thread_id` the main timeline, which leaves thread replies out; with it, that thread's
 /// replies (its root is `GET /rooms/{room_id}/messages/{thread_id}`).
-#[utoipa::path(get, path = "/rooms/{room_id}/messages", tag = "messages", params(("room_id" = Uuid, Path, description = "the room"), Page), responses((status = 200, description = "a page; members only", body = MessagePage)), security(("login_token" = [])))]
+#[utoipa::path(get, path = "/rooms/{room_id}/messages", operation_id = "listMessages", tag = "messages", params(("room_id" = Uuid, Path, description = "the room"), Page), responses((status = 200, description = "a page; members only", body = MessagePage)), security(("login_token" = [])))]
 async fn page(
     State(state): State<QueryState>,
     user: AuthUser,
@@ -114,7 +117,8 @@ async fn page(
     MessagePage::of(rows, limit, !forward).map(Json)
 }
 
-#[utoipa::path(get, path = "/rooms/{room_id}/messages/{message_id}", tag = "messages", params(("room_id" = Uuid, Path, description = "the room"), ("message_id" = Uuid, Path, description = "the message")), responses((status = 200, description = "the message; members only", body = MessageView)), security(("login_token" = [])))]
+/// A message.
+#[utoipa::path(get, path = "/rooms/{room_id}/messages/{message_id}", operation_id = "getMessage", tag = "messages", params(("room_id" = Uuid, Path, description = "the room"), ("message_id" = Uuid, Path, description = "the message")), responses((status = 200, description = "the message; members only", body = MessageView)), security(("login_token" = [])))]
 async fn one(
     State(state): State<QueryState>,
     user: AuthUser,
@@ -139,13 +143,16 @@ struct MentionsPage {
     /// Mentions before this position (none: the latest).
     before: Option<i64>,
     /// 1-100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
 }
 
+/// Messages that mention the caller.
+///
 /// Newest first: messages that mention the caller, in the rooms the caller is in now (a room
 /// left takes its mentions with it, a room joined again brings them back, as its history;
 /// a deleted message is no mention), `has_more` if older ones remain.
-#[utoipa::path(get, path = "/me/mentions", tag = "messages", params(MentionsPage), responses((status = 200, description = "messages that mention the caller, newest first", body = MessagePage)), security(("login_token" = [])))]
+#[utoipa::path(get, path = "/me/mentions", operation_id = "listMyMentions", tag = "messages", params(MentionsPage), responses((status = 200, description = "messages that mention the caller, newest first", body = MessagePage)), security(("login_token" = [])))]
 async fn my_mentions(
     State(state): State<QueryState>,
     user: AuthUser,

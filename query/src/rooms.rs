@@ -94,8 +94,10 @@ struct ListRooms {
     #[param(inline)]
     scope: Option<Scope>,
     /// Matches names case-insensitively anywhere (`%` and `_` literally); up to 100 chars.
+    #[param(max_length = 100)]
     q: Option<String>,
     /// 1-100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
     /// A `next_cursor` from the previous page.
     cursor: Option<String>,
@@ -180,7 +182,8 @@ fn contains_pattern(q: &str) -> String {
     format!("%{escaped}%")
 }
 
-#[utoipa::path(get, path = "/rooms", tag = "rooms", params(ListRooms), responses((status = 200, description = "a page of rooms", body = RoomList)), security(("login_token" = [])))]
+/// List or search rooms.
+#[utoipa::path(get, path = "/rooms", operation_id = "listRooms", tag = "rooms", params(ListRooms), responses((status = 200, description = "a page of rooms", body = RoomList)), security(("login_token" = [])))]
 async fn list_rooms(
     State(state): State<QueryState>,
     user: AuthUser,
@@ -235,7 +238,8 @@ async fn list_rooms(
     Ok(Json(RoomList { rooms, next_cursor }))
 }
 
-#[utoipa::path(get, path = "/rooms/{room_id}", tag = "rooms", params(("room_id" = Uuid, Path, description = "the room")), responses((status = 200, description = "the room (private and not a member: 404)", body = RoomView)), security(("login_token" = [])))]
+/// A room.
+#[utoipa::path(get, path = "/rooms/{room_id}", operation_id = "getRoom", tag = "rooms", params(("room_id" = Uuid, Path, description = "the room")), responses((status = 200, description = "the room (private and not a member: 404)", body = RoomView)), security(("login_token" = [])))]
 async fn get_room(
     State(state): State<QueryState>,
     user: AuthUser,
@@ -255,7 +259,8 @@ struct MemberRow {
     last_read_position: i64,
 }
 
-#[utoipa::path(get, path = "/rooms/{room_id}/members", tag = "rooms", params(("room_id" = Uuid, Path, description = "the room")), responses((status = 200, description = "the members; members only", body = Members)), security(("login_token" = [])))]
+/// A room's members.
+#[utoipa::path(get, path = "/rooms/{room_id}/members", operation_id = "listMembers", tag = "rooms", params(("room_id" = Uuid, Path, description = "the room")), responses((status = 200, description = "the members; members only", body = Members)), security(("login_token" = [])))]
 async fn members(
     State(state): State<QueryState>,
     user: AuthUser,
@@ -299,7 +304,8 @@ struct MyRoomRow {
     other_user: Option<sqlx::types::Json<OtherUser>>,
 }
 
-#[utoipa::path(get, path = "/me/rooms", tag = "rooms", responses((status = 200, description = "the caller's rooms with unread counts", body = MyRooms)), security(("login_token" = [])))]
+/// The caller's rooms, with unread counts.
+#[utoipa::path(get, path = "/me/rooms", operation_id = "listMyRooms", tag = "rooms", responses((status = 200, description = "the caller's rooms with unread counts", body = MyRooms)), security(("login_token" = [])))]
 async fn my_rooms(
     State(state): State<QueryState>,
     user: AuthUser,

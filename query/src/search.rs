@@ -43,10 +43,12 @@ pub fn router() -> OpenApiRouter<QueryState> {
 #[into_params(parameter_in = Query)]
 struct SearchParams {
     /// The words to find (1-200 characters); each must begin a word of the message.
+    #[param(min_length = 1, max_length = 200)]
     q: Option<String>,
     /// Search this room only (members only).
     room_id: Option<Uuid>,
     /// 1-100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -134,7 +136,8 @@ const QUERY_CTE: &str = "q AS (SELECT to_tsquery('simple', \
        (SELECT string_agg('''' || replace(replace(lexeme, '\\', '\\\\'), '''', '''''') || ''':*', ' & ') \
         FROM unnest(to_tsvector('simple', $1)))) AS query)";
 
-#[utoipa::path(get, path = "/search/messages", tag = "messages", params(SearchParams), responses((status = 200, description = "matches in the caller's rooms, best first", body = SearchResults)), security(("login_token" = [])))]
+/// Search messages in the caller's rooms.
+#[utoipa::path(get, path = "/search/messages", operation_id = "searchMessages", tag = "messages", params(SearchParams), responses((status = 200, description = "matches in the caller's rooms, best first", body = SearchResults)), security(("login_token" = [])))]
 async fn search_messages(
     State(state): State<QueryState>,
     user: AuthUser,

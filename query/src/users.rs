@@ -28,12 +28,14 @@ async fn load(state: &QueryState, id: Uuid) -> Result<UserView, ApiError> {
         .ok_or_else(|| ApiError::not_found("user not found"))
 }
 
-#[utoipa::path(get, path = "/me", tag = "users", responses((status = 200, description = "the caller", body = UserView)), security(("login_token" = [])))]
+/// The caller.
+#[utoipa::path(get, path = "/me", operation_id = "getMe", tag = "users", responses((status = 200, description = "the caller", body = UserView)), security(("login_token" = [])))]
 async fn me(State(state): State<QueryState>, user: AuthUser) -> Result<Json<UserView>, ApiError> {
     load(&state, user.id).await.map(Json)
 }
 
-#[utoipa::path(get, path = "/users/{user_id}", tag = "users", params(("user_id" = Uuid, Path, description = "the user")), responses((status = 200, description = "their public profile", body = UserView)), security(("login_token" = [])))]
+/// A user's public profile.
+#[utoipa::path(get, path = "/users/{user_id}", operation_id = "getUser", tag = "users", params(("user_id" = Uuid, Path, description = "the user")), responses((status = 200, description = "their public profile", body = UserView)), security(("login_token" = [])))]
 async fn user(
     State(state): State<QueryState>,
     _caller: AuthUser,

@@ -9,8 +9,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The web chat. */
-        get: operations["web_page"];
+        /**
+         * The web chat page.
+         * @description The web chat.
+         */
+        get: operations["getWebPage"];
         put?: never;
         post?: never;
         delete?: never;
@@ -26,8 +29,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** `GET /admin/connections`: per user, their sockets summed over gateways, most first. */
-        get: operations["connections"];
+        /**
+         * List who is connected, over every gateway.
+         * @description `GET /admin/connections`: per user, their sockets summed over gateways, most first.
+         */
+        get: operations["listConnections"];
         put?: never;
         post?: never;
         delete?: never;
@@ -47,10 +53,11 @@ export interface paths {
         put?: never;
         post?: never;
         /**
-         * `DELETE /admin/connections/{user_id}`: 200 `{closed, gateways}`, the sockets closed (4003)
+         * Close a user's websockets on every gateway.
+         * @description `DELETE /admin/connections/{user_id}`: 200 `{closed, gateways}`, the sockets closed (4003)
          *     over every gateway that answered within the deadline.
          */
-        delete: operations["disconnect"];
+        delete: operations["disconnectUser"];
         options?: never;
         head?: never;
         patch?: never;
@@ -63,7 +70,8 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["admin_events"];
+        /** Read every event of the log (NDJSON). */
+        get: operations["listAllEvents"];
         put?: never;
         post?: never;
         delete?: never;
@@ -82,10 +90,11 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * `POST /admin/rooms/{room_id}/broadcast`: 201 `{message, position}`, a `system` message
+         * Post a system message in a room.
+         * @description `POST /admin/rooms/{room_id}/broadcast`: 201 `{message, position}`, a `system` message
          *     (no sender) that reaches the room like any other; any room that exists, private or not.
          */
-        post: operations["broadcast"];
+        post: operations["broadcastToRoom"];
         delete?: never;
         options?: never;
         head?: never;
@@ -100,10 +109,11 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * `GET /admin/stats`. `rooms` and `messages` leave out deleted ones; `lag` is how many
+         * Counts, the stream and the projection's lag.
+         * @description `GET /admin/stats`. `rooms` and `messages` leave out deleted ones; `lag` is how many
          *     positions the read models trail the log's head.
          */
-        get: operations["stats"];
+        get: operations["getStats"];
         put?: never;
         post?: never;
         delete?: never;
@@ -120,13 +130,17 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * `GET /admin/tokens`: `{tokens: [{id, name, role, created_at, expires_at, revoked}]}`,
+         * List API tokens.
+         * @description `GET /admin/tokens`: `{tokens: [{id, name, role, created_at, expires_at, revoked}]}`,
          *     newest first.
          */
-        get: operations["tokens"];
+        get: operations["listApiTokens"];
         put?: never;
-        /** `POST /admin/tokens`: 201 `{id, token, name, role, expires_at, position}`. */
-        post: operations["issue_token"];
+        /**
+         * Issue an API token for a service client.
+         * @description `POST /admin/tokens`: 201 `{id, token, name, role, expires_at, position}`.
+         */
+        post: operations["issueApiToken"];
         delete?: never;
         options?: never;
         head?: never;
@@ -144,10 +158,11 @@ export interface paths {
         put?: never;
         post?: never;
         /**
-         * `DELETE /admin/tokens/{token_id}`: 200 `{position}`; revoking a revoked token changes
+         * Revoke an API token.
+         * @description `DELETE /admin/tokens/{token_id}`: 200 `{position}`; revoking a revoked token changes
          *     nothing (its position is the revocation's).
          */
-        delete: operations["revoke_token"];
+        delete: operations["revokeApiToken"];
         options?: never;
         head?: never;
         patch?: never;
@@ -160,8 +175,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The websocket protocol as AsyncAPI 3.0, its schemas derived from the gateway's types. */
-        get: operations["asyncapi_json"];
+        /**
+         * The websocket protocol as AsyncAPI 3.0.
+         * @description The websocket protocol as AsyncAPI 3.0, its schemas derived from the gateway's types.
+         */
+        get: operations["getAsyncApi"];
         put?: never;
         post?: never;
         delete?: never;
@@ -179,7 +197,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Log in with a password; a wrong name or password is `401`, the same for both. */
+        /**
+         * Log in with a password.
+         * @description Log in with a password; a wrong name or password is `401`, the same for both.
+         */
         post: operations["login"];
         delete?: never;
         options?: never;
@@ -196,7 +217,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Register a user who signs in with a password. */
+        /**
+         * Register a user with a password.
+         * @description Register a user who signs in with a password.
+         */
         post: operations["register"];
         delete?: never;
         options?: never;
@@ -213,7 +237,8 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        post: operations["open_direct"];
+        /** Open the direct room with a user. */
+        post: operations["openDirectRoom"];
         delete?: never;
         options?: never;
         head?: never;
@@ -229,7 +254,8 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        post: operations["accept_invite"];
+        /** Accept an invite. */
+        post: operations["acceptInvite"];
         delete?: never;
         options?: never;
         head?: never;
@@ -245,7 +271,8 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        post: operations["find_match"];
+        /** Pair up with someone waiting. */
+        post: operations["findMatch"];
         delete?: never;
         options?: never;
         head?: never;
@@ -259,18 +286,20 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["me"];
+        /** The caller. */
+        get: operations["getMe"];
         put?: never;
         post?: never;
         delete?: never;
         options?: never;
         head?: never;
         /**
-         * `PATCH /me`: a display name, a password (with the current one), or both, in one event.
+         * Change the caller's display name or password.
+         * @description `PATCH /me`: a display name, a password (with the current one), or both, in one event.
          *     After a password change every token issued before it is refused, so the answer carries a
          *     fresh `token`.
          */
-        patch: operations["update_me"];
+        patch: operations["updateMe"];
         trace?: never;
     };
     "/api/v1/me/mentions": {
@@ -281,11 +310,12 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Newest first: messages that mention the caller, in the rooms the caller is in now (a room
+         * Messages that mention the caller.
+         * @description Newest first: messages that mention the caller, in the rooms the caller is in now (a room
          *     left takes its mentions with it, a room joined again brings them back, as its history;
          *     a deleted message is no mention), `has_more` if older ones remain.
          */
-        get: operations["my_mentions"];
+        get: operations["listMyMentions"];
         put?: never;
         post?: never;
         delete?: never;
@@ -301,7 +331,8 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["my_rooms"];
+        /** The caller's rooms, with unread counts. */
+        get: operations["listMyRooms"];
         put?: never;
         post?: never;
         delete?: never;
@@ -317,8 +348,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** natter's REST API as OpenAPI 3.1, derived from the handlers. */
-        get: operations["openapi_json"];
+        /**
+         * This REST API as OpenAPI 3.1.
+         * @description natter's REST API as OpenAPI 3.1, derived from the handlers.
+         */
+        get: operations["getOpenApi"];
         put?: never;
         post?: never;
         delete?: never;
@@ -334,9 +368,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["list_rooms"];
+        /** List or search rooms. */
+        get: operations["listRooms"];
         put?: never;
-        post: operations["create_room"];
+        /** Create a room. */
+        post: operations["createRoom"];
         delete?: never;
         options?: never;
         head?: never;
@@ -350,13 +386,16 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["get_room"];
+        /** A room. */
+        get: operations["getRoom"];
         put?: never;
         post?: never;
-        delete: operations["delete_room"];
+        /** Delete a room. */
+        delete: operations["deleteRoom"];
         options?: never;
         head?: never;
-        patch: operations["update_room"];
+        /** Rename a room or change its settings. */
+        patch: operations["updateRoom"];
         trace?: never;
     };
     "/api/v1/rooms/{room_id}/events": {
@@ -366,7 +405,8 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["room_events"];
+        /** A room's events from the log (NDJSON). */
+        get: operations["listRoomEvents"];
         put?: never;
         post?: never;
         delete?: never;
@@ -384,7 +424,8 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        post: operations["create_invite"];
+        /** Invite someone to a room. */
+        post: operations["createInvite"];
         delete?: never;
         options?: never;
         head?: never;
@@ -401,7 +442,8 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
-        delete: operations["revoke_invite"];
+        /** Revoke an invite. */
+        delete: operations["revokeInvite"];
         options?: never;
         head?: never;
         patch?: never;
@@ -416,7 +458,8 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        post: operations["join"];
+        /** Join a room. */
+        post: operations["joinRoom"];
         delete?: never;
         options?: never;
         head?: never;
@@ -432,7 +475,8 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        post: operations["leave"];
+        /** Leave a room. */
+        post: operations["leaveRoom"];
         delete?: never;
         options?: never;
         head?: never;
@@ -446,7 +490,8 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["members"];
+        /** A room's members. */
+        get: operations["listMembers"];
         put?: never;
         post?: never;
         delete?: never;
@@ -465,7 +510,8 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
-        delete: operations["remove_member"];
+        /** Remove a member from a room. */
+        delete: operations["removeMember"];
         options?: never;
         head?: never;
         patch?: never;
@@ -479,15 +525,17 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Ascending by position. With `after`: the `limit` messages following it (and `has_more` if
+         * Page a room's messages or a thread.
+         * @description Ascending by position. With `after`: the `limit` messages following it (and `has_more` if
          *     newer ones remain); otherwise the `limit` messages before `before` (or the latest), with
          *     `has_more` if older ones remain. Both together bound the page on both sides. Without
          *     `thread_id` the main timeline, which leaves thread replies out; with it, that thread's
          *     replies (its root is `GET /rooms/{room_id}/messages/{thread_id}`).
          */
-        get: operations["page"];
+        get: operations["listMessages"];
         put?: never;
-        post: operations["send_message"];
+        /** Send a message. */
+        post: operations["sendMessage"];
         delete?: never;
         options?: never;
         head?: never;
@@ -501,13 +549,16 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["one"];
+        /** A message. */
+        get: operations["getMessage"];
         put?: never;
         post?: never;
-        delete: operations["delete_message"];
+        /** Delete a message. */
+        delete: operations["deleteMessage"];
         options?: never;
         head?: never;
-        patch: operations["edit_message"];
+        /** Edit a message. */
+        patch: operations["editMessage"];
         trace?: never;
     };
     "/api/v1/rooms/{room_id}/messages/{message_id}/reactions/{emoji}": {
@@ -518,9 +569,11 @@ export interface paths {
             cookie?: never;
         };
         get?: never;
-        put: operations["react"];
+        /** React to a message. */
+        put: operations["addReaction"];
         post?: never;
-        delete: operations["unreact"];
+        /** Take back a reaction. */
+        delete: operations["removeReaction"];
         options?: never;
         head?: never;
         patch?: never;
@@ -535,7 +588,8 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        post: operations["mark_read"];
+        /** Move the caller's read marker. */
+        post: operations["markRead"];
         delete?: never;
         options?: never;
         head?: never;
@@ -549,7 +603,8 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["room_state"];
+        /** A room as it was at a position or time. */
+        get: operations["getRoomState"];
         put?: never;
         post?: never;
         delete?: never;
@@ -565,7 +620,8 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["search_messages"];
+        /** Search messages in the caller's rooms. */
+        get: operations["searchMessages"];
         put?: never;
         post?: never;
         delete?: never;
@@ -583,8 +639,11 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Create a user the calling app manages (no password), with a login token for them. */
-        post: operations["create"];
+        /**
+         * Create an app-managed user.
+         * @description Create a user the calling app manages (no password), with a login token for them.
+         */
+        post: operations["createUser"];
         delete?: never;
         options?: never;
         head?: never;
@@ -598,7 +657,8 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["user"];
+        /** A user's public profile. */
+        get: operations["getUser"];
         put?: never;
         post?: never;
         delete?: never;
@@ -617,11 +677,12 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * `POST /users/{user_id}/tokens`: another login token for an app-managed user, valid for
+         * Mint a login token for an app-managed user.
+         * @description `POST /users/{user_id}/tokens`: another login token for an app-managed user, valid for
          *     `expires_in_secs` (1 s up to the configured login-token lifetime, which is the default).
          *     A user who signs in with a password is not the app's to act for: `403`.
          */
-        post: operations["mint"];
+        post: operations["mintUserToken"];
         delete?: never;
         options?: never;
         head?: never;
@@ -652,7 +713,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The process is alive. */
+        /**
+         * Liveness.
+         * @description The process is alive.
+         */
         get: operations["healthz"];
         put?: never;
         post?: never;
@@ -669,7 +733,8 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["metrics"];
+        /** Prometheus metrics. */
+        get: operations["getMetrics"];
         put?: never;
         post?: never;
         delete?: never;
@@ -685,6 +750,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** Readiness, with what is not ready. */
         get: operations["readyz"];
         put?: never;
         post?: never;
@@ -701,8 +767,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The page's scripts and styles. */
-        get: operations["web_asset"];
+        /**
+         * The web page's scripts and styles.
+         * @description The page's scripts and styles.
+         */
+        get: operations["getWebAsset"];
         put?: never;
         post?: never;
         delete?: never;
@@ -736,6 +805,7 @@ export interface components {
             url: string;
         };
         Broadcast: {
+            /** @description 1-4000 characters, no NUL. */
             content: string;
         };
         /** @description `GET /admin/connections`. */
@@ -753,16 +823,29 @@ export interface components {
             truncated: boolean;
         };
         CreateInvite: {
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description 1 s to 30 days (default 7 days).
+             */
             expires_in_secs?: number | null;
-            /** Format: int32 */
+            /**
+             * Format: int32
+             * @description 1-100000; unlimited when absent (one for a personal invite).
+             */
             max_uses?: number | null;
-            /** Format: uuid */
+            /**
+             * Format: uuid
+             * @description For this user only (then one use by default); without it, a link anyone may accept.
+             */
             user_id?: string | null;
         };
         CreateRoom: {
-            /** Format: int32 */
+            /**
+             * Format: int32
+             * @description 2-100000 (default 1000).
+             */
             max_members?: number | null;
+            /** @description 1-100 characters (trimmed), no control character. */
             name: string;
             visibility?: components["schemas"]["Visibility"] | null;
         };
@@ -783,6 +866,7 @@ export interface components {
             gateways: number;
         };
         EditMessage: {
+            /** @description 1-4000 characters, no NUL. */
             content: string;
         };
         /** @description The contract's error body: `{"error": {"code", "message"}}`. */
@@ -827,8 +911,12 @@ export interface components {
             uses: number;
         };
         IssueToken: {
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description 1 s to 10 years; no expiry when absent.
+             */
             expires_in_secs?: number | null;
+            /** @description 1-100 characters, no control character. */
             name: string;
             role?: components["schemas"]["TokenRole"] | null;
         };
@@ -850,7 +938,10 @@ export interface components {
             username: string;
         };
         MarkRead: {
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description A position in the room; a marker never moves backwards.
+             */
             up_to_position: number;
         };
         /** @description `POST /match`'s answer. */
@@ -1108,6 +1199,7 @@ export interface components {
         };
         SendMessage: {
             attachment?: components["schemas"]["Attachment"] | null;
+            /** @description Up to 4000 characters, no NUL; empty only with an attachment. */
             content?: string;
             kind?: components["schemas"]["MessageKind"] | null;
             /** @description Members of the room to mention (at most 50; anyone else: 422). */
@@ -1196,12 +1288,18 @@ export interface components {
         };
         UpdateMe: {
             current_password?: string | null;
+            /** @description 1-64 characters. */
             display_name?: string | null;
+            /** @description 8-256 characters; needs `current_password`. */
             password?: string | null;
         };
         UpdateRoom: {
-            /** Format: int32 */
+            /**
+             * Format: int32
+             * @description 2-100000, not below the room's member count.
+             */
             max_members?: number | null;
+            /** @description 1-100 characters (trimmed), no control character. */
             name?: string | null;
             visibility?: components["schemas"]["Visibility"] | null;
         };
@@ -1235,7 +1333,7 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
-    web_page: {
+    getWebPage: {
         parameters: {
             query?: never;
             header?: never;
@@ -1300,7 +1398,7 @@ export interface operations {
             };
         };
     };
-    connections: {
+    listConnections: {
         parameters: {
             query?: {
                 /** @description Wait until the read models have applied this position (a command's `position`): read your own writes. */
@@ -1397,10 +1495,13 @@ export interface operations {
             };
         };
     };
-    disconnect: {
+    disconnectUser: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description A retry with the same key by the same caller within 24 hours appends nothing and answers what the first request did; the same key with a different request is `409 conflict`; while the first still runs, `409 in_progress` with `Retry-After`. */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description the user */
                 user_id: string;
@@ -1466,6 +1567,8 @@ export interface operations {
             /** @description a conflict (`conflict`, `room_full`), or the first request with this Idempotency-Key still runs (`in_progress`, with Retry-After) */
             409: {
                 headers: {
+                    /** @description with `in_progress`: seconds to wait before retrying with the same key */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1501,7 +1604,7 @@ export interface operations {
             };
         };
     };
-    admin_events: {
+    listAllEvents: {
         parameters: {
             query?: {
                 /** @description A position or an RFC 3339 time, inclusive. */
@@ -1595,10 +1698,13 @@ export interface operations {
             };
         };
     };
-    broadcast: {
+    broadcastToRoom: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description A retry with the same key by the same caller within 24 hours appends nothing and answers what the first request did; the same key with a different request is `409 conflict`; while the first still runs, `409 in_progress` with `Retry-After`. */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description the room */
                 room_id: string;
@@ -1668,6 +1774,8 @@ export interface operations {
             /** @description a conflict (`conflict`, `room_full`), or the first request with this Idempotency-Key still runs (`in_progress`, with Retry-After) */
             409: {
                 headers: {
+                    /** @description with `in_progress`: seconds to wait before retrying with the same key */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1703,7 +1811,7 @@ export interface operations {
             };
         };
     };
-    stats: {
+    getStats: {
         parameters: {
             query?: {
                 /** @description Wait until the read models have applied this position (a command's `position`): read your own writes. */
@@ -1800,7 +1908,7 @@ export interface operations {
             };
         };
     };
-    tokens: {
+    listApiTokens: {
         parameters: {
             query?: {
                 /** @description Wait until the read models have applied this position (a command's `position`): read your own writes. */
@@ -1897,10 +2005,13 @@ export interface operations {
             };
         };
     };
-    issue_token: {
+    issueApiToken: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description A retry with the same key by the same caller within 24 hours appends nothing and answers what the first request did; the same key with a different request is `409 conflict`; while the first still runs, `409 in_progress` with `Retry-After`. */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1958,6 +2069,8 @@ export interface operations {
             /** @description a conflict (`conflict`, `room_full`), or the first request with this Idempotency-Key still runs (`in_progress`, with Retry-After) */
             409: {
                 headers: {
+                    /** @description with `in_progress`: seconds to wait before retrying with the same key */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1993,10 +2106,13 @@ export interface operations {
             };
         };
     };
-    revoke_token: {
+    revokeApiToken: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description A retry with the same key by the same caller within 24 hours appends nothing and answers what the first request did; the same key with a different request is `409 conflict`; while the first still runs, `409 in_progress` with `Retry-After`. */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description the API token id */
                 token_id: string;
@@ -2062,6 +2178,8 @@ export interface operations {
             /** @description a conflict (`conflict`, `room_full`), or the first request with this Idempotency-Key still runs (`in_progress`, with Retry-After) */
             409: {
                 headers: {
+                    /** @description with `in_progress`: seconds to wait before retrying with the same key */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2097,7 +2215,7 @@ export interface operations {
             };
         };
     };
-    asyncapi_json: {
+    getAsyncApi: {
         parameters: {
             query?: never;
             header?: never;
@@ -2214,6 +2332,8 @@ export interface operations {
             /** @description a conflict (`conflict`, `room_full`), or the first request with this Idempotency-Key still runs (`in_progress`, with Retry-After) */
             409: {
                 headers: {
+                    /** @description with `in_progress`: seconds to wait before retrying with the same key */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2292,6 +2412,8 @@ export interface operations {
             /** @description a conflict (`conflict`, `room_full`), or the first request with this Idempotency-Key still runs (`in_progress`, with Retry-After) */
             409: {
                 headers: {
+                    /** @description with `in_progress`: seconds to wait before retrying with the same key */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2327,10 +2449,13 @@ export interface operations {
             };
         };
     };
-    open_direct: {
+    openDirectRoom: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description A retry with the same key by the same caller within 24 hours appends nothing and answers what the first request did; the same key with a different request is `409 conflict`; while the first still runs, `409 in_progress` with `Retry-After`. */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description the other user */
                 user_id: string;
@@ -2396,6 +2521,8 @@ export interface operations {
             /** @description a conflict (`conflict`, `room_full`), or the first request with this Idempotency-Key still runs (`in_progress`, with Retry-After) */
             409: {
                 headers: {
+                    /** @description with `in_progress`: seconds to wait before retrying with the same key */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2431,10 +2558,13 @@ export interface operations {
             };
         };
     };
-    accept_invite: {
+    acceptInvite: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description A retry with the same key by the same caller within 24 hours appends nothing and answers what the first request did; the same key with a different request is `409 conflict`; while the first still runs, `409 in_progress` with `Retry-After`. */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description the invite token */
                 token: string;
@@ -2500,6 +2630,8 @@ export interface operations {
             /** @description a conflict (`conflict`, `room_full`), or the first request with this Idempotency-Key still runs (`in_progress`, with Retry-After) */
             409: {
                 headers: {
+                    /** @description with `in_progress`: seconds to wait before retrying with the same key */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2544,10 +2676,13 @@ export interface operations {
             };
         };
     };
-    find_match: {
+    findMatch: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description A retry with the same key by the same caller within 24 hours appends nothing and answers what the first request did; the same key with a different request is `409 conflict`; while the first still runs, `409 in_progress` with `Retry-After`. */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2601,6 +2736,8 @@ export interface operations {
             /** @description a conflict (`conflict`, `room_full`), or the first request with this Idempotency-Key still runs (`in_progress`, with Retry-After) */
             409: {
                 headers: {
+                    /** @description with `in_progress`: seconds to wait before retrying with the same key */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2636,7 +2773,7 @@ export interface operations {
             };
         };
     };
-    me: {
+    getMe: {
         parameters: {
             query?: {
                 /** @description Wait until the read models have applied this position (a command's `position`): read your own writes. */
@@ -2733,10 +2870,13 @@ export interface operations {
             };
         };
     };
-    update_me: {
+    updateMe: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description A retry with the same key by the same caller within 24 hours appends nothing and answers what the first request did; the same key with a different request is `409 conflict`; while the first still runs, `409 in_progress` with `Retry-After`. */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2794,6 +2934,8 @@ export interface operations {
             /** @description a conflict (`conflict`, `room_full`), or the first request with this Idempotency-Key still runs (`in_progress`, with Retry-After) */
             409: {
                 headers: {
+                    /** @description with `in_progress`: seconds to wait before retrying with the same key */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2829,7 +2971,7 @@ export interface operations {
             };
         };
     };
-    my_mentions: {
+    listMyMentions: {
         parameters: {
             query?: {
                 /** @description Mentions before this position (none: the latest). */
@@ -2930,7 +3072,7 @@ export interface operations {
             };
         };
     };
-    my_rooms: {
+    listMyRooms: {
         parameters: {
             query?: {
                 /** @description Wait until the read models have applied this position (a command's `position`): read your own writes. */
@@ -3027,7 +3169,7 @@ export interface operations {
             };
         };
     };
-    openapi_json: {
+    getOpenApi: {
         parameters: {
             query?: never;
             header?: never;
@@ -3092,7 +3234,7 @@ export interface operations {
             };
         };
     };
-    list_rooms: {
+    listRooms: {
         parameters: {
             query?: {
                 /** @description `public` (the default): every public room; `joined`: the caller's rooms. */
@@ -3197,10 +3339,13 @@ export interface operations {
             };
         };
     };
-    create_room: {
+    createRoom: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description A retry with the same key by the same caller within 24 hours appends nothing and answers what the first request did; the same key with a different request is `409 conflict`; while the first still runs, `409 in_progress` with `Retry-After`. */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -3258,6 +3403,8 @@ export interface operations {
             /** @description a conflict (`conflict`, `room_full`), or the first request with this Idempotency-Key still runs (`in_progress`, with Retry-After) */
             409: {
                 headers: {
+                    /** @description with `in_progress`: seconds to wait before retrying with the same key */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3293,7 +3440,7 @@ export interface operations {
             };
         };
     };
-    get_room: {
+    getRoom: {
         parameters: {
             query?: {
                 /** @description Wait until the read models have applied this position (a command's `position`): read your own writes. */
@@ -3402,10 +3549,13 @@ export interface operations {
             };
         };
     };
-    delete_room: {
+    deleteRoom: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description A retry with the same key by the same caller within 24 hours appends nothing and answers what the first request did; the same key with a different request is `409 conflict`; while the first still runs, `409 in_progress` with `Retry-After`. */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description the room */
                 room_id: string;
@@ -3471,6 +3621,8 @@ export interface operations {
             /** @description a conflict (`conflict`, `room_full`), or the first request with this Idempotency-Key still runs (`in_progress`, with Retry-After) */
             409: {
                 headers: {
+                    /** @description with `in_progress`: seconds to wait before retrying with the same key */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3506,10 +3658,13 @@ export interface operations {
             };
         };
     };
-    update_room: {
+    updateRoom: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description A retry with the same key by the same caller within 24 hours appends nothing and answers what the first request did; the same key with a different request is `409 conflict`; while the first still runs, `409 in_progress` with `Retry-After`. */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description the room */
                 room_id: string;
@@ -3579,6 +3734,8 @@ export interface operations {
             /** @description a conflict (`conflict`, `room_full`), or the first request with this Idempotency-Key still runs (`in_progress`, with Retry-After) */
             409: {
                 headers: {
+                    /** @description with `in_progress`: seconds to wait before retrying with the same key */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3614,7 +3771,7 @@ export interface operations {
             };
         };
     };
-    room_events: {
+    listRoomEvents: {
         parameters: {
             query?: {
                 /** @description A position or an RFC 3339 time (when the log stored the event), inclusive. */
@@ -3714,10 +3871,13 @@ export interface operations {
             };
         };
     };
-    create_invite: {
+    createInvite: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description A retry with the same key by the same caller within 24 hours appends nothing and answers what the first request did; the same key with a different request is `409 conflict`; while the first still runs, `409 in_progress` with `Retry-After`. */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description the room */
                 room_id: string;
@@ -3788,6 +3948,8 @@ export interface operations {
             /** @description a conflict (`conflict`, `room_full`), or the first request with this Idempotency-Key still runs (`in_progress`, with Retry-After) */
             409: {
                 headers: {
+                    /** @description with `in_progress`: seconds to wait before retrying with the same key */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3823,10 +3985,13 @@ export interface operations {
             };
         };
     };
-    revoke_invite: {
+    revokeInvite: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description A retry with the same key by the same caller within 24 hours appends nothing and answers what the first request did; the same key with a different request is `409 conflict`; while the first still runs, `409 in_progress` with `Retry-After`. */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description the room */
                 room_id: string;
@@ -3894,6 +4059,8 @@ export interface operations {
             /** @description a conflict (`conflict`, `room_full`), or the first request with this Idempotency-Key still runs (`in_progress`, with Retry-After) */
             409: {
                 headers: {
+                    /** @description with `in_progress`: seconds to wait before retrying with the same key */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3938,10 +4105,13 @@ export interface operations {
             };
         };
     };
-    join: {
+    joinRoom: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description A retry with the same key by the same caller within 24 hours appends nothing and answers what the first request did; the same key with a different request is `409 conflict`; while the first still runs, `409 in_progress` with `Retry-After`. */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description the room */
                 room_id: string;
@@ -4007,6 +4177,8 @@ export interface operations {
             /** @description a conflict (`conflict`, `room_full`), or the first request with this Idempotency-Key still runs (`in_progress`, with Retry-After) */
             409: {
                 headers: {
+                    /** @description with `in_progress`: seconds to wait before retrying with the same key */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4042,10 +4214,13 @@ export interface operations {
             };
         };
     };
-    leave: {
+    leaveRoom: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description A retry with the same key by the same caller within 24 hours appends nothing and answers what the first request did; the same key with a different request is `409 conflict`; while the first still runs, `409 in_progress` with `Retry-After`. */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description the room */
                 room_id: string;
@@ -4111,6 +4286,8 @@ export interface operations {
             /** @description a conflict (`conflict`, `room_full`), or the first request with this Idempotency-Key still runs (`in_progress`, with Retry-After) */
             409: {
                 headers: {
+                    /** @description with `in_progress`: seconds to wait before retrying with the same key */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4146,7 +4323,7 @@ export interface operations {
             };
         };
     };
-    members: {
+    listMembers: {
         parameters: {
             query?: {
                 /** @description Wait until the read models have applied this position (a command's `position`): read your own writes. */
@@ -4255,10 +4432,13 @@ export interface operations {
             };
         };
     };
-    remove_member: {
+    removeMember: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description A retry with the same key by the same caller within 24 hours appends nothing and answers what the first request did; the same key with a different request is `409 conflict`; while the first still runs, `409 in_progress` with `Retry-After`. */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description the room */
                 room_id: string;
@@ -4326,6 +4506,8 @@ export interface operations {
             /** @description a conflict (`conflict`, `room_full`), or the first request with this Idempotency-Key still runs (`in_progress`, with Retry-After) */
             409: {
                 headers: {
+                    /** @description with `in_progress`: seconds to wait before retrying with the same key */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4361,7 +4543,7 @@ export interface operations {
             };
         };
     };
-    page: {
+    listMessages: {
         parameters: {
             query?: {
                 /** @description Messages before this position (none: the latest). */
@@ -4478,10 +4660,13 @@ export interface operations {
             };
         };
     };
-    send_message: {
+    sendMessage: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description A retry with the same key by the same caller within 24 hours appends nothing and answers what the first request did; the same key with a different request is `409 conflict`; while the first still runs, `409 in_progress` with `Retry-After`. */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description the room */
                 room_id: string;
@@ -4551,6 +4736,8 @@ export interface operations {
             /** @description a conflict (`conflict`, `room_full`), or the first request with this Idempotency-Key still runs (`in_progress`, with Retry-After) */
             409: {
                 headers: {
+                    /** @description with `in_progress`: seconds to wait before retrying with the same key */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4578,6 +4765,8 @@ export interface operations {
             /** @description rate limited (`Retry-After`) */
             429: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4595,7 +4784,7 @@ export interface operations {
             };
         };
     };
-    one: {
+    getMessage: {
         parameters: {
             query?: {
                 /** @description Wait until the read models have applied this position (a command's `position`): read your own writes. */
@@ -4706,10 +4895,13 @@ export interface operations {
             };
         };
     };
-    delete_message: {
+    deleteMessage: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description A retry with the same key by the same caller within 24 hours appends nothing and answers what the first request did; the same key with a different request is `409 conflict`; while the first still runs, `409 in_progress` with `Retry-After`. */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description the room */
                 room_id: string;
@@ -4777,6 +4969,8 @@ export interface operations {
             /** @description a conflict (`conflict`, `room_full`), or the first request with this Idempotency-Key still runs (`in_progress`, with Retry-After) */
             409: {
                 headers: {
+                    /** @description with `in_progress`: seconds to wait before retrying with the same key */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4812,10 +5006,13 @@ export interface operations {
             };
         };
     };
-    edit_message: {
+    editMessage: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description A retry with the same key by the same caller within 24 hours appends nothing and answers what the first request did; the same key with a different request is `409 conflict`; while the first still runs, `409 in_progress` with `Retry-After`. */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description the room */
                 room_id: string;
@@ -4887,6 +5084,8 @@ export interface operations {
             /** @description a conflict (`conflict`, `room_full`), or the first request with this Idempotency-Key still runs (`in_progress`, with Retry-After) */
             409: {
                 headers: {
+                    /** @description with `in_progress`: seconds to wait before retrying with the same key */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4922,10 +5121,13 @@ export interface operations {
             };
         };
     };
-    react: {
+    addReaction: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description A retry with the same key by the same caller within 24 hours appends nothing and answers what the first request did; the same key with a different request is `409 conflict`; while the first still runs, `409 in_progress` with `Retry-After`. */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description the room */
                 room_id: string;
@@ -4995,6 +5197,8 @@ export interface operations {
             /** @description a conflict (`conflict`, `room_full`), or the first request with this Idempotency-Key still runs (`in_progress`, with Retry-After) */
             409: {
                 headers: {
+                    /** @description with `in_progress`: seconds to wait before retrying with the same key */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5022,6 +5226,8 @@ export interface operations {
             /** @description reacting too fast (`Retry-After`) */
             429: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5039,10 +5245,13 @@ export interface operations {
             };
         };
     };
-    unreact: {
+    removeReaction: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description A retry with the same key by the same caller within 24 hours appends nothing and answers what the first request did; the same key with a different request is `409 conflict`; while the first still runs, `409 in_progress` with `Retry-After`. */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description the room */
                 room_id: string;
@@ -5112,6 +5321,8 @@ export interface operations {
             /** @description a conflict (`conflict`, `room_full`), or the first request with this Idempotency-Key still runs (`in_progress`, with Retry-After) */
             409: {
                 headers: {
+                    /** @description with `in_progress`: seconds to wait before retrying with the same key */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5139,6 +5350,8 @@ export interface operations {
             /** @description reacting too fast (`Retry-After`) */
             429: {
                 headers: {
+                    /** @description seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5156,10 +5369,13 @@ export interface operations {
             };
         };
     };
-    mark_read: {
+    markRead: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description A retry with the same key by the same caller within 24 hours appends nothing and answers what the first request did; the same key with a different request is `409 conflict`; while the first still runs, `409 in_progress` with `Retry-After`. */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description the room */
                 room_id: string;
@@ -5229,6 +5445,8 @@ export interface operations {
             /** @description a conflict (`conflict`, `room_full`), or the first request with this Idempotency-Key still runs (`in_progress`, with Retry-After) */
             409: {
                 headers: {
+                    /** @description with `in_progress`: seconds to wait before retrying with the same key */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5264,7 +5482,7 @@ export interface operations {
             };
         };
     };
-    room_state: {
+    getRoomState: {
         parameters: {
             query?: {
                 /** @description A position or an RFC 3339 time; none: now. */
@@ -5362,7 +5580,7 @@ export interface operations {
             };
         };
     };
-    search_messages: {
+    searchMessages: {
         parameters: {
             query?: {
                 /** @description The words to find (1-200 characters); each must begin a word of the message. */
@@ -5476,10 +5694,13 @@ export interface operations {
             };
         };
     };
-    create: {
+    createUser: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description A retry with the same key by the same caller within 24 hours appends nothing and answers what the first request did; the same key with a different request is `409 conflict`; while the first still runs, `409 in_progress` with `Retry-After`. */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -5537,6 +5758,8 @@ export interface operations {
             /** @description a conflict (`conflict`, `room_full`), or the first request with this Idempotency-Key still runs (`in_progress`, with Retry-After) */
             409: {
                 headers: {
+                    /** @description with `in_progress`: seconds to wait before retrying with the same key */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5572,7 +5795,7 @@ export interface operations {
             };
         };
     };
-    user: {
+    getUser: {
         parameters: {
             query?: {
                 /** @description Wait until the read models have applied this position (a command's `position`): read your own writes. */
@@ -5681,10 +5904,13 @@ export interface operations {
             };
         };
     };
-    mint: {
+    mintUserToken: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description A retry with the same key by the same caller within 24 hours appends nothing and answers what the first request did; the same key with a different request is `409 conflict`; while the first still runs, `409 in_progress` with `Retry-After`. */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description an app-managed user */
                 user_id: string;
@@ -5755,6 +5981,8 @@ export interface operations {
             /** @description a conflict (`conflict`, `room_full`), or the first request with this Idempotency-Key still runs (`in_progress`, with Retry-After) */
             409: {
                 headers: {
+                    /** @description with `in_progress`: seconds to wait before retrying with the same key */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5939,7 +6167,7 @@ export interface operations {
             };
         };
     };
-    metrics: {
+    getMetrics: {
         parameters: {
             query?: never;
             header?: never;
@@ -6069,7 +6297,7 @@ export interface operations {
             };
         };
     };
-    web_asset: {
+    getWebAsset: {
         parameters: {
             query?: never;
             header?: never;
