@@ -42,8 +42,9 @@ pub struct RawEnvelope {
     pub data: Value,
 }
 
-/// An event as clients and auditors see it: its envelope with its `position` in the log.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+/// An event as clients and auditors see it: its envelope with its `position` in the log. Its
+/// JSON Schema (a union on `type`) is in `schema.rs`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PublicEvent {
     /// The stream sequence.
     pub position: u64,

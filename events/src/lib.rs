@@ -2,7 +2,8 @@
 //! store on JetStream.
 //!
 //! - [`catalogue`]: event types with their fixed wire names (the API's event catalogue).
-//! - [`envelope`]: the envelope, decoding with upcasting, redaction.
+//! - [`envelope`]: the envelope, decoding with upcasting, redaction; `schema` (private): its
+//!   public JSON Schema, a union on `type`.
 //! - [`subjects`]: subject names under the configured prefix.
 //! - [`room`], [`user`]: the aggregates as `decide`/`evolve` functions, with no IO, and
 //!   [`room::LiveRoom`], one room kept folded from the log and the live tail.
@@ -22,6 +23,7 @@ pub mod envelope;
 mod follow;
 pub mod history;
 pub mod room;
+mod schema;
 pub mod store;
 pub mod subjects;
 pub mod tail;

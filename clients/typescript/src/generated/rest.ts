@@ -855,6 +855,14 @@ export interface components {
             /** @description 3-32 characters of `a-z 0-9 _ -`, unique among all users. */
             username: string;
         };
+        CredentialsSet: {
+            /** @description A new display name changed in the same request (one event per command). */
+            display_name?: string | null;
+            /** @description Argon2 PHC string; redacted in every output. */
+            password_hash: string;
+            /** Format: uuid */
+            user_id: string;
+        };
         /** @description `{closed, gateways}`. */
         Disconnected: {
             /**
@@ -886,6 +894,576 @@ export interface components {
             /** @description For humans; not to be parsed. */
             message: string;
         };
+        /** @description A `message.deleted` event, with its position in the log. */
+        "Event.message.deleted": {
+            /**
+             * Format: uuid
+             * @description Who did it: a user, or an API token (for what a service did).
+             */
+            actor_id: string | null;
+            data: components["schemas"]["MessageDeleted"];
+            /** Format: uuid */
+            id: string;
+            /** Format: date-time */
+            occurred_at: string;
+            /**
+             * Format: int64
+             * @description The stream sequence.
+             */
+            position: number;
+            /** Format: uuid */
+            room_id?: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "message.deleted";
+            /**
+             * Format: int32
+             * @description The payload version of `data`.
+             */
+            version: number;
+        };
+        /** @description A `message.edited` event, with its position in the log. */
+        "Event.message.edited": {
+            /**
+             * Format: uuid
+             * @description Who did it: a user, or an API token (for what a service did).
+             */
+            actor_id: string | null;
+            data: components["schemas"]["MessageEdited"];
+            /** Format: uuid */
+            id: string;
+            /** Format: date-time */
+            occurred_at: string;
+            /**
+             * Format: int64
+             * @description The stream sequence.
+             */
+            position: number;
+            /** Format: uuid */
+            room_id?: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "message.edited";
+            /**
+             * Format: int32
+             * @description The payload version of `data`.
+             */
+            version: number;
+        };
+        /** @description A `message.reaction_added` event, with its position in the log. */
+        "Event.message.reaction_added": {
+            /**
+             * Format: uuid
+             * @description Who did it: a user, or an API token (for what a service did).
+             */
+            actor_id: string | null;
+            data: components["schemas"]["Reaction"];
+            /** Format: uuid */
+            id: string;
+            /** Format: date-time */
+            occurred_at: string;
+            /**
+             * Format: int64
+             * @description The stream sequence.
+             */
+            position: number;
+            /** Format: uuid */
+            room_id?: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "message.reaction_added";
+            /**
+             * Format: int32
+             * @description The payload version of `data`.
+             */
+            version: number;
+        };
+        /** @description A `message.reaction_removed` event, with its position in the log. */
+        "Event.message.reaction_removed": {
+            /**
+             * Format: uuid
+             * @description Who did it: a user, or an API token (for what a service did).
+             */
+            actor_id: string | null;
+            data: components["schemas"]["Reaction"];
+            /** Format: uuid */
+            id: string;
+            /** Format: date-time */
+            occurred_at: string;
+            /**
+             * Format: int64
+             * @description The stream sequence.
+             */
+            position: number;
+            /** Format: uuid */
+            room_id?: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "message.reaction_removed";
+            /**
+             * Format: int32
+             * @description The payload version of `data`.
+             */
+            version: number;
+        };
+        /** @description A `message.sent` event, with its position in the log. */
+        "Event.message.sent": {
+            /**
+             * Format: uuid
+             * @description Who did it: a user, or an API token (for what a service did).
+             */
+            actor_id: string | null;
+            data: components["schemas"]["MessageSent"];
+            /** Format: uuid */
+            id: string;
+            /** Format: date-time */
+            occurred_at: string;
+            /**
+             * Format: int64
+             * @description The stream sequence.
+             */
+            position: number;
+            /** Format: uuid */
+            room_id?: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "message.sent";
+            /**
+             * Format: int32
+             * @description The payload version of `data`.
+             */
+            version: number;
+        };
+        /** @description A `room.created` event, with its position in the log. */
+        "Event.room.created": {
+            /**
+             * Format: uuid
+             * @description Who did it: a user, or an API token (for what a service did).
+             */
+            actor_id: string | null;
+            data: components["schemas"]["RoomCreated"];
+            /** Format: uuid */
+            id: string;
+            /** Format: date-time */
+            occurred_at: string;
+            /**
+             * Format: int64
+             * @description The stream sequence.
+             */
+            position: number;
+            /** Format: uuid */
+            room_id?: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "room.created";
+            /**
+             * Format: int32
+             * @description The payload version of `data`.
+             */
+            version: number;
+        };
+        /** @description A `room.deleted` event, with its position in the log. */
+        "Event.room.deleted": {
+            /**
+             * Format: uuid
+             * @description Who did it: a user, or an API token (for what a service did).
+             */
+            actor_id: string | null;
+            data: components["schemas"]["RoomDeleted"];
+            /** Format: uuid */
+            id: string;
+            /** Format: date-time */
+            occurred_at: string;
+            /**
+             * Format: int64
+             * @description The stream sequence.
+             */
+            position: number;
+            /** Format: uuid */
+            room_id?: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "room.deleted";
+            /**
+             * Format: int32
+             * @description The payload version of `data`.
+             */
+            version: number;
+        };
+        /** @description A `room.invite_created` event, with its position in the log. */
+        "Event.room.invite_created": {
+            /**
+             * Format: uuid
+             * @description Who did it: a user, or an API token (for what a service did).
+             */
+            actor_id: string | null;
+            data: components["schemas"]["InviteCreated"];
+            /** Format: uuid */
+            id: string;
+            /** Format: date-time */
+            occurred_at: string;
+            /**
+             * Format: int64
+             * @description The stream sequence.
+             */
+            position: number;
+            /** Format: uuid */
+            room_id?: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "room.invite_created";
+            /**
+             * Format: int32
+             * @description The payload version of `data`.
+             */
+            version: number;
+        };
+        /** @description A `room.invite_revoked` event, with its position in the log. */
+        "Event.room.invite_revoked": {
+            /**
+             * Format: uuid
+             * @description Who did it: a user, or an API token (for what a service did).
+             */
+            actor_id: string | null;
+            data: components["schemas"]["InviteRevoked"];
+            /** Format: uuid */
+            id: string;
+            /** Format: date-time */
+            occurred_at: string;
+            /**
+             * Format: int64
+             * @description The stream sequence.
+             */
+            position: number;
+            /** Format: uuid */
+            room_id?: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "room.invite_revoked";
+            /**
+             * Format: int32
+             * @description The payload version of `data`.
+             */
+            version: number;
+        };
+        /** @description A `room.member_joined` event, with its position in the log. */
+        "Event.room.member_joined": {
+            /**
+             * Format: uuid
+             * @description Who did it: a user, or an API token (for what a service did).
+             */
+            actor_id: string | null;
+            data: components["schemas"]["MemberJoined"];
+            /** Format: uuid */
+            id: string;
+            /** Format: date-time */
+            occurred_at: string;
+            /**
+             * Format: int64
+             * @description The stream sequence.
+             */
+            position: number;
+            /** Format: uuid */
+            room_id?: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "room.member_joined";
+            /**
+             * Format: int32
+             * @description The payload version of `data`.
+             */
+            version: number;
+        };
+        /** @description A `room.member_left` event, with its position in the log. */
+        "Event.room.member_left": {
+            /**
+             * Format: uuid
+             * @description Who did it: a user, or an API token (for what a service did).
+             */
+            actor_id: string | null;
+            data: components["schemas"]["MemberLeft"];
+            /** Format: uuid */
+            id: string;
+            /** Format: date-time */
+            occurred_at: string;
+            /**
+             * Format: int64
+             * @description The stream sequence.
+             */
+            position: number;
+            /** Format: uuid */
+            room_id?: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "room.member_left";
+            /**
+             * Format: int32
+             * @description The payload version of `data`.
+             */
+            version: number;
+        };
+        /** @description A `room.member_removed` event, with its position in the log. */
+        "Event.room.member_removed": {
+            /**
+             * Format: uuid
+             * @description Who did it: a user, or an API token (for what a service did).
+             */
+            actor_id: string | null;
+            data: components["schemas"]["MemberRemoved"];
+            /** Format: uuid */
+            id: string;
+            /** Format: date-time */
+            occurred_at: string;
+            /**
+             * Format: int64
+             * @description The stream sequence.
+             */
+            position: number;
+            /** Format: uuid */
+            room_id?: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "room.member_removed";
+            /**
+             * Format: int32
+             * @description The payload version of `data`.
+             */
+            version: number;
+        };
+        /** @description A `room.read` event, with its position in the log. */
+        "Event.room.read": {
+            /**
+             * Format: uuid
+             * @description Who did it: a user, or an API token (for what a service did).
+             */
+            actor_id: string | null;
+            data: components["schemas"]["RoomRead"];
+            /** Format: uuid */
+            id: string;
+            /** Format: date-time */
+            occurred_at: string;
+            /**
+             * Format: int64
+             * @description The stream sequence.
+             */
+            position: number;
+            /** Format: uuid */
+            room_id?: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "room.read";
+            /**
+             * Format: int32
+             * @description The payload version of `data`.
+             */
+            version: number;
+        };
+        /** @description A `room.updated` event, with its position in the log. */
+        "Event.room.updated": {
+            /**
+             * Format: uuid
+             * @description Who did it: a user, or an API token (for what a service did).
+             */
+            actor_id: string | null;
+            data: components["schemas"]["RoomUpdated"];
+            /** Format: uuid */
+            id: string;
+            /** Format: date-time */
+            occurred_at: string;
+            /**
+             * Format: int64
+             * @description The stream sequence.
+             */
+            position: number;
+            /** Format: uuid */
+            room_id?: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "room.updated";
+            /**
+             * Format: int32
+             * @description The payload version of `data`.
+             */
+            version: number;
+        };
+        /** @description A `token.issued` event, with its position in the log. */
+        "Event.token.issued": {
+            /**
+             * Format: uuid
+             * @description Who did it: a user, or an API token (for what a service did).
+             */
+            actor_id: string | null;
+            data: components["schemas"]["TokenIssued"];
+            /** Format: uuid */
+            id: string;
+            /** Format: date-time */
+            occurred_at: string;
+            /**
+             * Format: int64
+             * @description The stream sequence.
+             */
+            position: number;
+            /** Format: uuid */
+            room_id?: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "token.issued";
+            /**
+             * Format: int32
+             * @description The payload version of `data`.
+             */
+            version: number;
+        };
+        /** @description A `token.revoked` event, with its position in the log. */
+        "Event.token.revoked": {
+            /**
+             * Format: uuid
+             * @description Who did it: a user, or an API token (for what a service did).
+             */
+            actor_id: string | null;
+            data: components["schemas"]["TokenRevoked"];
+            /** Format: uuid */
+            id: string;
+            /** Format: date-time */
+            occurred_at: string;
+            /**
+             * Format: int64
+             * @description The stream sequence.
+             */
+            position: number;
+            /** Format: uuid */
+            room_id?: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "token.revoked";
+            /**
+             * Format: int32
+             * @description The payload version of `data`.
+             */
+            version: number;
+        };
+        /** @description A `user.credentials_set` event, with its position in the log. */
+        "Event.user.credentials_set": {
+            /**
+             * Format: uuid
+             * @description Who did it: a user, or an API token (for what a service did).
+             */
+            actor_id: string | null;
+            data: components["schemas"]["CredentialsSet"];
+            /** Format: uuid */
+            id: string;
+            /** Format: date-time */
+            occurred_at: string;
+            /**
+             * Format: int64
+             * @description The stream sequence.
+             */
+            position: number;
+            /** Format: uuid */
+            room_id?: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "user.credentials_set";
+            /**
+             * Format: int32
+             * @description The payload version of `data`.
+             */
+            version: number;
+        };
+        /** @description A `user.registered` event, with its position in the log. */
+        "Event.user.registered": {
+            /**
+             * Format: uuid
+             * @description Who did it: a user, or an API token (for what a service did).
+             */
+            actor_id: string | null;
+            data: components["schemas"]["UserRegistered"];
+            /** Format: uuid */
+            id: string;
+            /** Format: date-time */
+            occurred_at: string;
+            /**
+             * Format: int64
+             * @description The stream sequence.
+             */
+            position: number;
+            /** Format: uuid */
+            room_id?: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "user.registered";
+            /**
+             * Format: int32
+             * @description The payload version of `data`.
+             */
+            version: number;
+        };
+        /** @description A `user.updated` event, with its position in the log. */
+        "Event.user.updated": {
+            /**
+             * Format: uuid
+             * @description Who did it: a user, or an API token (for what a service did).
+             */
+            actor_id: string | null;
+            data: components["schemas"]["UserUpdated"];
+            /** Format: uuid */
+            id: string;
+            /** Format: date-time */
+            occurred_at: string;
+            /**
+             * Format: int64
+             * @description The stream sequence.
+             */
+            position: number;
+            /** Format: uuid */
+            room_id?: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "user.updated";
+            /**
+             * Format: int32
+             * @description The payload version of `data`.
+             */
+            version: number;
+        };
         /** @description `{status: "ok"}`. */
         Health: {
             status: string;
@@ -895,6 +1473,25 @@ export interface components {
             invite: components["schemas"]["InviteView"];
             /** Format: int64 */
             position: number;
+        };
+        InviteCreated: {
+            /** Format: date-time */
+            expires_at: string;
+            /** Format: uuid */
+            invite_id: string;
+            /** Format: uuid */
+            invitee_id?: string | null;
+            /**
+             * Format: int32
+             * @description `None`: unlimited uses until expiry or revocation.
+             */
+            max_uses?: number | null;
+            /** @description SHA-256 (hex) of the invite token; the token itself is never stored. */
+            token_hash: string;
+        };
+        InviteRevoked: {
+            /** Format: uuid */
+            invite_id: string;
         };
         InviteView: {
             /** Format: date-time */
@@ -967,6 +1564,35 @@ export interface components {
             user_id: string;
             username?: string | null;
         };
+        MemberJoined: {
+            /**
+             * Format: uuid
+             * @description The invite this join used, if any (it counts towards the invite's `max_uses`).
+             */
+            invite?: string | null;
+            /**
+             * Format: uuid
+             * @description In a `pair` room, the user who waited there and is now matched with this one.
+             */
+            matched_with?: string | null;
+            role: components["schemas"]["Role"];
+            /** Format: uuid */
+            user_id: string;
+        };
+        MemberLeft: {
+            /**
+             * Format: uuid
+             * @description When the owner leaves a room that still has members, ownership passes to the
+             *     longest-standing member, named here so projections need no arithmetic.
+             */
+            new_owner_id?: string | null;
+            /** Format: uuid */
+            user_id: string;
+        };
+        MemberRemoved: {
+            /** Format: uuid */
+            user_id: string;
+        };
         /** @description `{members}`, in the order they joined. */
         Members: {
             members: components["schemas"]["Member"][];
@@ -976,6 +1602,15 @@ export interface components {
             message: components["schemas"]["MessageView"];
             /** Format: int64 */
             position: number;
+        };
+        MessageDeleted: {
+            /** Format: uuid */
+            message_id: string;
+        };
+        MessageEdited: {
+            content: string;
+            /** Format: uuid */
+            message_id: string;
         };
         /**
          * @description What a message carries.
@@ -987,6 +1622,28 @@ export interface components {
             /** @description Whether more lie in the direction paged. */
             has_more: boolean;
             messages: components["schemas"]["MessageView"][];
+        };
+        MessageSent: {
+            attachment?: components["schemas"]["Attachment"] | null;
+            content: string;
+            kind: components["schemas"]["MessageKind"];
+            /**
+             * @description Members of the room the message mentions, each once, fixed when it is sent (an edit
+             *     changes only the content).
+             */
+            mentions?: string[];
+            /** Format: uuid */
+            message_id: string;
+            /**
+             * Format: uuid
+             * @description A quoted reply: the message it answers (of the same room; it may be in a thread).
+             */
+            reply_to?: string | null;
+            /**
+             * Format: uuid
+             * @description A reply inside the thread of this root message (of the same room's main timeline).
+             */
+            thread_id?: string | null;
         };
         MessageView: {
             attachment?: components["schemas"]["Attachment"] | null;
@@ -1087,39 +1744,19 @@ export interface components {
             /** Format: int64 */
             position: number;
         };
-        /** @description An event as clients and auditors see it: its envelope with its `position` in the log. */
-        PublicEvent: components["schemas"]["RawEnvelope"] & {
-            /**
-             * Format: int64
-             * @description The stream sequence.
-             */
-            position: number;
-        };
+        /** @description An event as clients and auditors see it: its envelope with its `position` in the log, and `data` as its `type` says. Credentials are redacted. More types may come: a client ignores a type it does not know. */
+        PublicEvent: components["schemas"]["Event.user.registered"] | components["schemas"]["Event.user.updated"] | components["schemas"]["Event.user.credentials_set"] | components["schemas"]["Event.room.created"] | components["schemas"]["Event.room.updated"] | components["schemas"]["Event.room.deleted"] | components["schemas"]["Event.room.member_joined"] | components["schemas"]["Event.room.member_left"] | components["schemas"]["Event.room.member_removed"] | components["schemas"]["Event.room.invite_created"] | components["schemas"]["Event.room.invite_revoked"] | components["schemas"]["Event.message.sent"] | components["schemas"]["Event.message.edited"] | components["schemas"]["Event.message.deleted"] | components["schemas"]["Event.message.reaction_added"] | components["schemas"]["Event.message.reaction_removed"] | components["schemas"]["Event.room.read"] | components["schemas"]["Event.token.issued"] | components["schemas"]["Event.token.revoked"];
         /**
-         * @description The envelope as it is on the wire, with `data` still untyped. Unknown types stay in this
-         *     form so that readers can pass them through or skip them.
+         * @description A member's reaction to a message, added or taken back (`message.reaction_added`,
+         *     `message.reaction_removed`).
          */
-        RawEnvelope: {
-            /**
-             * Format: uuid
-             * @description Who did it: a user, or an API token (for what a service did).
-             */
-            actor_id?: string | null;
-            /** @description The type's data (see the event catalogue); credentials redacted. */
-            data: Record<string, never>;
+        Reaction: {
+            /** @description One emoji (a grapheme cluster) or a `:short_name:`. */
+            emoji: string;
             /** Format: uuid */
-            id: string;
-            /** Format: date-time */
-            occurred_at: string;
+            message_id: string;
             /** Format: uuid */
-            room_id?: string | null;
-            /** @description The event type (`message.sent`, ...); a client ignores types it does not know. */
-            type: string;
-            /**
-             * Format: int32
-             * @description The payload version of `data`.
-             */
-            version: number;
+            user_id: string;
         };
         /** @description One emoji's reactions to a message. */
         ReactionView: {
@@ -1148,6 +1785,21 @@ export interface components {
             position: number;
             room: components["schemas"]["RoomView"];
         };
+        RoomCreated: {
+            kind: components["schemas"]["RoomKind"];
+            /** Format: int32 */
+            max_members: number;
+            name: string;
+            /** Format: uuid */
+            owner_id: string;
+            visibility: components["schemas"]["Visibility"];
+            /**
+             * Format: uuid
+             * @description The other member of a `direct` room, a member from its creation on.
+             */
+            with_user_id?: string | null;
+        };
+        RoomDeleted: Record<string, never>;
         /**
          * @description What a room is for: an ordinary group, a one-to-one direct room, or a matched pair.
          * @enum {string}
@@ -1159,6 +1811,12 @@ export interface components {
             next_cursor?: string | null;
             rooms: components["schemas"]["RoomView"][];
         };
+        RoomRead: {
+            /** Format: int64 */
+            up_to_position: number;
+            /** Format: uuid */
+            user_id: string;
+        };
         /** @description A room as it was at a point of the log. */
         RoomState: {
             deleted: boolean;
@@ -1169,6 +1827,12 @@ export interface components {
              */
             position: number;
             room: components["schemas"]["RoomView"];
+        };
+        RoomUpdated: {
+            /** Format: int32 */
+            max_members?: number | null;
+            name?: string | null;
+            visibility?: components["schemas"]["Visibility"] | null;
         };
         RoomView: {
             /** Format: date-time */
@@ -1276,6 +1940,25 @@ export interface components {
             /** Format: int64 */
             reply_count: number;
         };
+        TokenIssued: {
+            /** Format: date-time */
+            expires_at?: string | null;
+            name?: string | null;
+            /** @description What the token may do. */
+            role?: components["schemas"]["TokenRole"];
+            /**
+             * @description SHA-256 (hex) of the token; the token itself is shown once and never stored.
+             *     Redacted in every output all the same.
+             */
+            token_hash?: string;
+            /** Format: uuid */
+            token_id: string;
+        };
+        TokenRevoked: {
+            name?: string | null;
+            /** Format: uuid */
+            token_id: string;
+        };
         /**
          * @description An API token's rights: a `service` creates users and mints their tokens; an `admin` may
          *     also do all an operator may.
@@ -1310,6 +1993,29 @@ export interface components {
             /** Format: uuid */
             user_id: string;
             username: string;
+        };
+        UserRegistered: {
+            display_name: string;
+            /**
+             * @description Argon2 PHC string. Registration is a single event (it is also the username claim),
+             *     so the initial credentials travel here; history and audit outputs redact it. Empty
+             *     for a user an app created with a service token: they have no password.
+             */
+            password_hash?: string;
+            /**
+             * Format: uuid
+             * @description The service token that created this user (`POST /users`), who signs in through that
+             *     app rather than with a password.
+             */
+            service_token_id?: string | null;
+            /** Format: uuid */
+            user_id: string;
+            username: string;
+        };
+        UserUpdated: {
+            display_name?: string | null;
+            /** Format: uuid */
+            user_id: string;
         };
         UserView: {
             /** Format: date-time */
