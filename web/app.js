@@ -7,6 +7,7 @@ import { NatterClient, NatterError, Rest } from "/web/natter-client.js";
 const $ = (id) => document.getElementById(id);
 const origin = location.origin;
 const SESSION = "natter.session";
+const OPEN_ROOM = "natter.room";
 
 // Per tab (sessionStorage), so that two tabs can be two people; a reload keeps it.
 let session = JSON.parse(sessionStorage.getItem(SESSION) || "null"); // {token, user, position}
@@ -30,10 +31,31 @@ function el(tag, props = {}, ...children) {
   return node;
 }
 
+let toastTimer;
+/** Says what went wrong in the page (no browser dialog): a refused request by its message, a
+ * network failure in plain words; a refused login token signs out. */
 function showError(e) {
-  const text = e instanceof NatterError ? `${e.message} (${e.code})` : String(e);
-  console.error(e);
-  alert(text);
+  if (e instanceof NatterError && e.status === 401) return signOut("Your session has ended: log in again.");
+  const text =
+    e instanceof NatterError
+      ? e.message
+      : e instanceof TypeError
+        ? "Cannot reach natter: check your connection, then try again."
+        : String(e?.message ?? e);
+  const toast = $("toast");
+  toast.textContent = text;
+  toast.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => (toast.hidden = true), 6000);
+}
+
+/** Runs work the user did not ask for (a refresh after an event): a room that is no longer
+ * ours (403, 404) is not an error worth showing. */
+function background(promise) {
+  promise.catch((e) => {
+    if (e instanceof NatterError && (e.status === 403 || e.status === 404)) return;
+    showError(e);
+  });
 }
 
 // -- signing in ---------------------------------------------------------------------------------
@@ -59,23 +81,45 @@ $("auth-form").addEventListener("submit", async (ev) => {
 
 $("logout").addEventListener("click", () => {
   sessionStorage.removeItem(SESSION);
+  sessionStorage.removeItem(OPEN_ROOM);
   location.reload();
 });
 
-function showAuth() {
+function showAuth(notice) {
   $("auth").hidden = false;
   $("app").hidden = true;
+  $("auth-notice").hidden = !notice;
+  $("auth-notice").textContent = notice ?? "";
+}
+
+/** The token is refused and no other can be had: back to the login form. */
+function signOut(notice) {
+  sessionStorage.removeItem(SESSION);
+  const old = client;
+  client = undefined;
+  old?.close();
+  showAuth(notice);
 }
 
 // -- the app ------------------------------------------------------------------------------------
 
 async function start() {
-  client = new NatterClient({ baseUrl: origin, getToken: () => session.token });
+  client?.close();
+  followed.clear();
+  // The page has no way to get a new token by itself: asked for one, it gives up, and the
+  // client closes (4001), which brings back the login form.
+  client = new NatterClient({
+    baseUrl: origin,
+    getToken: (refresh) => {
+      if (refresh) throw new Error("the session ended");
+      return session.token;
+    },
+  });
   client.rest.wrote(session.position);
   try {
     session.user = await client.rest.me();
   } catch (e) {
-    if (e instanceof NatterError && (e.status === 401 || e.status === 404)) return showAuth();
+    if (e instanceof NatterError && (e.status === 401 || e.status === 404)) return signOut("Log in again.");
     throw e;
   }
   names.set(session.user.id, session.user.username);
@@ -85,12 +129,12 @@ async function start() {
   client.on("state", ({ state, code }) => {
     $("conn").textContent = state;
     $("conn").className = `conn ${state}`;
-    if (state === "closed" && code === 4001) showAuth();
+    if (state === "closed" && code === 4001) signOut("Your session has ended: log in again.");
   });
   client.on("event", onEvent);
   client.on("feed", ({ position }) => {
     client.rest.saw(position);
-    void loadMyRooms();
+    background(loadMyRooms());
   });
   client.on("message", onLocal);
   client.on("typing", onTyping);
@@ -104,12 +148,26 @@ async function start() {
   client.on("unsubscribed", ({ roomId }) => {
     followed.delete(roomId);
     if (current?.id === roomId) closeRoom();
-    void loadMyRooms();
+    background(loadMyRooms());
   });
   client.connect();
   await loadMyRooms();
   await loadPublic("");
+  // The room open before a reload opens again.
+  const open = sessionStorage.getItem(OPEN_ROOM);
+  if (open && myRooms.has(open)) await openRoom(open);
 }
+
+// The public list's member counts change as people come and go in rooms this page does not
+// follow: refreshed every 30 s while the page is shown, and soon after any membership event.
+let publicTimer;
+function refreshPublic(delay = 500) {
+  clearTimeout(publicTimer);
+  publicTimer = setTimeout(() => client && background(loadPublic($("search").value)), delay);
+}
+setInterval(() => {
+  if (client && !document.hidden) refreshPublic(0);
+}, 30_000);
 
 async function loadMyRooms() {
   const { rooms } = await client.rest.myRooms();
@@ -148,7 +206,7 @@ function renderMyRooms() {
 let searchTimer;
 $("search").addEventListener("input", (ev) => {
   clearTimeout(searchTimer);
-  searchTimer = setTimeout(() => loadPublic(ev.target.value), 250);
+  searchTimer = setTimeout(() => background(loadPublic(ev.target.value)), 250);
 });
 
 async function loadPublic(q) {
@@ -217,6 +275,8 @@ $("accept-invite").addEventListener("submit", async (ev) => {
 async function openRoom(id) {
   const row = myRooms.get(id);
   if (!row) return;
+  flushRead();
+  sessionStorage.setItem(OPEN_ROOM, id);
   current = { id, room: row, oldest: undefined, hasMore: false, loading: false, members: new Map() };
   $("app").classList.add("in-room");
   $("empty").hidden = true;
@@ -230,11 +290,18 @@ async function openRoom(id) {
   closeThread();
   $("typing").textContent = "";
   renderMyRooms();
-  await Promise.all([loadMembers(), loadPage()]);
+  try {
+    await Promise.all([loadMembers(), loadPage()]);
+  } catch (e) {
+    if (current?.id === id) closeRoom();
+    return background(Promise.reject(e));
+  }
   markRead();
 }
 
 function closeRoom() {
+  flushRead();
+  sessionStorage.removeItem(OPEN_ROOM);
   current = undefined;
   $("app").classList.remove("in-room");
   $("room").hidden = true;
@@ -304,7 +371,7 @@ async function loadPage() {
 }
 
 $("messages").addEventListener("scroll", (ev) => {
-  if (current && current.hasMore && ev.target.scrollTop < 40) void loadPage();
+  if (current && current.hasMore && ev.target.scrollTop < 40) background(loadPage());
 });
 
 function messageItem(m) {
@@ -336,12 +403,24 @@ function fillMessage(li, m, mine) {
     if (!m.thread_id) {
       actions.append(el("button", { class: "link", text: "reply", onclick: () => openThread(li._message) }));
     }
-    actions.append(el("button", { class: "link", text: "👍", title: "React", onclick: () => toggleReaction(li._message, "👍") }));
+    const picker = el("span", { class: "picker", hidden: "" });
+    for (const emoji of EMOJI) {
+      picker.append(
+        el("button", { class: "link", text: emoji, title: `React with ${emoji}`, onclick: () => {
+          picker.hidden = true;
+          void toggleReaction(li._message, emoji);
+        } }),
+      );
+    }
+    actions.append(
+      el("button", { class: "link", text: "react", title: "React", onclick: () => (picker.hidden = !picker.hidden) }),
+      picker,
+    );
   }
   if (mine && !m.deleted && m.kind !== "system") {
     actions.append(
-      el("button", { class: "link", text: "edit", onclick: () => editMessage(m) }),
-      el("button", { class: "link", text: "delete", onclick: () => deleteMessage(m) }),
+      el("button", { class: "link", text: "edit", onclick: () => editMessage(li) }),
+      el("button", { class: "link", text: "delete", onclick: (ev) => deleteMessage(m, ev.currentTarget) }),
     );
   }
   const reactions = el("div", { class: "reactions" });
@@ -366,6 +445,8 @@ function fillMessage(li, m, mine) {
   );
   li._message = m;
 }
+
+const EMOJI = ["👍", "❤️", "😂", "🎉", "😮", "😢"];
 
 /** The members a message names as `@username` (others are left as text). */
 function linksOf(content) {
@@ -461,20 +542,57 @@ function onThreadReply(m) {
   if (current?.thread === m.thread_id) showLive(m, $("thread-messages"));
 }
 
-async function editMessage(m) {
-  const content = prompt("Edit message", m.content);
-  if (content === null || content === m.content) return;
-  try {
-    await client.rest.editMessage(current.id, m.id, content);
-  } catch (e) {
-    showError(e);
-  }
+/** Edits a message in place: its text becomes an editor (Enter saves, Escape cancels). */
+function editMessage(li) {
+  const m = li._message;
+  const text = li.querySelector(".text");
+  if (!text || li.querySelector(".editor")) return;
+  const input = el("textarea", { maxlength: "4000", rows: "2" });
+  input.value = m.content;
+  const done = () => fillMessage(li, li._message, true);
+  const save = async () => {
+    const content = input.value.trim();
+    if (!content || content === m.content) return done();
+    try {
+      await client.rest.editMessage(m.room_id, m.id, content);
+      done();
+    } catch (e) {
+      showError(e);
+    }
+  };
+  input.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" && !ev.shiftKey) {
+      ev.preventDefault();
+      void save();
+    } else if (ev.key === "Escape") done();
+  });
+  text.replaceWith(
+    el("span", { class: "editor" }, input,
+      el("button", { class: "link", text: "save", onclick: save }),
+      el("button", { class: "link", text: "cancel", onclick: done })),
+  );
+  input.focus();
 }
 
-async function deleteMessage(m) {
-  if (!confirm("Delete this message?")) return;
+/** A second click within 4 s confirms (no browser dialog). */
+function confirmed(button, question) {
+  if (button.dataset.confirm) return true;
+  const label = button.textContent;
+  button.dataset.confirm = "1";
+  button.textContent = question;
+  button.classList.add("confirm");
+  setTimeout(() => {
+    delete button.dataset.confirm;
+    button.textContent = label;
+    button.classList.remove("confirm");
+  }, 4000);
+  return false;
+}
+
+async function deleteMessage(m, button) {
+  if (!confirmed(button, "delete: sure?")) return;
   try {
-    await client.rest.deleteMessage(current.id, m.id);
+    await client.rest.deleteMessage(m.room_id, m.id);
   } catch (e) {
     showError(e);
   }
@@ -494,6 +612,16 @@ $("composer").addEventListener("submit", (ev) => {
   $("messages").append(li);
   $("messages").scrollTop = $("messages").scrollHeight;
 });
+
+// Enter sends, Shift+Enter makes a new line.
+for (const form of [$("composer"), $("thread-composer")]) {
+  form.elements.content.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
+      ev.preventDefault();
+      form.requestSubmit();
+    }
+  });
+}
 
 $("composer").addEventListener("input", () => {
   if (!current || Date.now() - typingSent < 3000) return;
@@ -617,12 +745,18 @@ function onEvent({ roomId, event }) {
     case "room.member_joined":
     case "room.member_left":
     case "room.member_removed":
-    case "room.updated":
-      if (current?.id === roomId) void loadMembers();
-      if (data.user_id === session.user.id || event.type === "room.updated") void loadMyRooms();
+    case "room.updated": {
+      const gone = event.type !== "room.member_joined" && event.type !== "room.updated" && data.user_id === session.user.id;
+      if (gone && current?.id === roomId) closeRoom();
+      else if (current?.id === roomId) background(loadMembers());
+      if (data.user_id === session.user.id || event.type === "room.updated") background(loadMyRooms());
+      refreshPublic();
       return;
+    }
     case "room.deleted":
-      void loadMyRooms();
+      if (current?.id === roomId) closeRoom();
+      background(loadMyRooms());
+      refreshPublic();
       return;
   }
 }
@@ -647,23 +781,33 @@ function showLive(m, list = $("messages")) {
   if (near) list.scrollTop = list.scrollHeight;
 }
 
+// The read marker follows the open room a moment behind (one op for a burst of messages);
+// leaving the room (another room, the list, a reload) sends what is pending at once.
 let readTimer;
+let readRoom;
 function markRead() {
   clearTimeout(readTimer);
-  readTimer = setTimeout(() => {
-    if (!current) return;
-    const last = client.position(current.id);
-    const row = myRooms.get(current.id);
-    if (last && row && last > row.last_read_position) {
-      client.read(current.id, last);
-      row.last_read_position = last;
-    }
-    if (row) {
-      row.unread_count = 0;
-      renderMyRooms();
-    }
-  }, 300);
+  readRoom = current?.id;
+  readTimer = setTimeout(flushRead, 300);
 }
+
+function flushRead() {
+  clearTimeout(readTimer);
+  const roomId = readRoom;
+  readRoom = undefined;
+  if (!roomId || !client) return;
+  const last = client.position(roomId);
+  const row = myRooms.get(roomId);
+  if (last && row && last > row.last_read_position) {
+    client.read(roomId, last);
+    row.last_read_position = last;
+  }
+  if (row) {
+    row.unread_count = 0;
+    renderMyRooms();
+  }
+}
+window.addEventListener("pagehide", flushRead);
 
 $("invite").addEventListener("click", async () => {
   try {
@@ -676,17 +820,58 @@ $("invite").addEventListener("click", async () => {
   }
 });
 
-$("leave").addEventListener("click", async () => {
-  if (!confirm("Leave this room?")) return;
+$("leave").addEventListener("click", async (ev) => {
+  if (!current || !confirmed(ev.currentTarget, "Leave: sure?")) return;
+  const id = current.id;
   try {
-    await client.rest.leave(current.id);
     closeRoom();
+    await client.rest.leave(id);
+    followed.delete(id);
     await loadMyRooms();
     await loadPublic($("search").value);
   } catch (e) {
     showError(e);
   }
 });
+
+// -- searching messages -------------------------------------------------------------------------
+
+/** The server's highlight (escaped text with `<mark>`), rebuilt as text and marks only. */
+function highlighted(html) {
+  const doc = new DOMParser().parseFromString(`<p>${html}</p>`, "text/html");
+  const out = el("span", { class: "text" });
+  for (const node of doc.body.firstChild?.childNodes ?? []) {
+    out.append(node.nodeName === "MARK" ? el("mark", { text: node.textContent }) : document.createTextNode(node.textContent));
+  }
+  return out;
+}
+
+let messageSearch;
+$("search-messages").addEventListener("submit", (ev) => ev.preventDefault());
+$("search-messages").elements.q.addEventListener("input", (ev) => {
+  clearTimeout(messageSearch);
+  messageSearch = setTimeout(() => background(searchMessages(ev.target.value.trim())), 300);
+});
+
+async function searchMessages(q) {
+  const list = $("search-results");
+  if (!q) return list.replaceChildren();
+  const { results } = await client.rest.search({ q, limit: 20 });
+  if ($("search-messages").elements.q.value.trim() !== q) return; // a newer search is on its way
+  list.replaceChildren(
+    ...(results.length
+      ? results.map(({ message, highlight }) => {
+          const row = myRooms.get(message.room_id);
+          return el(
+            "li",
+            { "data-room": message.room_id, onclick: () => openRoom(message.room_id) },
+            el("span", { class: "room-of", text: row ? roomTitle(row) : "a room" }),
+            highlighted(highlight),
+          );
+        })
+      : [el("li", { class: "muted", text: "No message matches." })]),
+  );
+}
 
 if (session) start().catch(showError);
 else showAuth();
