@@ -48,7 +48,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Serialize, ToSchema)]
 struct IssuedToken {
     id: Uuid,
-    /// `natter_<id>_<secret>`; stored only as a hash.
+    /// `natter_<id>_<secret>`; stored only as a hash, so shown this once: a replay of the
+    /// request's `Idempotency-Key` answers without it.
+    #[schema(required = false)]
     token: String,
     name: String,
     role: TokenRole,

@@ -272,6 +272,15 @@ test("multi-line text, a long word, other emoji, search, a reload, leaving, and 
   const oneLine = await ben.$eval("#room-name", (n) => parseFloat(getComputedStyle(n).lineHeight) || 20);
   assert.ok(height > oneLine * 1.5, `shown on two lines (${height}px)`);
 
+  // A burst of quick messages: both windows show them in the order they were typed.
+  const burst = Array.from({ length: 14 }, (_, i) => `quick ${i + 1}`);
+  for (const text of burst) await say(anna, text);
+  for (const page of [anna, ben]) {
+    await page.waitForSelector("#messages li:not(.pending):has-text('quick 14')");
+    const quick = (await shown(page)).filter((t) => t.startsWith("quick "));
+    assert.deepEqual(quick, burst, "in the order typed");
+  }
+
   // A long word wraps inside the timeline instead of running under the member list.
   await say(anna, "x".repeat(300));
   const word = "#messages li:has-text('xxxxxxxxxx')";

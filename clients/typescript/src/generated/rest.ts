@@ -1527,8 +1527,11 @@ export interface components {
             /** Format: int64 */
             position: number;
             role: components["schemas"]["TokenRole"];
-            /** @description `natter_<id>_<secret>`; stored only as a hash. */
-            token: string;
+            /**
+             * @description `natter_<id>_<secret>`; stored only as a hash, so shown this once: a replay of the
+             *     request's `Idempotency-Key` answers without it.
+             */
+            token?: string;
         };
         Login: {
             password: string;
