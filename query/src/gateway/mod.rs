@@ -7,6 +7,7 @@
 //! - [`conn`]: one connection's bounded outbox.
 //! - [`session`]: one connection: auth, bounded send queue, heartbeats, close codes.
 //! - [`ops`]: one connection's client ops (subscribe, send, read, typing, ...).
+//! - `sends` (private): the order of a connection's sends to each room.
 //! - [`live`]: typing, signals and presence on core NATS.
 //! - [`protocol`]: the frames.
 //! - [`admin`]: answers to operators (connections, disconnects), asked of every gateway.
@@ -20,6 +21,7 @@ pub mod live;
 mod ops;
 pub mod protocol;
 pub mod replay;
+mod sends;
 pub mod session;
 
 use std::sync::Arc;

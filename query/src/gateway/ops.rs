@@ -5,16 +5,16 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
 use natter_edge::commands::Call;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use super::Gateway;
 use super::conn::Conn;
 use super::protocol::{self, ClientOp, FrameError};
+use super::sends::SendOrder;
 use super::session::{MAX_CLIENT_FRAME, MAX_SUBSCRIPTIONS};
 
 /// The rooms a connection follows, and whether it has ended (after which a subscription
@@ -98,57 +98,12 @@ pub(super) fn error_frame(e: &FrameError) -> Utf8Bytes {
 }
 
 /// A connection's way to the write side: its token, how many of its `send` and `read` ops
-/// may run at once (more wait, and hold up the connection's later frames), and its sends to
-/// each room, which run one after another in the order the connection sent them.
+/// may run at once (more wait, and hold up the connection's later frames), and the order of
+/// its sends to each room.
 pub(super) struct Ops {
     pub token: Arc<str>,
     pub in_flight: Arc<Semaphore>,
-    pub sends: Arc<Mutex<HashMap<Uuid, RoomSends>>>,
-}
-
-/// How long after a send is refused for a while (`rate_limited`, `unavailable`,
-/// `in_progress`) the sends behind it to the same room are refused the same way, unless the
-/// refused one comes again first: long enough for sends already on the wire when the refusal
-/// went out to arrive, so that none of them overtakes the one it followed.
-const HOLD_AFTER_REFUSAL: Duration = Duration::from_secs(2);
-
-/// A connection's sends to one room: the last one queued, and the last refusal that holds the
-/// ones behind it.
-#[derive(Default)]
-pub(super) struct RoomSends {
-    /// The number of the last send queued, and what tells its successor it is done.
-    tail: Option<(u64, oneshot::Receiver<()>)>,
-    refused: Option<Refusal>,
-    next: u64,
-}
-
-struct Refusal {
-    client_id: String,
-    at: Instant,
-    code: String,
-    retry_after: Option<u64>,
-}
-
-impl RoomSends {
-    /// Whether the send `client_id` is held behind an earlier refusal (the code and retry
-    /// delay to answer with). A refusal ends once its own send comes again, or after the hold.
-    fn held(&mut self, client_id: &str) -> Option<(String, Option<u64>)> {
-        let refusal = self.refused.as_ref()?;
-        let elapsed = refusal.at.elapsed();
-        if refusal.client_id == client_id || elapsed >= HOLD_AFTER_REFUSAL {
-            self.refused = None;
-            return None;
-        }
-        let left = refusal
-            .retry_after
-            .map(|secs| secs.saturating_sub(elapsed.as_secs()).max(1));
-        Some((refusal.code.clone(), left))
-    }
-}
-
-/// Whether a refusal means "not now": the same send may succeed later.
-fn retry_later(code: &str) -> bool {
-    matches!(code, "rate_limited" | "unavailable" | "in_progress")
+    pub sends: SendOrder,
 }
 
 impl Ops {
@@ -166,33 +121,15 @@ impl Ops {
         let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
             return;
         };
-        // Queued here, in the order the connection's frames arrive; run in that order below.
-        let queued = room.map(|room| {
-            let (done, wait) = oneshot::channel::<()>();
-            let mut sends = self.sends.lock().expect("sends lock");
-            let entry = sends.entry(room).or_default();
-            entry.next += 1;
-            let previous = entry.tail.replace((entry.next, wait)).map(|(_, rx)| rx);
-            (room, entry.next, previous, done)
-        });
-        let (commands, conn, sends) = (gateway.commands.clone(), conn.clone(), self.sends.clone());
+        // Queued here, in the order the connection's frames arrive.
+        let mut slot = room.map(|room| self.sends.queue(room));
+        let (commands, conn) = (gateway.commands.clone(), conn.clone());
         tokio::spawn(async move {
             let client_id = client_id.as_deref();
-            let mut held = None;
-            let (queued, previous) = match queued {
-                Some((room, number, previous, done)) => (Some((room, number, done)), previous),
-                None => (None, None),
+            let held = match slot.as_mut() {
+                Some(slot) => slot.turn(client_id.unwrap_or_default()).await,
+                None => None,
             };
-            if let Some(previous) = previous {
-                // Answered or dropped, either way its turn is over.
-                let _ = previous.await;
-            }
-            if let Some((room, ..)) = &queued {
-                let mut sends = sends.lock().expect("sends lock");
-                held = sends
-                    .get_mut(room)
-                    .and_then(|entry| entry.held(client_id.unwrap_or_default()));
-            }
             let frame = if let Some((code, retry_after)) = held {
                 protocol::op_error(
                     &code,
@@ -213,18 +150,8 @@ impl Ops {
                 } else {
                     let error = &answer.body["error"];
                     let code = error["code"].as_str().unwrap_or("unavailable");
-                    if let Some((room, ..)) = &queued
-                        && retry_later(code)
-                    {
-                        let mut sends = sends.lock().expect("sends lock");
-                        if let Some(entry) = sends.get_mut(room) {
-                            entry.refused = Some(Refusal {
-                                client_id: client_id.unwrap_or_default().to_string(),
-                                at: Instant::now(),
-                                code: code.to_string(),
-                                retry_after: answer.retry_after,
-                            });
-                        }
+                    if let Some(slot) = &slot {
+                        slot.refused(client_id.unwrap_or_default(), code, answer.retry_after);
                     }
                     protocol::op_error(
                         code,
@@ -235,17 +162,8 @@ impl Ops {
                 }
             };
             conn.offer(Utf8Bytes::from(frame));
-            if let Some((room, number, done)) = queued {
-                drop(done);
-                let mut sends = sends.lock().expect("sends lock");
-                // The last send to the room, and nothing held: the room's entry can go.
-                if sends.get(&room).is_some_and(|entry| {
-                    entry.tail.as_ref().is_some_and(|(n, _)| *n == number)
-                        && entry.refused.is_none()
-                }) {
-                    sends.remove(&room);
-                }
-            }
+            // Answered: the next send to the room may go.
+            drop(slot);
             drop(permit);
         });
     }

@@ -206,7 +206,7 @@ fn session(
         let ops = Ops {
             token: Arc::from(token),
             in_flight: Arc::new(Semaphore::new(MAX_OPS_IN_FLIGHT)),
-            sends: Arc::default(),
+            sends: Default::default(),
         };
         let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let expires_at = tokio::time::Instant::now()
