@@ -1,6 +1,7 @@
 //! The documents a person with a clone reads point only at what the clone has: every relative
-//! link in a Markdown file resolves, and nothing names a design document kept outside the
-//! repository.
+//! link in a Markdown file resolves, nothing names a design document kept outside the
+//! repository, and every source path and name the maps (ARCHITECTURE.md, CONTRIBUTING.md)
+//! give is there.
 
 use std::path::{Path, PathBuf};
 
@@ -77,4 +78,71 @@ fn nothing_points_at_documents_a_clone_lacks() {
         }
     }
     assert!(found.is_empty(), "{found:#?}");
+}
+
+/// Whether `text` defines `name` (a function, type, constant, module or enum variant).
+fn defines(text: &str, name: &str) -> bool {
+    let words = [
+        "fn",
+        "struct",
+        "enum",
+        "const",
+        "static",
+        "type",
+        "trait",
+        "mod",
+        "macro_rules!",
+    ];
+    words.iter().any(|w| {
+        text.match_indices(&format!("{w} {name}")).any(|(i, m)| {
+            let after = text[i + m.len()..].chars().next();
+            let before = text[..i].chars().next_back();
+            !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
+                && !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
+        })
+    }) || text.contains(&format!("    {name}("))
+        || text.contains(&format!("    {name} {{"))
+        || text.contains(&format!("    {name},"))
+}
+
+#[test]
+fn every_source_path_and_name_the_maps_give_exists() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let sources: Vec<PathBuf> = repository()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .collect();
+    let mut missing = Vec::new();
+    for doc in ["ARCHITECTURE.md", "CONTRIBUTING.md"] {
+        let text = std::fs::read_to_string(root.join(doc)).expect("the document");
+        for quoted in text.split('`').skip(1).step_by(2) {
+            let (path, names) = match quoted.split_once("::") {
+                Some((path, names)) => (path, Some(names)),
+                None => (quoted, None),
+            };
+            if !path.ends_with(".rs") || path.contains(char::is_whitespace) {
+                continue;
+            }
+            // A path from the top, or the end of one (`room/decide.rs`, `session.rs`).
+            let files: Vec<&PathBuf> = sources
+                .iter()
+                .filter(|f| f.strip_prefix(root).is_ok_and(|rel| rel.ends_with(path)))
+                .collect();
+            if files.is_empty() {
+                missing.push(format!("{doc}: `{quoted}`: no such file"));
+                continue;
+            }
+            let Some(names) = names else { continue };
+            let segments: Vec<&str> = names.split("::").collect();
+            let found = files.iter().any(|f| {
+                let text = std::fs::read_to_string(f).unwrap_or_default();
+                let (last, owners) = segments.split_last().expect("a name");
+                defines(&text, last) && owners.iter().all(|o| text.contains(o))
+            });
+            if !found {
+                missing.push(format!("{doc}: `{quoted}`: the file defines no such name"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "{missing:#?}");
 }
