@@ -2,7 +2,7 @@
 // built from clients/typescript by `npm run build:web` there). Plain DOM, no framework. One
 // file on purpose (~680 lines): the page's state (session, rooms, the open room and thread)
 // is shared by every part, and a second module would only pass it around.
-import { NatterClient, NatterError, Rest } from "/web/natter-client.js";
+import { NatterClient, NatterError, Rest, applyToMessage, messageFromEvent, messagesTouched } from "/web/natter-client.js";
 
 const $ = (id) => document.getElementById(id);
 const origin = location.origin;
@@ -468,22 +468,6 @@ async function toggleReaction(m, emoji) {
   }
 }
 
-/** `m` with one reaction added or taken back, as its event says. */
-function withReaction(m, emoji, userId, added) {
-  const reactions = (m.reactions ?? []).map((r) => ({ ...r, user_ids: [...r.user_ids] }));
-  let r = reactions.find((x) => x.emoji === emoji);
-  if (added) {
-    if (!r) reactions.push((r = { emoji, count: 0, user_ids: [] }));
-    r.count += 1;
-    if (r.user_ids.length < 10) r.user_ids.push(userId);
-  } else if (r) {
-    r.count -= 1;
-    r.user_ids = r.user_ids.filter((u) => u !== userId);
-    if (r.count <= 0) reactions.splice(reactions.indexOf(r), 1);
-  }
-  return { ...m, reactions };
-}
-
 // -- threads ------------------------------------------------------------------------------------
 
 async function openThread(root) {
@@ -527,19 +511,21 @@ $("thread-composer").addEventListener("submit", (ev) => {
 });
 
 /** A reply in a thread arrived: the thread shows it, its root counts it. */
-function onThreadReply(m) {
-  // The root shows in the timeline, and atop its thread while that is open.
-  for (const root of document.querySelectorAll(`[data-id="${m.thread_id}"]`)) {
-    if (!root._message) continue;
-    const t = root._message.thread ?? { reply_count: 0, last_reply_at: m.created_at, participant_ids: [] };
-    const thread = {
-      reply_count: t.reply_count + 1,
-      last_reply_at: m.created_at,
-      participant_ids: t.participant_ids.includes(m.sender_id) ? t.participant_ids : [...t.participant_ids, m.sender_id],
-    };
-    fillMessage(root, { ...root._message, thread }, root._message.sender_id === session.user.id);
-  }
+function onThreadReply(m, event) {
+  applyToShown(event);
   if (current?.thread === m.thread_id) showLive(m, $("thread-messages"));
+}
+
+/** Folds an event into every message it changes that the page shows (a thread's root shows
+ * twice while its thread is open), with the client's rules, the read model's. */
+function applyToShown(event) {
+  for (const id of messagesTouched(event)) {
+    for (const li of document.querySelectorAll(`[data-id="${id}"]`)) {
+      if (!li._message) continue;
+      const m = applyToMessage(li._message, event);
+      if (m !== li._message) fillMessage(li, m, m.sender_id === session.user.id);
+    }
+  }
 }
 
 /** Edits a message in place: its text becomes an editor (Enter saves, Escape cancels). */
@@ -639,6 +625,8 @@ function onLocal(local) {
     return;
   }
   if (local.status === "sent" && local.message) {
+    clearTimeout(early.get(local.message.id));
+    early.delete(local.message.id);
     const existing = document.querySelector(`[data-id="${local.message.id}"]`);
     if (existing && existing !== li) {
       li.remove(); // the live event got here first
@@ -677,26 +665,10 @@ function onEvent({ roomId, event }) {
   client.rest.saw(event.position);
   switch (event.type) {
     case "message.sent": {
-      const m = {
-        id: data.message_id,
-        room_id: roomId,
-        sender_id: data.kind === "system" ? null : event.actor_id,
-        kind: data.kind,
-        content: data.content,
-        attachment: data.attachment ?? null,
-        position: event.position,
-        created_at: event.occurred_at,
-        edited_at: null,
-        deleted: false,
-        reply_to: data.reply_to ?? null,
-        thread_id: data.thread_id ?? null,
-        mentions: data.mentions ?? [],
-        thread: null,
-        reactions: [],
-      };
+      const m = messageFromEvent(event, roomId);
       if (m.thread_id) {
         // Thread replies count in no room's unread count.
-        if (current?.id === roomId) onThreadReply(m);
+        if (current?.id === roomId) onThreadReply(m, event);
         if (m.sender_id) onTyping({ room_id: roomId, user_id: m.sender_id, typing: false });
         return;
       }
@@ -714,34 +686,11 @@ function onEvent({ roomId, event }) {
       return;
     }
     case "message.reaction_added":
-    case "message.reaction_removed": {
-      if (current?.id !== roomId) return;
-      for (const li of document.querySelectorAll(`[data-id="${data.message_id}"]`)) {
-        if (!li._message) continue;
-        const m = withReaction(li._message, data.emoji, data.user_id, event.type === "message.reaction_added");
-        fillMessage(li, m, m.sender_id === session.user.id);
-      }
-      return;
-    }
+    case "message.reaction_removed":
     case "message.edited":
-    case "message.deleted": {
-      if (current?.id !== roomId) return;
-      // A thread's root is shown twice while its thread is open.
-      for (const li of document.querySelectorAll(`[data-id="${data.message_id}"]`)) {
-        if (!li._message) continue;
-        const m = { ...li._message };
-        if (event.type === "message.edited") {
-          m.content = data.content;
-          m.edited_at = event.occurred_at;
-        } else {
-          m.deleted = true;
-          m.content = "";
-          m.reactions = [];
-        }
-        fillMessage(li, m, m.sender_id === session.user.id);
-      }
+    case "message.deleted":
+      if (current?.id === roomId) applyToShown(event);
       return;
-    }
     case "room.member_joined":
     case "room.member_left":
     case "room.member_removed":
@@ -761,20 +710,18 @@ function onEvent({ roomId, event }) {
   }
 }
 
+// My own message seen live while my sends are pending: its ack (which names the message, by
+// the send's client_id) says which local echo it is, so it waits for it, up to 2 s (it may
+// come from my other tab, whose sends this page never acks).
+const early = new Map(); // message id -> timer
 function showLive(m, list = $("messages")) {
-  if (list.querySelector(`[data-id="${m.id}"]`)) return;
-  // My own message: it replaces its local echo (the oldest pending one with this text).
-  if (m.sender_id === session.user.id) {
-    const echo = [...list.querySelectorAll("li.pending")].find(
-      (li) => li.querySelector(".text")?.textContent === m.content,
-    );
-    if (echo) {
-      echo.className = "";
-      echo.removeAttribute("data-client-id");
-      echo.setAttribute("data-id", m.id);
-      fillMessage(echo, m, true);
-      return;
-    }
+  if (list.querySelector(`[data-id="${m.id}"]`) || early.has(m.id)) return;
+  if (m.sender_id === session.user.id && list.querySelector("li.pending")) {
+    early.set(m.id, setTimeout(() => {
+      early.delete(m.id);
+      showLive(m, list);
+    }, 2000));
+    return;
   }
   const near = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
   list.append(messageItem(m));

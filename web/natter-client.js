@@ -511,6 +511,93 @@ function randomId() {
   return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
 }
 
+// src/fold.ts
+var NAMED_USERS = 10;
+function messageFromEvent(event, roomId = event.room_id ?? "") {
+  const data = event.data;
+  return {
+    id: data.message_id,
+    room_id: roomId,
+    // A system message (an operator's broadcast) has no sender.
+    sender_id: data.kind === "system" ? null : event.actor_id,
+    kind: data.kind,
+    content: data.content,
+    attachment: data.attachment ?? null,
+    position: event.position,
+    created_at: event.occurred_at,
+    edited_at: null,
+    deleted: false,
+    reply_to: data.reply_to ?? null,
+    thread_id: data.thread_id ?? null,
+    mentions: data.mentions ?? [],
+    thread: null,
+    reactions: []
+  };
+}
+function messagesTouched(event) {
+  switch (event.type) {
+    case "message.edited":
+    case "message.deleted":
+    case "message.reaction_added":
+    case "message.reaction_removed":
+      return [event.data.message_id];
+    case "message.sent":
+      return event.data.thread_id ? [event.data.thread_id] : [];
+    default:
+      return [];
+  }
+}
+function applyToMessage(message, event) {
+  switch (event.type) {
+    case "message.edited":
+      if (event.data.message_id !== message.id || message.deleted) return message;
+      return { ...message, content: event.data.content, edited_at: event.occurred_at };
+    case "message.deleted":
+      if (event.data.message_id !== message.id) return message;
+      return { ...message, deleted: true, content: "", attachment: null, reactions: [] };
+    case "message.reaction_added":
+    case "message.reaction_removed": {
+      const { message_id, emoji, user_id } = event.data;
+      if (message_id !== message.id || message.deleted) return message;
+      return { ...message, reactions: react(message.reactions ?? [], emoji, user_id, event.type === "message.reaction_added") };
+    }
+    case "message.sent": {
+      const { thread_id } = event.data;
+      if (!thread_id || thread_id !== message.id) return message;
+      const t = message.thread ?? { reply_count: 0, last_reply_at: event.occurred_at, participant_ids: [] };
+      const sender = event.data.kind === "system" ? null : event.actor_id;
+      const named = sender && !t.participant_ids.includes(sender) && t.participant_ids.length < NAMED_USERS;
+      return {
+        ...message,
+        thread: {
+          reply_count: t.reply_count + 1,
+          last_reply_at: event.occurred_at,
+          participant_ids: named ? [...t.participant_ids, sender] : t.participant_ids
+        }
+      };
+    }
+    default:
+      return message;
+  }
+}
+function react(reactions, emoji, userId, added) {
+  const out = reactions.map((r2) => ({ ...r2, user_ids: [...r2.user_ids] }));
+  const i = out.findIndex((r2) => r2.emoji === emoji);
+  const r = out[i];
+  if (added) {
+    if (!r) return [...out, { emoji, count: 1, user_ids: [userId] }];
+    if (r.user_ids.includes(userId)) return reactions;
+    r.count += 1;
+    if (r.user_ids.length < NAMED_USERS) r.user_ids.push(userId);
+    return out;
+  }
+  if (!r) return reactions;
+  r.count -= 1;
+  r.user_ids = r.user_ids.filter((u) => u !== userId);
+  if (r.count <= 0) out.splice(i, 1);
+  return out;
+}
+
 // src/generated/ws.ts
 var closeCodes = [
   {
@@ -540,8 +627,12 @@ var closeCodes = [
   }
 ];
 export {
+  NAMED_USERS,
   NatterClient,
   NatterError,
   Rest,
-  closeCodes
+  applyToMessage,
+  closeCodes,
+  messageFromEvent,
+  messagesTouched
 };

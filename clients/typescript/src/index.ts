@@ -14,6 +14,8 @@ export type {
   WebSocketLike,
 } from "./client.js";
 export { NatterError, Rest } from "./rest.js";
+export { NAMED_USERS, applyToMessage, messageFromEvent, messagesTouched } from "./fold.js";
+export type { EventOf } from "./fold.js";
 export type {
   ErrorBody,
   GetToken,

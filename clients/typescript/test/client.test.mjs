@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import WebSocket from "ws";
-import { Rest } from "../dist/index.js";
+import { Rest, applyToMessage, messageFromEvent } from "../dist/index.js";
 import { Natter, sleep, until } from "./harness.mjs";
 
 const servers = [];
@@ -379,4 +379,44 @@ test("when no token can be had the client closes instead of retrying", async () 
   const attempts = states.filter((c) => c.state === "connecting").length;
   await sleep(700);
   assert.equal(states.filter((c) => c.state === "connecting").length, attempts, "no more attempts");
+});
+
+test("the client's fold of a room's events gives the messages natter's read model shows", async () => {
+  const s = await natter();
+  const alice = await s.user("alice");
+  const bob = await s.user("bob");
+  const { room } = await alice.client.rest.createRoom({ name: "folded" });
+  await bob.client.rest.join(room.id);
+  const a = alice.client.rest;
+  const b = bob.client.rest;
+  const root = (await a.sendMessage(room.id, { content: "root" })).message;
+  const typo = (await b.sendMessage(room.id, { content: "teh" })).message;
+  const gone = (await a.sendMessage(room.id, { content: "oops" })).message;
+  await b.sendMessage(room.id, { content: "in the thread", thread_id: root.id });
+  await a.sendMessage(room.id, { content: "me too", thread_id: root.id });
+  await b.react(room.id, root.id, "👍");
+  await a.react(room.id, root.id, "👍");
+  await a.react(room.id, root.id, "🎉");
+  await a.unreact(room.id, root.id, "🎉");
+  await b.editMessage(room.id, typo.id, "the");
+  await a.react(room.id, gone.id, "😮");
+  await a.deleteMessage(room.id, gone.id);
+  await a.sendMessage(room.id, { content: "a quote", reply_to: typo.id });
+
+  const folded = new Map();
+  for (const event of await a.roomEvents(room.id)) {
+    if (event.type === "message.sent") folded.set(event.data.message_id, messageFromEvent(event, room.id));
+    for (const [id, m] of folded) folded.set(id, applyToMessage(m, event));
+  }
+  const normal = (m) => ({ ...m, created_at: Date.parse(m.created_at), edited_at: m.edited_at && Date.parse(m.edited_at),
+    thread: m.thread && { ...m.thread, last_reply_at: Date.parse(m.thread.last_reply_at) } });
+  const timeline = (await a.messages(room.id)).messages;
+  const thread = (await a.messages(room.id, { thread_id: root.id })).messages;
+  const served = [...timeline, ...thread].sort((x, y) => x.position - y.position);
+  assert.deepEqual(
+    [...folded.values()].sort((x, y) => x.position - y.position).map(normal),
+    served.map(normal),
+  );
+  alice.client.close();
+  bob.client.close();
 });

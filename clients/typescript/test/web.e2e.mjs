@@ -281,6 +281,21 @@ test("multi-line text, a long word, other emoji, search, a reload, leaving, and 
     assert.deepEqual(quick, burst, "in the order typed");
   }
 
+  // Two identical messages sent at once: each local echo becomes its own message (they are
+  // paired with their messages by client_id, not by text), and each window shows two.
+  await say(anna, "same again");
+  await say(anna, "same again");
+  for (const page of [anna, ben]) {
+    await page.waitForFunction(
+      () => [...document.querySelectorAll("#messages li:not(.pending) .text")].filter((n) => n.textContent === "same again").length === 2,
+    );
+  }
+  await sleep(2500); // past the wait for an ack
+  for (const page of [anna, ben]) {
+    assert.equal((await shown(page)).filter((t) => t === "same again").length, 2, "twice, not three or one times");
+  }
+  assert.equal(await anna.$$eval("#messages li.pending", (n) => n.length), 0, "nothing left pending");
+
   // A long word wraps inside the timeline instead of running under the member list.
   await say(anna, "x".repeat(300));
   const word = "#messages li:has-text('xxxxxxxxxx')";
