@@ -333,11 +333,9 @@ var NatterClient = class {
     this.sendRaw({ op: "typing", room_id: roomId, typing });
   }
   sendSubscribe(roomId, track) {
-    const op = { op: "subscribe", room_id: roomId };
-    if (track.last !== void 0) op.since = track.last;
-    if (track.epoch !== void 0) op.epoch = track.epoch;
-    this.sendRaw(op);
+    this.sendRaw({ op: "subscribe", room_id: roomId, since: track.last, epoch: track.epoch });
   }
+  /** An op as the AsyncAPI document types it (absent fields are left out of the JSON). */
   sendRaw(op) {
     if (this.current !== "connected" || !this.socket) return false;
     this.socket.send(JSON.stringify(op));

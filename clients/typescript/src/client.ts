@@ -210,7 +210,7 @@ export class NatterClient {
       if (this.socket !== socket) return;
       opened = Date.now();
       this.attempt = 0;
-      socket.send(JSON.stringify({ op: "auth", token }));
+      socket.send(JSON.stringify({ op: "auth", token } satisfies ClientOp));
       this.setState("connected");
       for (const [roomId, track] of this.rooms) this.sendSubscribe(roomId, track);
       for (const pending of this.outbox.values()) this.sendOp(pending);
@@ -296,13 +296,11 @@ export class NatterClient {
   }
 
   private sendSubscribe(roomId: string, track: RoomTrack): void {
-    const op: Record<string, unknown> = { op: "subscribe", room_id: roomId };
-    if (track.last !== undefined) op.since = track.last;
-    if (track.epoch !== undefined) op.epoch = track.epoch;
-    this.sendRaw(op);
+    this.sendRaw({ op: "subscribe", room_id: roomId, since: track.last, epoch: track.epoch });
   }
 
-  private sendRaw(op: Record<string, unknown>): boolean {
+  /** An op as the AsyncAPI document types it (absent fields are left out of the JSON). */
+  private sendRaw(op: ClientOp): boolean {
     if (this.current !== "connected" || !this.socket) return false;
     this.socket.send(JSON.stringify(op));
     return true;
