@@ -13,6 +13,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use natter_edge::credentials::NewApiToken;
 use natter_edge::views::{MessageAnswer, MessageView, Positioned};
@@ -30,6 +31,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::idempotency::Ids;
+use crate::idempotency::{Reissue, reissue};
 use crate::input::EditedContent;
 use crate::rooms::run_at;
 
@@ -88,7 +90,7 @@ async fn issue_token(
     Admin(admin): Admin,
     mut ids: Ids,
     ApiJson(body): ApiJson<IssueToken>,
-) -> Result<(StatusCode, Json<IssuedToken>), ApiError> {
+) -> Result<Response, ApiError> {
     let name = body.name.trim().to_string();
     if !(1..=100).contains(&name.chars().count()) || name.chars().any(char::is_control) {
         return Err(ApiError::validation(
@@ -125,17 +127,15 @@ async fn issue_token(
     // This instance accepts it at once; the others as their tails deliver it (or on a
     // look-up of the unknown id, whichever comes first).
     state.keys.credentials().issued(&issued, now);
-    Ok((
-        StatusCode::CREATED,
-        Json(IssuedToken {
-            id: new.id,
-            token: new.token,
-            name,
-            role,
-            expires_at,
-            position,
-        }),
-    ))
+    let answer = IssuedToken {
+        id: new.id,
+        token: new.token,
+        name,
+        role,
+        expires_at,
+        position,
+    };
+    Ok(reissue(Reissue::Never, (StatusCode::CREATED, Json(answer))))
 }
 
 /// Revoke an API token.

@@ -125,6 +125,30 @@ impl AppState {
         };
         Ok(self.keys.issue(user_id, username, role)?)
     }
+
+    /// A token for app-managed `user_id` that expires at `until`, as the one minted first
+    /// (for an idempotent replay of a mint): `None` once `until` has passed, or for a user
+    /// this instance does not know as app-managed.
+    pub(crate) fn remint(
+        &self,
+        user_id: Uuid,
+        username: &str,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<String>, ApiError> {
+        let Ok(left @ 1..) = u64::try_from((until - chrono::Utc::now()).num_seconds()) else {
+            return Ok(None);
+        };
+        if !matches!(
+            self.directory.get(user_id),
+            Some(directory::Entry::AppManaged(_))
+        ) {
+            return Ok(None);
+        }
+        let (token, _) =
+            self.keys
+                .issue_for(user_id, username, UserRole::User, Duration::from_secs(left))?;
+        Ok(Some(token))
+    }
 }
 
 /// Every command route under `/api/v1`, with its OpenAPI description.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use chrono::{DateTime, TimeZone, Utc};
 use natter_edge::views::{SessionAnswer, UserView};
 use natter_edge::{ApiError, ApiJson, ApiPath, OptionalJson, Service, UserRole};
@@ -20,7 +21,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::directory::Entry;
-use crate::idempotency::Ids;
+use crate::idempotency::{Ids, Reissue, reissue};
 use crate::users::{create_user, new_user_names};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -65,7 +66,7 @@ async fn create(
     service: Service,
     mut ids: Ids,
     ApiJson(body): ApiJson<CreateUser>,
-) -> Result<(StatusCode, Json<SessionAnswer>), ApiError> {
+) -> Result<Response, ApiError> {
     let (username, display_name) = new_user_names(&body.username, body.display_name)?;
     let user_id = ids.next_id();
     let (user, position) = create_user(
@@ -84,14 +85,16 @@ async fn create(
         state
             .keys
             .issue_for(user.id, &user.username, UserRole::User, state.keys.ttl())?;
-    Ok((
-        StatusCode::CREATED,
-        Json(SessionAnswer {
-            user: UserView::from(&user),
-            token,
-            position: Some(position),
-        }),
-    ))
+    let how = Reissue::Login {
+        user_id: user.id,
+        username: user.username.clone(),
+    };
+    let answer = SessionAnswer {
+        user: UserView::from(&user),
+        token,
+        position: Some(position),
+    };
+    Ok(reissue(how, (StatusCode::CREATED, Json(answer))))
 }
 
 /// Mint a login token for an app-managed user.
@@ -109,7 +112,7 @@ async fn mint(
     _service: Service,
     ApiPath(user_id): ApiPath<Uuid>,
     OptionalJson(body): OptionalJson<Mint>,
-) -> Result<(StatusCode, Json<MintedToken>), ApiError> {
+) -> Result<Response, ApiError> {
     let longest = state.keys.ttl();
     let lifetime = match body.expires_in_secs {
         None => longest,
@@ -146,34 +149,15 @@ async fn mint(
         .timestamp_opt(exp, 0)
         .single()
         .ok_or_else(|| ApiError::validation("expiry out of range"))?;
-    Ok((
-        StatusCode::CREATED,
-        Json(MintedToken {
-            token,
-            expires_at,
-            user_id,
-        }),
-    ))
-}
-
-/// For an idempotent replay of [`mint`]: a new token for the same user, expiring when the
-/// first did (`None` once that has passed, or for a user this instance does not know).
-pub(crate) fn remint(
-    state: &AppState,
-    user_id: Uuid,
-    until: chrono::DateTime<Utc>,
-) -> Result<Option<String>, ApiError> {
-    let Ok(left @ 1..) = u64::try_from((until - Utc::now()).num_seconds()) else {
-        return Ok(None);
-    };
-    let Some(Entry::AppManaged(username)) = state.directory.get(user_id) else {
-        return Ok(None);
-    };
-    let (token, _) = state.keys.issue_for(
+    let how = Reissue::Until {
         user_id,
-        &username,
-        UserRole::User,
-        Duration::from_secs(left),
-    )?;
-    Ok(Some(token))
+        username: username.to_string(),
+        until: expires_at,
+    };
+    let answer = MintedToken {
+        token,
+        expires_at,
+        user_id,
+    };
+    Ok(reissue(how, (StatusCode::CREATED, Json(answer))))
 }

@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use natter_edge::views::{SessionAnswer, UserView};
 use natter_edge::{ApiError, ApiJson, AuthUser};
 use natter_events::user::{self, SignIn, User, decide_register, normalize_username};
@@ -13,7 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::idempotency::Ids;
+use crate::idempotency::{Ids, Reissue, reissue};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -96,7 +97,7 @@ async fn register(
     State(state): State<AppState>,
     mut ids: Ids,
     ApiJson(body): ApiJson<Register>,
-) -> Result<(StatusCode, Json<SessionAnswer>), ApiError> {
+) -> Result<Response, ApiError> {
     let (username, display_name) = new_user_names(&body.username, body.display_name)?;
     check_password(&body.password)?;
     // Fail fast without hashing when the name is visibly taken; the append decides.
@@ -116,14 +117,16 @@ async fn register(
     )
     .await?;
     let token = state.issue_token(user.id, &user.username)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(SessionAnswer {
-            user: UserView::from(&user),
-            token,
-            position: Some(position),
-        }),
-    ))
+    let how = Reissue::Login {
+        user_id: user.id,
+        username: user.username.clone(),
+    };
+    let answer = SessionAnswer {
+        user: UserView::from(&user),
+        token,
+        position: Some(position),
+    };
+    Ok(reissue(how, (StatusCode::CREATED, Json(answer))))
 }
 
 /// The user holding `username` (normalised), from its subject's registration.
@@ -197,7 +200,7 @@ pub(crate) async fn load_user(state: &AppState, username: &str) -> Result<Option
 async fn login(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<Login>,
-) -> Result<Json<SessionAnswer>, ApiError> {
+) -> Result<Response, ApiError> {
     let bad_login = || ApiError::unauthorized("wrong username or password");
     let user = match normalize_username(&body.username) {
         Ok(name) => load_user(&state, &name).await?,
@@ -211,11 +214,16 @@ async fn login(
     let ok = state.passwords.verify(body.password, hash).await?;
     let user = user.filter(|_| ok).ok_or_else(bad_login)?;
     let token = state.issue_token(user.id, &user.username)?;
-    Ok(Json(SessionAnswer {
+    let how = Reissue::Login {
+        user_id: user.id,
+        username: user.username.clone(),
+    };
+    let answer = SessionAnswer {
         user: UserView::from(&user),
         token,
         position: None,
-    }))
+    };
+    Ok(reissue(how, Json(answer)))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -242,7 +250,7 @@ async fn update_me(
     user: AuthUser,
     mut ids: Ids,
     ApiJson(body): ApiJson<UpdateMe>,
-) -> Result<Json<ProfileAnswer>, ApiError> {
+) -> Result<Response, ApiError> {
     if let Some(name) = &body.display_name {
         check_display_name(name)?;
     }
@@ -294,7 +302,8 @@ async fn update_me(
             user: UserView::from(&current),
             position,
             token: None,
-        }));
+        })
+        .into_response());
     };
     let envelope = Envelope::new(ids.next_id(), crate::now(), Some(user.id), None, event);
     // The user's subject serializes their changes: a concurrent change makes this a conflict,
@@ -330,6 +339,11 @@ async fn update_me(
             .credentials()
             .password_changed(user.id, envelope.occurred_at.timestamp_millis());
         out.token = Some(state.issue_token(updated.id, &updated.username)?);
+        let how = Reissue::Login {
+            user_id: updated.id,
+            username: updated.username.clone(),
+        };
+        return Ok(reissue(how, Json(out)));
     }
-    Ok(Json(out))
+    Ok(Json(out).into_response())
 }

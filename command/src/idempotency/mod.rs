@@ -101,8 +101,38 @@ struct Record {
 struct StoredResponse {
     status: u16,
     body: String,
-    /// The response carried a login token, which is not stored: a replay mints a fresh one.
+    /// What the response's `token` (never stored) becomes in a replay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reissue: Option<Reissue>,
+    /// Records of builds before [`Reissue`] (kept 24 h): the response carried a token that a
+    /// replay mints again from the body's `user`. Remove once no such record can remain.
+    #[serde(default)]
     reissue_token: bool,
+}
+
+/// What a replay mints in place of a response's `token`, which is never stored. A handler
+/// that answers a token says which with [`reissue`]; no other response loses a field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Reissue {
+    /// A fresh login token for the user (registration, login, a password change, a user a
+    /// service created).
+    Login { user_id: Uuid, username: String },
+    /// A token for an app-managed user that expires when the first did (none once it has).
+    Until {
+        user_id: Uuid,
+        username: String,
+        until: DateTime<Utc>,
+    },
+    /// Shown once (an API token's secret): the replay answers without it.
+    Never,
+}
+
+/// `response`, whose top-level `token` a replay re-mints as `how` says.
+pub fn reissue(how: Reissue, response: impl IntoResponse) -> Response {
+    let mut response = response.into_response();
+    response.extensions_mut().insert(how);
+    response
 }
 
 /// Seeds the ids a command creates, so that a re-run after a crash creates the same ones.
@@ -216,14 +246,18 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, ApiE
     parts.extensions.insert(IdSeed(seed));
     let lease = Lease::renew(store.clone(), kv_key.clone(), fingerprint.clone(), revision);
     let response = next.run(Request::from_parts(parts, Body::from(body))).await;
-    let (head, body) = response.into_parts();
+    let (mut head, body) = response.into_parts();
+    let reissue = head.extensions.remove::<Reissue>();
     let bytes = to_bytes(body, usize::MAX)
         .await
         .map_err(|e| ApiError::internal(anyhow::anyhow!("buffering a response: {e}")))?;
     let revision = lease.end().await;
 
     if keep(head.status) {
-        let (stored_body, reissue_token) = strip_token(&bytes);
+        let stored_body = match reissue {
+            Some(_) => without_token(&bytes),
+            None => String::from_utf8_lossy(&bytes).into_owned(),
+        };
         let record = Record {
             fingerprint,
             claimed_at: Utc::now(),
@@ -231,7 +265,8 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, ApiE
             response: Some(StoredResponse {
                 status: head.status.as_u16(),
                 body: stored_body,
-                reissue_token,
+                reissue,
+                reissue_token: false,
             }),
         };
         let value = serde_json::to_vec(&record).expect("records serialize");
@@ -244,37 +279,42 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, ApiE
     Ok(Response::from_parts(head, Body::from(bytes)))
 }
 
-/// Removes a top-level `token` (a secret, never stored). A replay mints a new login token
-/// in its place for the response's user (`user.id`, or `user_id` with `expires_at`); an API
-/// token (`POST /admin/tokens`) is shown once, so its replay has none.
-fn strip_token(body: &[u8]) -> (String, bool) {
-    if let Ok(serde_json::Value::Object(mut obj)) = serde_json::from_slice(body)
-        && obj.remove("token").is_some()
-    {
-        return (serde_json::Value::Object(obj).to_string(), true);
+/// `body` without its top-level `token` (a secret, never stored).
+fn without_token(body: &[u8]) -> String {
+    match serde_json::from_slice(body) {
+        Ok(serde_json::Value::Object(mut obj)) => {
+            obj.remove("token");
+            serde_json::Value::Object(obj).to_string()
+        }
+        _ => String::from_utf8_lossy(body).into_owned(),
     }
-    (String::from_utf8_lossy(body).into_owned(), false)
 }
 
 fn replay(stored: StoredResponse, state: &AppState) -> Result<Response, ApiError> {
     let mut body = stored.body;
-    if stored.reissue_token {
+    let reissue = stored.reissue.or_else(|| {
+        // A record of an older build: its user is the body's.
+        let value: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let user = &value["user"];
+        (stored.reissue_token).then_some(())?;
+        Some(Reissue::Login {
+            user_id: user["id"].as_str()?.parse().ok()?,
+            username: user["username"].as_str()?.to_string(),
+        })
+    });
+    let token = match &reissue {
+        Some(Reissue::Login { user_id, username }) => Some(state.issue_token(*user_id, username)?),
+        Some(Reissue::Until {
+            user_id,
+            username,
+            until,
+        }) => state.remint(*user_id, username, *until)?,
+        Some(Reissue::Never) | None => None,
+    };
+    if let Some(token) = token {
         let mut value: serde_json::Value = serde_json::from_str(&body)
             .map_err(|e| ApiError::internal(anyhow::Error::new(e).context("a stored response")))?;
-        let user = &value["user"];
-        let id = user["id"].as_str().and_then(|s| s.parse().ok());
-        let username = user["username"].as_str().map(str::to_string);
-        if let (Some(id), Some(username)) = (id, username) {
-            let token = state.issue_token(id, &username)?;
-            value["token"] = serde_json::Value::String(token);
-        } else if let Some(id) = value["user_id"].as_str().and_then(|s| s.parse().ok())
-            && let Some(until) = value["expires_at"]
-                .as_str()
-                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-            && let Some(token) = crate::services::remint(state, id, until.with_timezone(&Utc))?
-        {
-            value["token"] = serde_json::Value::String(token);
-        }
+        value["token"] = serde_json::Value::String(token);
         body = value.to_string();
     }
     let mut response = Response::new(Body::from(body));

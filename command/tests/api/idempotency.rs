@@ -246,3 +246,99 @@ async fn a_request_that_died_blocks_its_key_for_a_few_seconds_with_in_progress_t
     .await
     .expect_error(409, "conflict");
 }
+
+/// A `PATCH` with an idempotency key.
+async fn patch_with_key(
+    app: &TestApp,
+    path: &str,
+    token: &str,
+    body: Value,
+    key: &str,
+) -> crate::helpers::Resp {
+    app.raw(
+        Method::PATCH,
+        path,
+        Some(token),
+        body.to_string().into_bytes(),
+        &[("idempotency-key", key)],
+    )
+    .await
+}
+
+/// Every command that answers a token says what its replay mints: a fresh login token that
+/// works (login, a password change, a service's new user), one that expires when the first
+/// did (a mint), or none (an API token, shown once); the rest of the answer is the same.
+#[tokio::test]
+async fn every_replay_of_a_token_answer_mints_what_its_command_declares() {
+    let app = TestApp::spawn().await;
+    let root = crate::helpers::root(&app).await;
+    let works = |token: String| {
+        let app = &app;
+        async move {
+            app.post("/rooms", Some(&token), json!({ "name": "works" }))
+                .await
+                .expect(201);
+        }
+    };
+
+    let body = json!({ "username": "root", "password": "password123" });
+    let first = post_with_key(&app, "/auth/login", None, body.clone(), "login-1").await;
+    let again = post_with_key(&app, "/auth/login", None, body, "login-1").await;
+    assert_eq!(first.expect(200)["user"], again.expect(200)["user"]);
+    works(again.body["token"].as_str().unwrap().to_string()).await;
+
+    let change = json!({ "password": "a new password", "current_password": "password123" });
+    let first = patch_with_key(&app, "/me", &root, change.clone(), "pw-1").await;
+    let fresh = first.expect(200)["token"].as_str().unwrap().to_string();
+    let again = patch_with_key(&app, "/me", &fresh, change, "pw-1").await;
+    // The key belongs to the caller (root), whichever of its tokens asks.
+    assert_eq!(again.expect(200)["position"], first.body["position"]);
+    works(again.body["token"].as_str().unwrap().to_string()).await;
+
+    let issue = json!({ "name": "backend" });
+    let first = post_with_key(&app, "/admin/tokens", Some(&fresh), issue.clone(), "api-1").await;
+    let again = post_with_key(&app, "/admin/tokens", Some(&fresh), issue, "api-1").await;
+    let service = first.expect(201)["token"].as_str().unwrap().to_string();
+    assert_eq!(again.expect(201)["id"], first.body["id"]);
+    assert!(
+        again.body.get("token").is_none(),
+        "shown once: {}",
+        again.body
+    );
+
+    let user = json!({ "username": "app_user" });
+    let first = post_with_key(&app, "/users", Some(&service), user.clone(), "user-1").await;
+    let again = post_with_key(&app, "/users", Some(&service), user, "user-1").await;
+    assert_eq!(first.expect(201)["user"], again.expect(201)["user"]);
+    works(again.body["token"].as_str().unwrap().to_string()).await;
+    let user_id = first.body["user"]["id"].as_str().unwrap().to_string();
+
+    let path = format!("/users/{user_id}/tokens");
+    let mint = json!({ "expires_in_secs": 600 });
+    let first = post_with_key(&app, &path, Some(&service), mint.clone(), "mint-1").await;
+    let again = post_with_key(&app, &path, Some(&service), mint, "mint-1").await;
+    assert_eq!(
+        again.expect(201)["expires_at"],
+        first.expect(201)["expires_at"]
+    );
+    let token = again.body["token"].as_str().unwrap().to_string();
+    works(token.clone()).await;
+    let claims: Value = {
+        use base64::Engine as _;
+        let payload = token.split('.').nth(1).unwrap();
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    let expires_at =
+        chrono::DateTime::parse_from_rfc3339(first.body["expires_at"].as_str().unwrap())
+            .unwrap()
+            .timestamp();
+    let exp = claims["exp"].as_i64().unwrap();
+    // Whole seconds from now: within a second of the first.
+    assert!(
+        (exp - expires_at).abs() <= 1,
+        "it expires when the first did: {exp} vs {expires_at}"
+    );
+}
