@@ -1,6 +1,6 @@
 //! The rows and patches a [`Batch`](crate::batch::Batch) folds events into: a row is written
 //! whole (an entity created in the batch), a patch changes an entity written before it. One
-//! type per read-model table (`readmodel/migrations`), in the order `apply.rs` writes them.
+//! type per read-model table (`migrations/`), in the order `apply.rs` writes them.
 
 use chrono::{DateTime, Utc};
 use natter_events::catalogue::Attachment;

@@ -7,8 +7,9 @@ use std::str::FromStr as _;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, migrate::Migrator};
 
-/// The read models' migrations, embedded from this crate's `migrations/`.
-pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+/// The read models' migrations, embedded from the repository's top-level `migrations/` (where
+/// a reader of the tree looks for the schema; the path is relative to this crate).
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
 /// Creates the database at `url` if it does not exist and applies every pending migration.
 pub async fn prepare(url: &str) -> anyhow::Result<PgPool> {
