@@ -14,6 +14,7 @@ use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tower::ServiceExt;
+use uuid::Uuid;
 
 use crate::error::ApiError;
 
@@ -32,6 +33,41 @@ pub struct Call {
     pub body: Value,
 }
 
+impl Call {
+    /// `POST /rooms/{room_id}/messages` with the send's fields as the client gave them (the
+    /// write side checks them with its own rules and codes).
+    pub fn send_message(
+        token: &str,
+        room_id: Uuid,
+        fields: Value,
+        idempotency_key: String,
+    ) -> Call {
+        Call {
+            method: "POST".into(),
+            path: format!("/rooms/{room_id}/messages"),
+            token: token.to_string(),
+            idempotency_key: Some(idempotency_key),
+            body: fields,
+        }
+    }
+
+    /// `POST /rooms/{room_id}/read` with `up_to_position` as the client gave it.
+    pub fn mark_read(
+        token: &str,
+        room_id: Uuid,
+        up_to_position: Value,
+        idempotency_key: Option<String>,
+    ) -> Call {
+        Call {
+            method: "POST".into(),
+            path: format!("/rooms/{room_id}/read"),
+            token: token.to_string(),
+            idempotency_key,
+            body: serde_json::json!({ "up_to_position": up_to_position }),
+        }
+    }
+}
+
 /// What the command router answered.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Answer {
@@ -39,6 +75,35 @@ pub struct Answer {
     pub body: Value,
     /// The `Retry-After` header, in seconds.
     pub retry_after: Option<u64>,
+}
+
+/// A command's outcome as the gateway answers it.
+pub enum Outcome<'a> {
+    /// Done: the `position` of its event, and the `message` a send made.
+    Done {
+        position: &'a Value,
+        message: Option<&'a Value>,
+    },
+    /// Refused, with the contract's code and message.
+    Refused { code: &'a str, message: &'a str },
+}
+
+impl Answer {
+    /// The answer read as the command's outcome.
+    pub fn outcome(&self) -> Outcome<'_> {
+        if (200..300).contains(&self.status) {
+            Outcome::Done {
+                position: &self.body["position"],
+                message: self.body.get("message"),
+            }
+        } else {
+            let error = &self.body["error"];
+            Outcome::Refused {
+                code: error["code"].as_str().unwrap_or("unavailable"),
+                message: error["message"].as_str().unwrap_or("the command failed"),
+            }
+        }
+    }
 }
 
 /// Where the gateway's commands go.

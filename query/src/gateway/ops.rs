@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::Utf8Bytes;
-use natter_edge::commands::Call;
+use natter_edge::commands::{Call, Outcome};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
@@ -140,25 +140,16 @@ impl Ops {
                 )
             } else {
                 let answer = commands.call(call).await;
-                if (200..300).contains(&answer.status) {
-                    let body = &answer.body;
-                    protocol::ack(
-                        client_id,
-                        &body["position"],
-                        room.is_some().then(|| &body["message"]),
-                    )
-                } else {
-                    let error = &answer.body["error"];
-                    let code = error["code"].as_str().unwrap_or("unavailable");
-                    if let Some(slot) = &slot {
-                        slot.refused(client_id.unwrap_or_default(), code, answer.retry_after);
+                match answer.outcome() {
+                    Outcome::Done { position, message } => {
+                        protocol::ack(client_id, position, message)
                     }
-                    protocol::op_error(
-                        code,
-                        error["message"].as_str().unwrap_or("the command failed"),
-                        client_id,
-                        answer.retry_after,
-                    )
+                    Outcome::Refused { code, message } => {
+                        if let Some(slot) = &slot {
+                            slot.refused(client_id.unwrap_or_default(), code, answer.retry_after);
+                        }
+                        protocol::op_error(code, message, client_id, answer.retry_after)
+                    }
                 }
             };
             conn.offer(Utf8Bytes::from(frame));
@@ -217,141 +208,30 @@ pub(super) async fn handle(
             thread_id,
             mentions,
         } => {
-            if client_id.is_empty() || client_id.chars().count() > protocol::MAX_CLIENT_ID {
-                conn.offer(Utf8Bytes::from(protocol::op_error(
-                    "validation_failed",
-                    &format!("client_id must be 1-{} characters", protocol::MAX_CLIENT_ID),
-                    Some(&client_id),
-                    None,
-                )));
-                return;
-            }
-            let mut body = serde_json::Map::new();
-            for (field, value) in [
+            let fields = [
                 ("content", content),
                 ("kind", kind),
                 ("attachment", attachment),
                 ("reply_to", reply_to),
                 ("thread_id", thread_id),
                 ("mentions", mentions),
-            ] {
-                if let Some(value) = value {
-                    body.insert(field.to_string(), value);
-                }
-            }
-            let call = Call {
-                method: "POST".into(),
-                path: format!("/rooms/{room_id}/messages"),
-                token: ops.token.to_string(),
-                idempotency_key: Some(op_key("send", &client_id)),
-                body: body.into(),
-            };
-            ops.run(gateway, conn, Some(client_id), call, Some(room_id))
-                .await;
+            ];
+            send(gateway, conn, ops, room_id, client_id, fields).await;
         }
         ClientOp::Read {
             room_id,
             up_to_position,
             client_id,
-        } => {
-            if client_id
-                .as_ref()
-                .is_some_and(|c| c.is_empty() || c.chars().count() > protocol::MAX_CLIENT_ID)
-            {
-                conn.offer(Utf8Bytes::from(protocol::op_error(
-                    "validation_failed",
-                    &format!("client_id must be 1-{} characters", protocol::MAX_CLIENT_ID),
-                    client_id.as_deref(),
-                    None,
-                )));
-                return;
-            }
-            let call = Call {
-                method: "POST".into(),
-                path: format!("/rooms/{room_id}/read"),
-                token: ops.token.to_string(),
-                idempotency_key: client_id.as_deref().map(|c| op_key("read", c)),
-                body: serde_json::json!({ "up_to_position": up_to_position }),
-            };
-            ops.run(gateway, conn, client_id, call, None).await;
-        }
+        } => read(gateway, conn, ops, room_id, up_to_position, client_id).await,
         ClientOp::Subscribe {
             room_id,
             since,
             epoch,
-        } => {
-            let (turn, seq) = {
-                let mut followed = rooms.lock().expect("rooms lock");
-                // Subscribing again restarts the room's stream: it does not count twice.
-                let again = usize::from(followed.ids.contains(&room_id));
-                if followed.ids.len() - again + pending.load(Ordering::SeqCst) >= MAX_SUBSCRIPTIONS
-                {
-                    conn.offer(error_frame(&FrameError::new(
-                        "too_many_subscriptions",
-                        format!("a connection follows at most {MAX_SUBSCRIPTIONS} rooms"),
-                    )));
-                    return;
-                }
-                followed.next_subscribe += 1;
-                let seq = followed.next_subscribe;
-                (followed.turns.entry(room_id).or_default().clone(), seq)
-            };
-            pending.fetch_add(1, Ordering::SeqCst);
-            let (gateway, conn, rooms, pending) = (
-                gateway.clone(),
-                conn.clone(),
-                rooms.clone(),
-                pending.clone(),
-            );
-            // A replay may take a while: the connection keeps serving other ops meanwhile.
-            tokio::spawn(async move {
-                let subscribe = Subscribe {
-                    room_id,
-                    since,
-                    epoch,
-                    seq,
-                };
-                subscribe.in_turn(&gateway, &conn, &rooms, &turn).await;
-                pending.fetch_sub(1, Ordering::SeqCst);
-                let mut followed = rooms.lock().expect("rooms lock");
-                // The map's and this one: nobody else waits for this room.
-                if Arc::strong_count(&turn) == 2 {
-                    followed.turns.remove(&room_id);
-                }
-            });
-        }
-        ClientOp::Unsubscribe { room_id } => {
-            let (was, pending) = {
-                let mut followed = rooms.lock().expect("rooms lock");
-                let was = followed.ids.remove(&room_id);
-                // Subscribes still under way end as soon as they can, with `unsubscribed`.
-                let pending = followed.turns.get(&room_id).cloned();
-                if let Some(turn) = &pending {
-                    turn.cancelled_up_to
-                        .store(followed.next_subscribe, Ordering::SeqCst);
-                }
-                (was, pending.is_some())
-            };
-            if was && gateway.hub.unsubscribe(conn.id, room_id) {
-                conn.offer(Utf8Bytes::from(protocol::unsubscribed(
-                    room_id,
-                    "requested",
-                )));
-            } else if !pending {
-                conn.offer(error_frame(&FrameError::new(
-                    "not_subscribed",
-                    "not subscribed to this room",
-                )));
-            }
-        }
+        } => subscribe(gateway, conn, rooms, pending, room_id, since, epoch),
+        ClientOp::Unsubscribe { room_id } => unsubscribe(gateway, conn, rooms, room_id),
         ClientOp::Typing { room_id, typing } => {
-            if gateway.hub.is_subscribed(conn.id, room_id) {
+            if subscribed(gateway, conn, room_id) {
                 gateway.live.typing(room_id, conn.user, typing).await;
-            } else {
-                conn.offer(error_frame(&FrameError::new(
-                    "not_subscribed",
-                    "subscribe to the room first",
-                )));
             }
         }
         ClientOp::Signal {
@@ -359,14 +239,154 @@ pub(super) async fn handle(
             signal,
             on,
         } => {
-            if gateway.hub.is_subscribed(conn.id, room_id) {
+            if subscribed(gateway, conn, room_id) {
                 gateway.live.signal(room_id, conn.user, signal, on).await;
-            } else {
-                conn.offer(error_frame(&FrameError::new(
-                    "not_subscribed",
-                    "subscribe to the room first",
-                )));
             }
         }
     }
+}
+
+/// Whether `client_id` is acceptable; if not, the op is answered with `validation_failed`.
+fn valid_client_id(conn: &Conn, client_id: Option<&str>) -> bool {
+    if client_id.is_some_and(|c| c.is_empty() || c.chars().count() > protocol::MAX_CLIENT_ID) {
+        conn.offer(Utf8Bytes::from(protocol::op_error(
+            "validation_failed",
+            &format!("client_id must be 1-{} characters", protocol::MAX_CLIENT_ID),
+            client_id,
+            None,
+        )));
+        return false;
+    }
+    true
+}
+
+/// `send`: `POST /rooms/{room_id}/messages` with the fields the client gave, in the room's
+/// line of this connection's sends.
+async fn send(
+    gateway: &Gateway,
+    conn: &Conn,
+    ops: &Ops,
+    room_id: Uuid,
+    client_id: String,
+    fields: [(&str, Option<serde_json::Value>); 6],
+) {
+    if !valid_client_id(conn, Some(&client_id)) {
+        return;
+    }
+    let body: serde_json::Map<String, serde_json::Value> = fields
+        .into_iter()
+        .filter_map(|(field, value)| Some((field.to_string(), value?)))
+        .collect();
+    let key = op_key("send", &client_id);
+    let call = Call::send_message(&ops.token, room_id, body.into(), key);
+    ops.run(gateway, conn, Some(client_id), call, Some(room_id))
+        .await;
+}
+
+/// `read`: `POST /rooms/{room_id}/read`.
+async fn read(
+    gateway: &Gateway,
+    conn: &Conn,
+    ops: &Ops,
+    room_id: Uuid,
+    up_to_position: serde_json::Value,
+    client_id: Option<String>,
+) {
+    if !valid_client_id(conn, client_id.as_deref()) {
+        return;
+    }
+    let key = client_id.as_deref().map(|c| op_key("read", c));
+    let call = Call::mark_read(&ops.token, room_id, up_to_position, key);
+    ops.run(gateway, conn, client_id, call, None).await;
+}
+
+/// `subscribe`: a replay from `since`, then live, beside the connection's other ops; one
+/// subscribe to a room at a time.
+fn subscribe(
+    gateway: &Gateway,
+    conn: &Conn,
+    rooms: &Arc<Mutex<Followed>>,
+    pending: &Arc<AtomicUsize>,
+    room_id: Uuid,
+    since: Option<u64>,
+    epoch: Option<String>,
+) {
+    let (turn, seq) = {
+        let mut followed = rooms.lock().expect("rooms lock");
+        // Subscribing again restarts the room's stream: it does not count twice.
+        let again = usize::from(followed.ids.contains(&room_id));
+        if followed.ids.len() - again + pending.load(Ordering::SeqCst) >= MAX_SUBSCRIPTIONS {
+            conn.offer(error_frame(&FrameError::new(
+                "too_many_subscriptions",
+                format!("a connection follows at most {MAX_SUBSCRIPTIONS} rooms"),
+            )));
+            return;
+        }
+        followed.next_subscribe += 1;
+        let seq = followed.next_subscribe;
+        (followed.turns.entry(room_id).or_default().clone(), seq)
+    };
+    pending.fetch_add(1, Ordering::SeqCst);
+    let (gateway, conn, rooms, pending) = (
+        gateway.clone(),
+        conn.clone(),
+        rooms.clone(),
+        pending.clone(),
+    );
+    // A replay may take a while: the connection keeps serving other ops meanwhile.
+    tokio::spawn(async move {
+        let subscribe = Subscribe {
+            room_id,
+            since,
+            epoch,
+            seq,
+        };
+        subscribe.in_turn(&gateway, &conn, &rooms, &turn).await;
+        pending.fetch_sub(1, Ordering::SeqCst);
+        let mut followed = rooms.lock().expect("rooms lock");
+        // The map's and this one: nobody else waits for this room.
+        if Arc::strong_count(&turn) == 2 {
+            followed.turns.remove(&room_id);
+        }
+    });
+}
+
+/// `unsubscribe`: ends the room's stream (or a subscribe still replaying) with
+/// `unsubscribed`.
+fn unsubscribe(gateway: &Gateway, conn: &Conn, rooms: &Arc<Mutex<Followed>>, room_id: Uuid) {
+    let (was, pending) = {
+        let mut followed = rooms.lock().expect("rooms lock");
+        let was = followed.ids.remove(&room_id);
+        // Subscribes still under way end as soon as they can, with `unsubscribed`.
+        let pending = followed.turns.get(&room_id).cloned();
+        if let Some(turn) = &pending {
+            turn.cancelled_up_to
+                .store(followed.next_subscribe, Ordering::SeqCst);
+        }
+        (was, pending.is_some())
+    };
+    if was && gateway.hub.unsubscribe(conn.id, room_id) {
+        conn.offer(Utf8Bytes::from(protocol::unsubscribed(
+            room_id,
+            "requested",
+        )));
+    } else if !pending {
+        conn.offer(error_frame(&FrameError::new(
+            "not_subscribed",
+            "not subscribed to this room",
+        )));
+    }
+}
+
+/// The guard of the ephemeral ops (typing, signals): only to a room the connection follows;
+/// otherwise answered with `not_subscribed`.
+fn subscribed(gateway: &Gateway, conn: &Conn, room_id: Uuid) -> bool {
+    if gateway.hub.is_subscribed(conn.id, room_id) {
+        return true;
+    }
+    conn.offer(error_frame(&FrameError::new(
+        "not_subscribed",
+        "subscribe to the room first",
+    )));
+    false
 }
