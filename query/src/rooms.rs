@@ -280,7 +280,7 @@ async fn members(
         .into_iter()
         .map(|m| Member {
             // Presence as the gateways know it (bounded staleness: see gateway::live).
-            online: state.gateway.live.presence.is_online(m.user_id),
+            online: state.gateway.ephemeral.presence.is_online(m.user_id),
             user_id: m.user_id,
             username: m.username,
             display_name: m.display_name,

@@ -112,12 +112,12 @@ impl Env {
         })
     }
 
-    /// Resident memory of the natter process, in KiB.
     /// natter's process id.
     pub fn server_pid(&self) -> Option<u32> {
         self.child.id()
     }
 
+    /// Resident memory of the natter process, in KiB.
     pub fn server_rss_kib(&self) -> anyhow::Result<u64> {
         let pid = self.child.id().context("natter is not running")?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;

@@ -1,4 +1,4 @@
-//! The live gateway: `GET /api/v1/ws` streams room events from JetStream to websocket clients,
+//! The websocket gateway: `GET /api/v1/ws` streams room events from JetStream to websocket clients,
 //! in order, gap-free and resumable, with typing, media signals and presence alongside.
 //!
 //! - [`hub`]: the registry of room feeds and connections, fed by the process's live tail.
@@ -8,16 +8,16 @@
 //! - [`session`]: one connection: auth, bounded send queue, heartbeats, close codes.
 //! - [`ops`]: one connection's client ops (subscribe, send, read, typing, ...).
 //! - `sends` (private): the order of a connection's sends to each room.
-//! - [`live`]: typing, signals and presence on core NATS.
+//! - [`ephemeral`]: typing, signals and presence on core NATS, never stored.
 //! - [`protocol`]: the frames.
 //! - [`admin`]: answers to operators (connections, disconnects), asked of every gateway.
 
 pub mod admin;
 pub mod asyncapi;
 pub mod conn;
+pub mod ephemeral;
 pub mod feed;
 pub mod hub;
-pub mod live;
 mod ops;
 pub mod protocol;
 pub mod replay;
@@ -35,7 +35,7 @@ use crate::QueryState;
 #[derive(Clone)]
 pub struct Gateway {
     pub hub: Arc<hub::Hub>,
-    pub live: Arc<live::Live>,
+    pub ephemeral: Arc<ephemeral::Ephemeral>,
     /// Where the `send` and `read` ops go.
     pub commands: CommandPort,
 }
@@ -49,17 +49,17 @@ impl Gateway {
     ) -> anyhow::Result<(Gateway, Vec<(&'static str, JoinHandle<()>)>)> {
         let (hub, hub_task) = hub::Hub::start(store.clone(), tail)?;
         let admin_task = admin::serve(nats.clone(), store.subjects().prefix(), hub.clone()).await?;
-        let (live, live_task) =
-            live::Live::start(nats, store.subjects().clone(), hub.clone()).await?;
+        let (ephemeral, ephemeral_task) =
+            ephemeral::Ephemeral::start(nats, store.subjects().clone(), hub.clone()).await?;
         Ok((
             Gateway {
                 hub,
-                live,
+                ephemeral,
                 commands,
             },
             vec![
                 ("gateway consumer", hub_task),
-                ("gateway live traffic", live_task),
+                ("gateway ephemeral traffic", ephemeral_task),
                 ("gateway admin answers", admin_task),
             ],
         ))

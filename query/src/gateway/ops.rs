@@ -231,7 +231,7 @@ pub(super) async fn handle(
         ClientOp::Unsubscribe { room_id } => unsubscribe(gateway, conn, rooms, room_id),
         ClientOp::Typing { room_id, typing } => {
             if subscribed(gateway, conn, room_id) {
-                gateway.live.typing(room_id, conn.user, typing).await;
+                gateway.ephemeral.typing(room_id, conn.user, typing).await;
             }
         }
         ClientOp::Signal {
@@ -240,7 +240,10 @@ pub(super) async fn handle(
             on,
         } => {
             if subscribed(gateway, conn, room_id) {
-                gateway.live.signal(room_id, conn.user, signal, on).await;
+                gateway
+                    .ephemeral
+                    .signal(room_id, conn.user, signal, on)
+                    .await;
             }
         }
     }

@@ -26,11 +26,11 @@ use crate::QueryState;
 pub const MAX_CLIENT_FRAME: usize = 16 * 1024;
 /// Rooms one connection may follow at once.
 pub const MAX_SUBSCRIPTIONS: usize = 100;
-/// The server pings this often; a connection silent for three times as long is closed.
 /// `send` and `read` ops of one connection running at once.
 const MAX_OPS_IN_FLIGHT: usize = 64;
 /// How often a connection checks whether its token was revoked.
 const REVOCATION_CHECK: Duration = Duration::from_millis(500);
+/// The server pings this often; a connection silent for three times as long is closed.
 const HEARTBEAT: Duration = Duration::from_secs(30);
 /// How long a closing connection waits for the client to take the close frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(60);
@@ -200,7 +200,7 @@ fn session(
         gateway.hub.connected(&conn);
         // Presence publishes are boxed, as ops are below: the session's future is held by every
         // idle connection, and would otherwise be as big as its largest await.
-        Box::pin(gateway.live.connected(conn.user)).await;
+        Box::pin(gateway.ephemeral.connected(conn.user)).await;
 
         let rooms: Arc<Mutex<Followed>> = Arc::default();
         let ops = Ops {
@@ -262,7 +262,7 @@ fn session(
             rooms.ids.iter().copied().collect()
         };
         gateway.hub.disconnected(&conn, &followed);
-        Box::pin(gateway.live.disconnected(conn.user)).await;
+        Box::pin(gateway.ephemeral.disconnected(conn.user)).await;
         let _ = writer.await;
     }
 }

@@ -64,7 +64,7 @@ impl Presence {
     }
 }
 
-pub struct Live {
+pub struct Ephemeral {
     nats: async_nats::Client,
     subjects: Subjects,
     hub: Arc<Hub>,
@@ -72,38 +72,41 @@ pub struct Live {
     instance: Uuid,
 }
 
-impl Live {
+impl Ephemeral {
     pub async fn start(
         nats: async_nats::Client,
         subjects: Subjects,
         hub: Arc<Hub>,
-    ) -> anyhow::Result<(Arc<Live>, tokio::task::JoinHandle<()>)> {
-        let live = Arc::new(Live {
+    ) -> anyhow::Result<(Arc<Ephemeral>, tokio::task::JoinHandle<()>)> {
+        let ephemeral = Arc::new(Ephemeral {
             nats,
             subjects,
             hub,
             presence: Presence::default(),
             instance: Uuid::new_v4(),
         });
-        let mut subscription = live.nats.subscribe(live.subjects.live(">")).await?;
+        let mut subscription = ephemeral
+            .nats
+            .subscribe(ephemeral.subjects.live(">"))
+            .await?;
         let task = {
-            let live = live.clone();
+            let ephemeral = ephemeral.clone();
             tokio::spawn(async move {
                 let mut beat = tokio::time::interval(BEAT);
                 let mut expire = tokio::time::interval(Duration::from_secs(2));
                 loop {
                     tokio::select! {
                         message = subscription.next() => match message {
-                            Some(m) => live.on_message(&m.subject, &m.payload),
+                            Some(m) => ephemeral.on_message(&m.subject, &m.payload),
                             None => return,
                         },
-                        _ = beat.tick() => live.beat().await,
-                        _ = expire.tick() => live.expire(),
+                        _ = beat.tick() => ephemeral.beat().await,
+                        _ = expire.tick() => ephemeral.expire(),
                     }
                 }
             })
         };
-        Ok((live, task))
+        Ok((ephemeral, task))
     }
 
     fn room_subject(&self, room: Uuid, what: &str) -> String {
