@@ -2,7 +2,7 @@
 // built from clients/typescript by `npm run build:web` there). Plain DOM, no framework. One
 // file on purpose (~680 lines): the page's state (session, rooms, the open room and thread)
 // is shared by every part, and a second module would only pass it around.
-import { NatterClient, NatterError, Rest, applyToMessage, messageFromEvent, messagesTouched } from "/web/natter-client.js";
+import { CloseCode, NatterClient, NatterError, Rest, applyToMessage, messageFromEvent, messagesTouched } from "/web/natter-client.js";
 
 const $ = (id) => document.getElementById(id);
 const origin = location.origin;
@@ -129,7 +129,7 @@ async function start() {
   client.on("state", ({ state, code }) => {
     $("conn").textContent = state;
     $("conn").className = `conn ${state}`;
-    if (state === "closed" && code === 4001) signOut("Your session has ended: log in again.");
+    if (state === "closed" && code === CloseCode.unauthorized) signOut("Your session has ended: log in again.");
   });
   client.on("event", onEvent);
   client.on("feed", ({ position }) => {

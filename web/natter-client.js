@@ -3,6 +3,47 @@ var __defProp = Object.defineProperty;
 var __defNormalProp = (obj, key, value) => key in obj ? __defProp(obj, key, { enumerable: true, configurable: true, writable: true, value }) : obj[key] = value;
 var __publicField = (obj, key, value) => __defNormalProp(obj, typeof key !== "symbol" ? key + "" : key, value);
 
+// src/generated/ws.ts
+var closeCodes = [
+  {
+    "client_should": "reconnect with backoff and resume",
+    "code": 1001,
+    "meaning": "the server is going away",
+    "name": "going_away"
+  },
+  {
+    "client_should": "reconnect with backoff and resume",
+    "code": 1012,
+    "meaning": "the server is restarting",
+    "name": "restarting"
+  },
+  {
+    "client_should": "get a new token before reconnecting",
+    "code": 4001,
+    "meaning": "unauthorized: the token is missing, invalid, expired or revoked",
+    "name": "unauthorized"
+  },
+  {
+    "client_should": "do not reconnect on your own",
+    "code": 4003,
+    "meaning": "disconnected by an admin",
+    "name": "by_admin"
+  },
+  {
+    "client_should": "reconnect and resubscribe with since = your last position",
+    "code": 4008,
+    "meaning": "too slow: the client did not keep up",
+    "name": "too_slow"
+  }
+];
+var CloseCode = {
+  "going_away": 1001,
+  "restarting": 1012,
+  "unauthorized": 4001,
+  "by_admin": 4003,
+  "too_slow": 4008
+};
+
 // src/rest.ts
 var NatterError = class extends Error {
   constructor(status, code, message, retryAfter) {
@@ -244,7 +285,7 @@ var NatterClient = class {
     try {
       token = await this.options.getToken(refresh);
     } catch (e) {
-      this.setState("closed", 4001, `no token: ${String(e)}`);
+      this.setState("closed", CloseCode.unauthorized, `no token: ${String(e)}`);
       return;
     }
     if (this.current !== "connecting") return;
@@ -284,11 +325,11 @@ var NatterClient = class {
   onClose(code, reason, openedAt) {
     if (this.current === "closed") return;
     const opened = openedAt !== void 0;
-    if (code === 4003) {
+    if (code === CloseCode.by_admin) {
       this.setState("closed", code, reason);
       return;
     }
-    if (code === 4001) {
+    if (code === CloseCode.unauthorized) {
       if (opened && Date.now() - openedAt > REFUSED_AT_ONCE_MS) this.refusals = 0;
       this.refusals += 1;
       if (this.refusals > 2) {
@@ -595,36 +636,8 @@ function react(reactions, emoji, userId, added) {
   if (r.count <= 0) out.splice(i, 1);
   return out;
 }
-
-// src/generated/ws.ts
-var closeCodes = [
-  {
-    "client_should": "reconnect with backoff and resume",
-    "code": 1001,
-    "meaning": "the server is going away"
-  },
-  {
-    "client_should": "reconnect with backoff and resume",
-    "code": 1012,
-    "meaning": "the server is restarting"
-  },
-  {
-    "client_should": "get a new token before reconnecting",
-    "code": 4001,
-    "meaning": "unauthorized: the token is missing, invalid, expired or revoked"
-  },
-  {
-    "client_should": "do not reconnect on your own",
-    "code": 4003,
-    "meaning": "disconnected by an admin"
-  },
-  {
-    "client_should": "reconnect and resubscribe with since = your last position",
-    "code": 4008,
-    "meaning": "too slow: the client did not keep up"
-  }
-];
 export {
+  CloseCode,
   NAMED_USERS,
   NatterClient,
   NatterError,

@@ -39,7 +39,9 @@ const ws =
   header("natter's AsyncAPI description") +
   astToString(await openapiTS(wsDoc)) +
   `\n/** The close codes a server may use, what they mean and what a client should do. */\n` +
-  `export const closeCodes = ${JSON.stringify(closeCodes, null, 2)} as const;\n`;
+  `export const closeCodes = ${JSON.stringify(closeCodes, null, 2)} as const;\n` +
+  `\n/** Each close code by its name (\`CloseCode.unauthorized\` is 4001). */\n` +
+  `export const CloseCode = ${JSON.stringify(Object.fromEntries(closeCodes.map((c) => [c.name, c.code])), null, 2)} as const;\n`;
 
 const files = {
   "spec/openapi.json": JSON.stringify(openapi, null, 2) + "\n",

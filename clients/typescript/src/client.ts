@@ -2,7 +2,7 @@
 // reconnects with exponential backoff and full jitter, per-room resume with (epoch, position),
 // a contiguity check on every event (a gap is backfilled from the log before the app sees
 // anything), dedupe across socket and backfill, and idempotent sends with local echo.
-import type { components } from "./generated/ws.js";
+import { CloseCode, type components } from "./generated/ws.js";
 import { type GetToken, type Message, type PublicEvent, Rest } from "./rest.js";
 
 type Frames = components["schemas"];
@@ -195,7 +195,7 @@ export class NatterClient {
     try {
       token = await this.options.getToken(refresh);
     } catch (e) {
-      this.setState("closed", 4001, `no token: ${String(e)}`);
+      this.setState("closed", CloseCode.unauthorized, `no token: ${String(e)}`);
       return;
     }
     if (this.current !== "connecting") return;
@@ -237,12 +237,12 @@ export class NatterClient {
   private onClose(code: number, reason: string, openedAt: number | undefined): void {
     if (this.current === "closed") return;
     const opened = openedAt !== undefined;
-    if (code === 4003) {
+    if (code === CloseCode.by_admin) {
       // Disconnected by an admin: do not come back on our own.
       this.setState("closed", code, reason);
       return;
     }
-    if (code === 4001) {
+    if (code === CloseCode.unauthorized) {
       // Refused token: ask for a new one; a fresh token refused again at once means stop. A
       // token refused at the start is closed within a moment; one that lived its life and
       // expired (or was revoked) later counts as a first refusal.

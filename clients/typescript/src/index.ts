@@ -30,4 +30,4 @@ export type {
   Session,
   User,
 } from "./rest.js";
-export { closeCodes } from "./generated/ws.js";
+export { CloseCode, closeCodes } from "./generated/ws.js";

@@ -84,11 +84,13 @@ pub fn document() -> Value {
         .collect();
     let close_codes: Vec<Value> = CLOSE_CODES
         .iter()
-        .map(|(code, meaning, then)| json!({ "code": code, "meaning": meaning, "client_should": then }))
+        .map(|(code, name, meaning, then)| {
+            json!({ "code": code, "name": name, "meaning": meaning, "client_should": then })
+        })
         .collect();
     let close_text: String = CLOSE_CODES
         .iter()
-        .map(|(code, meaning, then)| format!("- `{code}` {meaning}: {then}.\n"))
+        .map(|(code, _, meaning, then)| format!("- `{code}` {meaning}: {then}.\n"))
         .collect();
     json!({
         "asyncapi": "3.0.0",

@@ -19,31 +19,37 @@ pub const CLOSE_TOO_SLOW: u16 = 4008;
 /// The reason given with [`CLOSE_TOO_SLOW`].
 pub const TOO_SLOW: &str = "too slow: reconnect and resubscribe with since";
 
-/// The close codes a server may end a connection with, what they mean, and what a client
-/// should do (the AsyncAPI document and the clients take them from here).
-pub const CLOSE_CODES: &[(u16, &str, &str)] = &[
+/// The close codes a server may end a connection with: a name for clients' constants, what
+/// they mean, and what a client should do (the AsyncAPI document and the clients take them
+/// from here).
+pub const CLOSE_CODES: &[(u16, &str, &str, &str)] = &[
     (
         1001,
+        "going_away",
         "the server is going away",
         "reconnect with backoff and resume",
     ),
     (
         1012,
+        "restarting",
         "the server is restarting",
         "reconnect with backoff and resume",
     ),
     (
         CLOSE_UNAUTHORIZED,
+        "unauthorized",
         "unauthorized: the token is missing, invalid, expired or revoked",
         "get a new token before reconnecting",
     ),
     (
         CLOSE_BY_ADMIN,
+        "by_admin",
         "disconnected by an admin",
         "do not reconnect on your own",
     ),
     (
         CLOSE_TOO_SLOW,
+        "too_slow",
         "too slow: the client did not keep up",
         "reconnect and resubscribe with since = your last position",
     ),

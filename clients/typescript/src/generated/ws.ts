@@ -1203,26 +1203,40 @@ export const closeCodes = [
   {
     "client_should": "reconnect with backoff and resume",
     "code": 1001,
-    "meaning": "the server is going away"
+    "meaning": "the server is going away",
+    "name": "going_away"
   },
   {
     "client_should": "reconnect with backoff and resume",
     "code": 1012,
-    "meaning": "the server is restarting"
+    "meaning": "the server is restarting",
+    "name": "restarting"
   },
   {
     "client_should": "get a new token before reconnecting",
     "code": 4001,
-    "meaning": "unauthorized: the token is missing, invalid, expired or revoked"
+    "meaning": "unauthorized: the token is missing, invalid, expired or revoked",
+    "name": "unauthorized"
   },
   {
     "client_should": "do not reconnect on your own",
     "code": 4003,
-    "meaning": "disconnected by an admin"
+    "meaning": "disconnected by an admin",
+    "name": "by_admin"
   },
   {
     "client_should": "reconnect and resubscribe with since = your last position",
     "code": 4008,
-    "meaning": "too slow: the client did not keep up"
+    "meaning": "too slow: the client did not keep up",
+    "name": "too_slow"
   }
 ] as const;
+
+/** Each close code by its name (`CloseCode.unauthorized` is 4001). */
+export const CloseCode = {
+  "going_away": 1001,
+  "restarting": 1012,
+  "unauthorized": 4001,
+  "by_admin": 4003,
+  "too_slow": 4008
+} as const;
