@@ -4,6 +4,7 @@
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::helpers::User;
 use crate::helpers::{TestApp, api_token, root, test_config};
 
 #[tokio::test]
@@ -102,7 +103,7 @@ async fn an_api_token_works_until_revoked_and_its_users_tokens_outlive_it() {
 async fn only_admins_issue_tokens_and_only_services_create_users() {
     let app = TestApp::spawn().await;
     let root = root(&app).await;
-    let (alice, _) = app.register("alice").await;
+    let User { token: alice, .. } = app.register("alice").await;
     let body = json!({ "name": "x" });
     app.post("/admin/tokens", Some(&alice), body.clone())
         .await
@@ -250,7 +251,7 @@ async fn a_retried_token_request_does_not_show_the_token_again() {
 async fn a_broadcast_is_a_system_message_in_any_room_that_exists() {
     let app = TestApp::spawn().await;
     let root = root(&app).await;
-    let (alice, _) = app.register("alice").await;
+    let User { token: alice, .. } = app.register("alice").await;
     let room = app
         .create_room(
             &alice,

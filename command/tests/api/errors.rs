@@ -6,12 +6,13 @@ use axum::http::Method;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::helpers::User;
 use crate::helpers::{TestApp, test_config};
 
 #[tokio::test]
 async fn malformed_json_wrong_types_and_bad_ids_are_bad_requests() {
     let app = TestApp::spawn().await;
-    let (token, _) = app.register("alice").await;
+    let User { token, .. } = app.register("alice").await;
     let t = Some(token.as_str());
     app.raw(Method::POST, "/rooms", t, b"{\"name\": ".to_vec(), &[])
         .await
@@ -60,7 +61,7 @@ async fn malformed_json_wrong_types_and_bad_ids_are_bad_requests() {
 #[tokio::test]
 async fn rule_breaking_fields_fail_validation() {
     let app = TestApp::spawn().await;
-    let (token, me) = app.register("alice").await;
+    let User { token, id: me, .. } = app.register("alice").await;
     let t = Some(token.as_str());
     let reg =
         |username: &str, password: &str| json!({ "username": username, "password": password });
@@ -144,7 +145,7 @@ async fn rule_breaking_fields_fail_validation() {
 #[tokio::test]
 async fn a_body_over_the_limit_is_413() {
     let app = TestApp::spawn().await;
-    let (token, _) = app.register("alice").await;
+    let User { token, .. } = app.register("alice").await;
     let room = app.create_room(&token, json!({ "name": "r" })).await;
     let big = json!({ "content": "x".repeat(70 * 1024) });
     app.post(
@@ -169,7 +170,7 @@ async fn a_body_over_the_limit_is_413() {
 #[tokio::test]
 async fn unknown_rooms_and_routes_are_404() {
     let app = TestApp::spawn().await;
-    let (token, _) = app.register("alice").await;
+    let User { token, .. } = app.register("alice").await;
     let t = Some(token.as_str());
     let nowhere = Uuid::new_v4();
     app.post(&format!("/rooms/{nowhere}/join"), t, json!({}))
@@ -202,8 +203,12 @@ async fn unknown_rooms_and_routes_are_404() {
 #[tokio::test]
 async fn a_private_room_is_invisible_to_outsiders_until_they_are_invited() {
     let app = TestApp::spawn().await;
-    let (owner, _) = app.register("owner").await;
-    let (eve, eve_id) = app.register("eve").await;
+    let User { token: owner, .. } = app.register("owner").await;
+    let User {
+        token: eve,
+        id: eve_id,
+        ..
+    } = app.register("eve").await;
     let room = app
         .create_room(&owner, json!({ "name": "secret", "visibility": "private" }))
         .await;
@@ -253,8 +258,8 @@ async fn a_private_room_is_invisible_to_outsiders_until_they_are_invited() {
 #[tokio::test]
 async fn non_members_may_not_post_and_non_owners_may_not_manage_invites() {
     let app = TestApp::spawn().await;
-    let (owner, _) = app.register("owner").await;
-    let (bob, _) = app.register("bob").await;
+    let User { token: owner, .. } = app.register("owner").await;
+    let User { token: bob, .. } = app.register("bob").await;
     let b = Some(bob.as_str());
     let room = app.create_room(&owner, json!({ "name": "open" })).await;
     app.post(
@@ -309,10 +314,12 @@ async fn non_members_may_not_post_and_non_owners_may_not_manage_invites() {
 #[tokio::test]
 async fn used_up_revoked_expired_and_foreign_invites() {
     let app = TestApp::spawn().await;
-    let (owner, _) = app.register("owner").await;
-    let (a, _) = app.register("anna").await;
-    let (b, _) = app.register("bert").await;
-    let (c, c_id) = app.register("carl").await;
+    let User { token: owner, .. } = app.register("owner").await;
+    let User { token: a, .. } = app.register("anna").await;
+    let User { token: b, .. } = app.register("bert").await;
+    let User {
+        token: c, id: c_id, ..
+    } = app.register("carl").await;
     let room = app
         .create_room(&owner, json!({ "name": "club", "visibility": "private" }))
         .await;
@@ -370,9 +377,9 @@ async fn used_up_revoked_expired_and_foreign_invites() {
 #[tokio::test]
 async fn a_full_room_is_409_room_full() {
     let app = TestApp::spawn().await;
-    let (owner, _) = app.register("owner").await;
-    let (a, _) = app.register("anna").await;
-    let (b, _) = app.register("bert").await;
+    let User { token: owner, .. } = app.register("owner").await;
+    let User { token: a, .. } = app.register("anna").await;
+    let User { token: b, .. } = app.register("bert").await;
     let room = app
         .create_room(&owner, json!({ "name": "duo", "max_members": 2 }))
         .await;
@@ -431,7 +438,7 @@ async fn sending_too_fast_is_429_with_retry_after() {
     let mut config = test_config();
     config.send_rate = Some("3/30s".parse().unwrap());
     let app = TestApp::spawn_with(config).await;
-    let (token, _) = app.register("alice").await;
+    let User { token, .. } = app.register("alice").await;
     let room = app.create_room(&token, json!({ "name": "r" })).await;
     let other = app.create_room(&token, json!({ "name": "r2" })).await;
     for _ in 0..3 {
@@ -470,7 +477,7 @@ async fn sending_too_fast_is_429_with_retry_after() {
 #[tokio::test]
 async fn a_read_marker_never_moves_backwards() {
     let app = TestApp::spawn().await;
-    let (token, _) = app.register("alice").await;
+    let User { token, .. } = app.register("alice").await;
     let room = app.create_room(&token, json!({ "name": "r" })).await;
     let mut last = 0;
     for _ in 0..3 {
@@ -510,7 +517,7 @@ async fn a_read_marker_never_moves_backwards() {
 #[tokio::test]
 async fn text_with_nul_or_control_characters_is_refused_in_every_field_and_nothing_is_appended() {
     let app = TestApp::spawn().await;
-    let (token, _) = app.register("alice").await;
+    let User { token, .. } = app.register("alice").await;
     let t = Some(token.as_str());
     let room = app.create_room(&token, json!({ "name": "r" })).await;
     let before = app.stream_messages().await.len();

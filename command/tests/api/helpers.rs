@@ -11,6 +11,7 @@ use natter_command::{CommandConfig, CommandService};
 use natter_edge::JwtKeys;
 use natter_events::LiveTail;
 use natter_testkit::api::Api;
+pub use natter_testkit::api::User;
 use natter_testkit::{Cleanup, Isolation, nats_url};
 use serde_json::Value;
 use uuid::Uuid;
@@ -93,10 +94,9 @@ impl TestApp {
         self.api.delete(path, token).await
     }
 
-    /// Registers `username` and returns (token, user id).
-    pub async fn register(&self, username: &str) -> (String, Uuid) {
-        let user = self.api.register(username).await;
-        (user.token, user.id)
+    /// Registers `username`.
+    pub async fn register(&self, username: &str) -> User {
+        self.api.register(username).await
     }
 
     /// Creates a room and returns its id.
@@ -165,7 +165,7 @@ async fn read_stream(name: &str) -> Vec<(u64, String, async_nats::HeaderMap, byt
 
 /// `root` is in `NATTER_ADMINS` in the test configuration.
 pub async fn root(app: &TestApp) -> String {
-    app.register("root").await.0
+    app.register("root").await.token
 }
 
 pub async fn api_token(app: &TestApp, admin: &str, body: Value) -> (Uuid, String) {

@@ -5,6 +5,7 @@ use futures::future::join_all;
 use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
+use crate::helpers::User;
 
 async fn post_with_key(
     app: &TestApp,
@@ -26,7 +27,7 @@ async fn post_with_key(
 #[tokio::test]
 async fn a_retried_send_appends_once_and_answers_the_same() {
     let app = TestApp::spawn().await;
-    let (token, _) = app.register("alice").await;
+    let User { token, .. } = app.register("alice").await;
     let room = app.create_room(&token, json!({ "name": "r" })).await;
     let path = format!("/rooms/{room}/messages");
     let body = json!({ "content": "only once" });
@@ -52,7 +53,7 @@ async fn a_retried_send_appends_once_and_answers_the_same() {
     .await;
     other.expect_error(409, "conflict");
     // Another user's identical key is their own.
-    let (bob, _) = app.register("bob").await;
+    let User { token: bob, .. } = app.register("bob").await;
     app.post(&format!("/rooms/{room}/join"), Some(&bob), json!({}))
         .await
         .expect(200);
@@ -71,7 +72,7 @@ async fn a_retried_send_appends_once_and_answers_the_same() {
 #[tokio::test]
 async fn concurrent_retries_with_one_key_append_once() {
     let app = TestApp::spawn().await;
-    let (token, _) = app.register("alice").await;
+    let User { token, .. } = app.register("alice").await;
     let body = json!({ "name": "once" });
     let results = join_all(
         (0..8).map(|_| post_with_key(&app, "/rooms", Some(&token), body.clone(), "create-1")),
@@ -132,7 +133,7 @@ async fn a_retried_registration_replays_with_a_fresh_valid_token() {
 #[tokio::test]
 async fn a_failed_request_does_not_pin_its_key() {
     let app = TestApp::spawn().await;
-    let (token, _) = app.register("alice").await;
+    let User { token, .. } = app.register("alice").await;
     // Unauthenticated: not kept, so the same key works once the caller logs in.
     post_with_key(
         &app,

@@ -7,6 +7,7 @@ use natter_testkit::http::Resp;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::helpers::User;
 use crate::helpers::{TestApp, test_config};
 
 async fn edit(app: &TestApp, path: &str, token: &str, content: Value) -> Resp {
@@ -172,7 +173,7 @@ async fn reacting_too_fast_is_429_and_leaves_messages_alone() {
     let mut config = test_config();
     config.send_rate = Some("2/30s".parse().unwrap());
     let app = TestApp::spawn_with(config).await;
-    let (token, _) = app.register("toggler").await;
+    let User { token, .. } = app.register("toggler").await;
     let room = app.create_room(&token, json!({ "name": "r" })).await;
     let sent = app
         .post(

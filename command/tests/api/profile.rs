@@ -7,6 +7,7 @@ use axum::http::Method;
 use natter_testkit::http::Resp;
 use serde_json::{Value, json};
 
+use crate::helpers::User;
 use crate::helpers::{TestApp, test_config};
 
 async fn patch_me(app: &TestApp, token: &str, body: Value) -> Resp {
@@ -25,7 +26,7 @@ async fn login(app: &TestApp, username: &str, password: &str) -> Resp {
 #[tokio::test]
 async fn a_display_name_change_is_one_event_and_the_same_name_is_none() {
     let app = TestApp::spawn().await;
-    let (token, id) = app.register("renamer").await;
+    let User { token, id, .. } = app.register("renamer").await;
     let r = patch_me(&app, &token, json!({ "display_name": "Ren Amer" })).await;
     let body = r.expect(200);
     assert_eq!(body["user"]["display_name"], "Ren Amer");
@@ -57,7 +58,7 @@ async fn a_display_name_change_is_one_event_and_the_same_name_is_none() {
 #[tokio::test]
 async fn bad_profile_changes_are_refused_and_append_nothing() {
     let app = TestApp::spawn().await;
-    let (token, _) = app.register("careful").await;
+    let User { token, .. } = app.register("careful").await;
     let before = app.stream_messages().await.len();
     for (body, status, code) in [
         (json!({ "display_name": "" }), 422, "validation_failed"),
@@ -103,7 +104,7 @@ async fn bad_profile_changes_are_refused_and_append_nothing() {
 async fn after_a_password_change_old_tokens_are_refused_by_every_instance() {
     let a = TestApp::spawn().await;
     let b = TestApp::on(&a.isolation, test_config()).await;
-    let (old, _) = a.register("rotator").await;
+    let User { token: old, .. } = a.register("rotator").await;
     // A second old token, from a login, and both work on both instances.
     let old_login = login(&a, "rotator", "password123").await.expect(200)["token"]
         .as_str()

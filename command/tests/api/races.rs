@@ -4,6 +4,7 @@
 use futures::future::join_all;
 use serde_json::json;
 
+use crate::helpers::User;
 use crate::helpers::{TestApp, test_config};
 
 async fn two_instances() -> (TestApp, TestApp) {
@@ -16,12 +17,12 @@ async fn register_many(app: &TestApp, prefix: &str, n: usize) -> Vec<String> {
     join_all((0..n).map(|i| app.register_owned(format!("{prefix}{i}"))))
         .await
         .into_iter()
-        .map(|(t, _)| t)
+        .map(|user| user.token)
         .collect()
 }
 
 impl TestApp {
-    async fn register_owned(&self, name: String) -> (String, uuid::Uuid) {
+    async fn register_owned(&self, name: String) -> User {
         self.register(&name).await
     }
 }
@@ -29,7 +30,7 @@ impl TestApp {
 #[tokio::test]
 async fn twenty_concurrent_joins_fill_two_free_seats_exactly() {
     let (a, b) = two_instances().await;
-    let (owner, _) = a.register("owner").await;
+    let User { token: owner, .. } = a.register("owner").await;
     let room = a
         .create_room(&owner, json!({ "name": "tiny", "max_members": 3 }))
         .await;
@@ -101,7 +102,7 @@ async fn twelve_concurrent_registrations_of_one_name_make_one_user() {
 #[tokio::test]
 async fn concurrent_accepts_of_a_single_use_link_admit_one() {
     let (a, b) = two_instances().await;
-    let (owner, _) = a.register("owner").await;
+    let User { token: owner, .. } = a.register("owner").await;
     let room = a
         .create_room(&owner, json!({ "name": "vip", "visibility": "private" }))
         .await;
@@ -139,8 +140,8 @@ async fn concurrent_accepts_of_a_single_use_link_admit_one() {
 #[tokio::test]
 async fn membership_changes_made_through_one_instance_hold_at_once_on_another() {
     let (a, b) = two_instances().await;
-    let (owner, _) = a.register("owner").await;
-    let (bob, _) = a.register("bob").await;
+    let User { token: owner, .. } = a.register("owner").await;
+    let User { token: bob, .. } = a.register("bob").await;
     let room = a.create_room(&owner, json!({ "name": "r" })).await;
     // B folds the room before bob joins, so its cache is behind once he does.
     b.post(
@@ -180,8 +181,8 @@ async fn an_instance_with_a_stale_view_refuses_rather_than_accepts_a_removed_mem
     let mut config = test_config();
     config.freshness_wait = std::time::Duration::from_millis(300);
     let b = TestApp::on(&a.isolation, config).await;
-    let (owner, _) = a.register("owner").await;
-    let (bob, _) = a.register("bob").await;
+    let User { token: owner, .. } = a.register("owner").await;
+    let User { token: bob, .. } = a.register("bob").await;
     let room = a.create_room(&owner, json!({ "name": "r" })).await;
     a.post(&format!("/rooms/{room}/join"), Some(&bob), json!({}))
         .await

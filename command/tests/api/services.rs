@@ -3,6 +3,7 @@
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::helpers::User;
 use crate::helpers::{TestApp, api_token, root, test_config};
 
 #[tokio::test]
@@ -80,7 +81,7 @@ async fn an_app_managed_user_has_no_password_and_shares_the_username_space() {
         .await
         .expect_error(422, "validation_failed");
     }
-    let (_, registered) = app.register("erin").await;
+    let User { id: registered, .. } = app.register("erin").await;
     app.post(
         &format!("/users/{registered}/tokens"),
         Some(&service),
@@ -108,7 +109,7 @@ async fn an_app_managed_user_named_like_an_admin_is_no_admin() {
         ..test_config()
     };
     let other = TestApp::on(&app.isolation, config).await;
-    let ops = other.register("ops").await.0;
+    let ops = other.register("ops").await.token;
     let (_, service) = api_token(&other, &ops, json!({ "name": "svc" })).await;
     let boss = other
         .post("/users", Some(&service), json!({ "username": "boss" }))

@@ -4,6 +4,7 @@
 use serde_json::json;
 
 use crate::helpers::TestApp;
+use crate::helpers::User;
 
 #[tokio::test]
 async fn every_accepted_command_is_one_well_formed_event_and_no_secret_is_stored() {
@@ -19,7 +20,11 @@ async fn every_accepted_command_is_one_well_formed_event_and_no_secret_is_stored
         .await;
     let alice = reg.expect(201)["token"].as_str().unwrap().to_string();
     let alice_id = reg.body["user"]["id"].as_str().unwrap().to_string();
-    let (bob, bob_id) = app.register("bob").await;
+    let User {
+        token: bob,
+        id: bob_id,
+        ..
+    } = app.register("bob").await;
     let a = Some(alice.as_str());
     let room = app
         .create_room(

@@ -7,6 +7,7 @@ use natter_edge::{Claims, UserRole};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::helpers::User;
 use crate::helpers::{SECRET, TestApp};
 
 fn claims(exp_offset: i64) -> Claims {
@@ -24,7 +25,7 @@ fn claims(exp_offset: i64) -> Claims {
 #[tokio::test]
 async fn bad_tokens_are_401() {
     let app = TestApp::spawn().await;
-    let (good, _) = app.register("alice").await;
+    let User { token: good, .. } = app.register("alice").await;
     let body = json!({ "name": "r" });
     app.post("/rooms", Some(&good), body.clone())
         .await
@@ -89,8 +90,8 @@ async fn bad_tokens_are_401() {
 #[tokio::test]
 async fn admins_named_in_the_config_get_the_admin_role() {
     let app = TestApp::spawn().await;
-    let (root, _) = app.register("root").await;
-    let (user, _) = app.register("user").await;
+    let User { token: root, .. } = app.register("root").await;
+    let User { token: user, .. } = app.register("user").await;
     let role = |t: &str| {
         let payload = URL_SAFE_NO_PAD
             .decode(t.split('.').nth(1).unwrap())

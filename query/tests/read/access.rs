@@ -6,12 +6,13 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::helpers::Stack;
+use crate::helpers::User;
 
 #[tokio::test]
 async fn every_query_endpoint_enforces_membership_and_privacy() {
     let stack = Stack::spawn().await;
-    let (owner, _) = stack.register("owner").await;
-    let (eve, _) = stack.register("eve").await;
+    let User { token: owner, .. } = stack.register("owner").await;
+    let User { token: eve, .. } = stack.register("eve").await;
     let open = stack.create_room(&owner, json!({ "name": "open" })).await;
     let closed = stack
         .create_room(&owner, json!({ "name": "closed", "visibility": "private" }))
@@ -107,7 +108,7 @@ async fn every_query_endpoint_enforces_membership_and_privacy() {
 #[tokio::test]
 async fn a_position_not_applied_in_time_is_504_stale_and_one_beyond_the_log_422_at_once() {
     let stack = Stack::without_projector(Duration::from_millis(800)).await;
-    let (token, _) = stack.register("eager").await;
+    let User { token, .. } = stack.register("eager").await;
     let head = stack.head().await;
     let started = Instant::now();
     let r = stack
@@ -138,7 +139,7 @@ async fn a_position_not_applied_in_time_is_504_stale_and_one_beyond_the_log_422_
 #[tokio::test]
 async fn a_query_waiting_for_its_write_answers_as_soon_as_it_is_applied() {
     let mut stack = Stack::without_projector(Duration::from_secs(5)).await;
-    let (token, _) = stack.register("patient").await;
+    let User { token, .. } = stack.register("patient").await;
     let room = stack.create_room(&token, json!({ "name": "later" })).await;
     let p = stack.send(&token, room, "hello").await;
     let waiting = {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::helpers::User;
 use crate::helpers::{Stack, Ws};
 
 pub(crate) async fn admin_token(stack: &Stack, root: &str, role: &str) -> (String, String) {
@@ -46,9 +47,17 @@ async fn stats_and_connections_count_every_gateway_and_a_disconnect_closes_on_al
     let mut stack = Stack::spawn().await;
     let first = stack.serve_query().await;
     let second = stack.second_gateway().await;
-    let (root, _) = stack.register("root").await;
-    let (alice, alice_id) = stack.register("alice").await;
-    let (bob, bob_id) = stack.register("bob").await;
+    let User { token: root, .. } = stack.register("root").await;
+    let User {
+        token: alice,
+        id: alice_id,
+        ..
+    } = stack.register("alice").await;
+    let User {
+        token: bob,
+        id: bob_id,
+        ..
+    } = stack.register("bob").await;
     let room = stack.create_room(&alice, json!({ "name": "lobby" })).await;
     stack.api.join(&bob, room).await;
     for i in 0..3 {
@@ -159,9 +168,17 @@ async fn stats_and_connections_count_every_gateway_and_a_disconnect_closes_on_al
 async fn a_broadcast_reaches_subscribers_history_and_read_models_like_any_message() {
     let stack = Stack::spawn().await;
     let addr = stack.serve_query().await;
-    let (root, root_id) = stack.register("root").await;
-    let (alice, _) = stack.register("alice").await;
-    let (bob, bob_id) = stack.register("bob").await;
+    let User {
+        token: root,
+        id: root_id,
+        ..
+    } = stack.register("root").await;
+    let User { token: alice, .. } = stack.register("alice").await;
+    let User {
+        token: bob,
+        id: bob_id,
+        ..
+    } = stack.register("bob").await;
     let room = stack
         .create_room(&alice, json!({ "name": "news", "visibility": "private" }))
         .await;
@@ -232,7 +249,7 @@ async fn a_broadcast_reaches_subscribers_history_and_read_models_like_any_messag
 #[tokio::test]
 async fn api_tokens_are_audited_without_their_secret_and_listed_for_admins() {
     let stack = Stack::spawn().await;
-    let (root, _) = stack.register("root").await;
+    let User { token: root, .. } = stack.register("root").await;
     let (id, service) = admin_token(&stack, &root, "service").await;
     let (_, ops) = admin_token(&stack, &root, "admin").await;
     let revoked = stack

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::Stack;
+use crate::helpers::User;
 
 /// What a plain ordered consumer reads from the stream for `filter`: (position, id, type).
 async fn plain_read(stack: &Stack, filter: &str) -> Vec<(u64, String, String)> {
@@ -50,9 +51,13 @@ fn summary(lines: &[Value]) -> Vec<(u64, String, String)> {
 #[tokio::test]
 async fn room_and_admin_ndjson_equal_what_a_plain_consumer_reads() {
     let stack = Stack::spawn().await;
-    let (root, _) = stack.register("root").await;
-    let (owner, _) = stack.register("owner").await;
-    let (bob, bob_id) = stack.register("bob").await;
+    let User { token: root, .. } = stack.register("root").await;
+    let User { token: owner, .. } = stack.register("owner").await;
+    let User {
+        token: bob,
+        id: bob_id,
+        ..
+    } = stack.register("bob").await;
     let room = stack.create_room(&owner, json!({ "name": "r" })).await;
     let other = stack.create_room(&owner, json!({ "name": "other" })).await;
     stack
@@ -135,9 +140,21 @@ async fn room_and_admin_ndjson_equal_what_a_plain_consumer_reads() {
 #[tokio::test]
 async fn state_at_a_position_or_a_time_is_the_room_as_it_was() {
     let stack = Stack::spawn().await;
-    let (owner, owner_id) = stack.register("owner").await;
-    let (ann, ann_id) = stack.register("ann").await;
-    let (ben, ben_id) = stack.register("ben").await;
+    let User {
+        token: owner,
+        id: owner_id,
+        ..
+    } = stack.register("owner").await;
+    let User {
+        token: ann,
+        id: ann_id,
+        ..
+    } = stack.register("ann").await;
+    let User {
+        token: ben,
+        id: ben_id,
+        ..
+    } = stack.register("ben").await;
     let room = stack
         .create_room(&owner, json!({ "name": "timeline" }))
         .await;
@@ -247,9 +264,9 @@ async fn state_at_a_position_or_a_time_is_the_room_as_it_was() {
 #[tokio::test]
 async fn history_is_for_members_and_admins_only() {
     let stack = Stack::spawn().await;
-    let (root, _) = stack.register("root").await;
-    let (owner, _) = stack.register("owner").await;
-    let (eve, _) = stack.register("eve").await;
+    let User { token: root, .. } = stack.register("root").await;
+    let User { token: owner, .. } = stack.register("owner").await;
+    let User { token: eve, .. } = stack.register("eve").await;
     let open = stack.create_room(&owner, json!({ "name": "open" })).await;
     let closed = stack
         .create_room(&owner, json!({ "name": "closed", "visibility": "private" }))
@@ -307,7 +324,7 @@ async fn history_is_for_members_and_admins_only() {
 #[tokio::test]
 async fn history_answers_carry_the_logs_head_as_x_natter_position() {
     let stack = Stack::spawn().await;
-    let (token, _) = stack.register("root").await;
+    let User { token, .. } = stack.register("root").await;
     let room = stack.create_room(&token, json!({ "name": "r" })).await;
     stack.send(&token, room, "one").await;
     // Another room's event moves the head past this room's last event.

@@ -13,6 +13,7 @@ use natter_events::{EventStore, LiveTail};
 use natter_projector::{ProjectionStatus, Projector, ProjectorConfig};
 use natter_query::{QueryConfig, QueryService};
 use natter_testkit::api::Api;
+pub use natter_testkit::api::User;
 use natter_testkit::http::{Resp, call};
 pub use natter_testkit::ws::Ws;
 use natter_testkit::{Cleanup, Isolation, init_logs, nats_url};
@@ -247,9 +248,8 @@ impl Stack {
             .await
     }
 
-    pub async fn register(&self, name: &str) -> (String, Uuid) {
-        let user = self.api.register(name).await;
-        (user.token, user.id)
+    pub async fn register(&self, name: &str) -> User {
+        self.api.register(name).await
     }
 
     pub async fn create_room(&self, token: &str, body: Value) -> Uuid {

@@ -6,15 +6,36 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::Stack;
+use crate::helpers::User;
 
 #[tokio::test]
 async fn every_query_returns_what_the_scripted_history_implies() {
     let stack = Stack::spawn().await;
-    let (owner, owner_id) = stack.register("owner").await;
-    let (alice, alice_id) = stack.register("alice").await;
-    let (bob, bob_id) = stack.register("bob").await;
-    let (carol, carol_id) = stack.register("carol").await;
-    let (dave, dave_id) = stack.register("dave").await;
+    let User {
+        token: owner,
+        id: owner_id,
+        ..
+    } = stack.register("owner").await;
+    let User {
+        token: alice,
+        id: alice_id,
+        ..
+    } = stack.register("alice").await;
+    let User {
+        token: bob,
+        id: bob_id,
+        ..
+    } = stack.register("bob").await;
+    let User {
+        token: carol,
+        id: carol_id,
+        ..
+    } = stack.register("carol").await;
+    let User {
+        token: dave,
+        id: dave_id,
+        ..
+    } = stack.register("dave").await;
 
     let lobby = stack.create_room(&owner, json!({ "name": "Lobby" })).await;
     let club = stack

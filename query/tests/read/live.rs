@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::helpers::User;
 use crate::helpers::{Stack, Ws, room_positions};
 
 /// `user`'s row in the room's members list, as `token` reads it once `position` is projected.
@@ -46,8 +47,8 @@ fn assert_chained(frames: &[Value], first_prev: u64) {
 async fn since_zero_gives_every_room_event_in_order_then_subscribed_then_live() {
     let stack = Stack::spawn().await;
     let addr = stack.serve_query().await;
-    let (owner, _) = stack.register("owner").await;
-    let (bob, _) = stack.register("bob").await;
+    let User { token: owner, .. } = stack.register("owner").await;
+    let User { token: bob, .. } = stack.register("bob").await;
     let room = stack.create_room(&owner, json!({ "name": "r" })).await;
     stack
         .post(&format!("/rooms/{room}/join"), &bob, json!({}))
@@ -99,7 +100,7 @@ async fn since_zero_gives_every_room_event_in_order_then_subscribed_then_live() 
 async fn a_subscribe_in_the_middle_of_a_busy_room_splices_replay_and_live_exactly() {
     let stack = Stack::spawn().await;
     let addr = stack.serve_query().await;
-    let (owner, _) = stack.register("owner").await;
+    let User { token: owner, .. } = stack.register("owner").await;
     let room = stack.create_room(&owner, json!({ "name": "busy" })).await;
     let mut middle = 0;
     for i in 0..50 {
@@ -154,7 +155,7 @@ async fn a_subscribe_in_the_middle_of_a_busy_room_splices_replay_and_live_exactl
 async fn a_client_resumes_with_exactly_what_it_missed_even_from_another_gateway() {
     let mut stack = Stack::spawn().await;
     let first = stack.serve_query().await;
-    let (owner, _) = stack.register("owner").await;
+    let User { token: owner, .. } = stack.register("owner").await;
     let room = stack.create_room(&owner, json!({ "name": "r" })).await;
     let mut ws = Ws::connect(first, &owner).await;
     ws.subscribe(room, None).await;
@@ -196,8 +197,8 @@ async fn two_gateways_on_one_nats_both_deliver() {
     let mut stack = Stack::spawn().await;
     let a = stack.serve_query().await;
     let b = stack.second_gateway().await;
-    let (owner, _) = stack.register("owner").await;
-    let (bob, _) = stack.register("bob").await;
+    let User { token: owner, .. } = stack.register("owner").await;
+    let User { token: bob, .. } = stack.register("bob").await;
     let room = stack.create_room(&owner, json!({ "name": "r" })).await;
     stack
         .post(&format!("/rooms/{room}/join"), &bob, json!({}))
@@ -218,9 +219,17 @@ async fn two_gateways_on_one_nats_both_deliver() {
 async fn outsiders_are_refused_and_leavers_stop_at_their_leave() {
     let stack = Stack::spawn().await;
     let addr = stack.serve_query().await;
-    let (owner, _) = stack.register("owner").await;
-    let (bob, bob_id) = stack.register("bob").await;
-    let (carol, carol_id) = stack.register("carol").await;
+    let User { token: owner, .. } = stack.register("owner").await;
+    let User {
+        token: bob,
+        id: bob_id,
+        ..
+    } = stack.register("bob").await;
+    let User {
+        token: carol,
+        id: carol_id,
+        ..
+    } = stack.register("carol").await;
     let open = stack.create_room(&owner, json!({ "name": "open" })).await;
     let closed = stack
         .create_room(&owner, json!({ "name": "closed", "visibility": "private" }))
@@ -304,8 +313,12 @@ async fn outsiders_are_refused_and_leavers_stop_at_their_leave() {
 async fn a_users_own_feed_brings_their_invites_and_joins_unasked() {
     let stack = Stack::spawn().await;
     let addr = stack.serve_query().await;
-    let (owner, _) = stack.register("owner").await;
-    let (dave, dave_id) = stack.register("dave").await;
+    let User { token: owner, .. } = stack.register("owner").await;
+    let User {
+        token: dave,
+        id: dave_id,
+        ..
+    } = stack.register("dave").await;
     let room = stack
         .create_room(&owner, json!({ "name": "vip", "visibility": "private" }))
         .await;
@@ -342,7 +355,7 @@ async fn a_users_own_feed_brings_their_invites_and_joins_unasked() {
 async fn bad_frames_get_error_frames_and_the_connection_stays() {
     let stack = Stack::spawn().await;
     let addr = stack.serve_query().await;
-    let (token, _) = stack.register("fuzzer").await;
+    let User { token, .. } = stack.register("fuzzer").await;
     let mut ws = Ws::connect(addr, &token).await;
     for (frame, code) in [
         ("not json".to_string(), "bad_request"),
@@ -388,7 +401,7 @@ async fn bad_frames_get_error_frames_and_the_connection_stays() {
 async fn a_refused_token_is_closed_with_4001_and_its_reason_not_refused_at_the_upgrade() {
     let stack = Stack::spawn().await;
     let addr = stack.serve_query().await;
-    let (root, _) = stack.register("root").await;
+    let User { token: root, .. } = stack.register("root").await;
     let (_, service) = crate::admin::admin_token(&stack, &root, "service").await;
     let base = format!("ws://{addr}/api/v1/ws");
     for (url, why) in [
@@ -453,8 +466,16 @@ async fn the_token_can_come_in_the_first_frame() {
 async fn typing_reaches_the_other_members_and_presence_follows_connections() {
     let stack = Stack::spawn().await;
     let addr = stack.serve_query().await;
-    let (owner, owner_id) = stack.register("owner").await;
-    let (bob, bob_id) = stack.register("bob").await;
+    let User {
+        token: owner,
+        id: owner_id,
+        ..
+    } = stack.register("owner").await;
+    let User {
+        token: bob,
+        id: bob_id,
+        ..
+    } = stack.register("bob").await;
     let room = stack.create_room(&owner, json!({ "name": "r" })).await;
     let joined = stack
         .post(&format!("/rooms/{room}/join"), &bob, json!({}))
@@ -508,7 +529,7 @@ async fn typing_reaches_the_other_members_and_presence_follows_connections() {
 async fn an_epoch_from_another_log_gets_a_reset_and_the_full_history() {
     let stack = Stack::spawn().await;
     let addr = stack.serve_query().await;
-    let (owner, _) = stack.register("owner").await;
+    let User { token: owner, .. } = stack.register("owner").await;
     let room = stack.create_room(&owner, json!({ "name": "r" })).await;
     stack.send(&owner, room, "one").await;
     let mut ws = Ws::connect(addr, &owner).await;
@@ -523,7 +544,7 @@ async fn an_epoch_from_another_log_gets_a_reset_and_the_full_history() {
 async fn a_client_that_never_reads_is_closed_with_4008() {
     let stack = Stack::spawn().await;
     let addr = stack.serve_query().await;
-    let (owner, _) = stack.register("owner").await;
+    let User { token: owner, .. } = stack.register("owner").await;
     let room = stack.create_room(&owner, json!({ "name": "flood" })).await;
     let mut ws = Ws::connect(addr, &owner).await;
     ws.subscribe(room, None).await;
@@ -548,7 +569,7 @@ async fn a_client_that_never_reads_is_closed_with_4008() {
 async fn a_connection_follows_at_most_a_hundred_rooms() {
     let stack = Stack::spawn().await;
     let addr = stack.serve_query().await;
-    let (owner, _) = stack.register("owner").await;
+    let User { token: owner, .. } = stack.register("owner").await;
     let mut rooms = Vec::new();
     for i in 0..101 {
         rooms.push(
@@ -586,8 +607,12 @@ async fn presence_crosses_gateway_instances() {
     let mut stack = Stack::spawn().await;
     let a = stack.serve_query().await;
     let b = stack.second_gateway().await;
-    let (owner, _) = stack.register("owner").await;
-    let (bob, bob_id) = stack.register("bob").await;
+    let User { token: owner, .. } = stack.register("owner").await;
+    let User {
+        token: bob,
+        id: bob_id,
+        ..
+    } = stack.register("bob").await;
     let room = stack.create_room(&owner, json!({ "name": "r" })).await;
     let joined = stack
         .post(&format!("/rooms/{room}/join"), &bob, json!({}))

@@ -3,11 +3,12 @@
 use serde_json::json;
 
 use crate::helpers::Stack;
+use crate::helpers::User;
 
 #[tokio::test]
 async fn walking_backwards_and_forwards_visits_every_message_once_in_order() {
     let stack = Stack::spawn().await;
-    let (token, _) = stack.register("walker").await;
+    let User { token, .. } = stack.register("walker").await;
     let room = stack.create_room(&token, json!({ "name": "long" })).await;
     let other = stack.create_room(&token, json!({ "name": "other" })).await;
     let mut sent = Vec::new();
@@ -95,7 +96,7 @@ async fn walking_backwards_and_forwards_visits_every_message_once_in_order() {
 #[tokio::test]
 async fn out_of_range_and_malformed_page_parameters_are_refused() {
     let stack = Stack::spawn().await;
-    let (token, _) = stack.register("walker").await;
+    let User { token, .. } = stack.register("walker").await;
     let room = stack.create_room(&token, json!({ "name": "r" })).await;
     let head = stack.caught_up().await;
     let t = Some(token.as_str());
@@ -135,7 +136,7 @@ async fn out_of_range_and_malformed_page_parameters_are_refused() {
 #[tokio::test]
 async fn room_listings_page_with_a_cursor() {
     let stack = Stack::spawn().await;
-    let (token, _) = stack.register("lister").await;
+    let User { token, .. } = stack.register("lister").await;
     let mut created = Vec::new();
     for i in 0..7 {
         created.push(
@@ -173,7 +174,7 @@ async fn room_listings_page_with_a_cursor() {
 #[tokio::test]
 async fn a_room_search_with_a_control_character_is_refused_not_a_server_error() {
     let stack = Stack::spawn().await;
-    let (token, _) = stack.register("alice").await;
+    let User { token, .. } = stack.register("alice").await;
     for q in ["%00", "a%00b", "%0A", "%1B"] {
         stack
             .get(&format!("/rooms?q={q}"), Some(&token))

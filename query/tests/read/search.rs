@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::Stack;
+use crate::helpers::User;
 
 fn found(body: &Value) -> Vec<String> {
     body["results"]
@@ -221,7 +222,7 @@ async fn edits_deletions_and_leaving_change_what_is_found() {
 #[tokio::test]
 async fn search_pages_visit_every_match_once_in_rank_order() {
     let stack = Stack::spawn().await;
-    let (token, _) = stack.register("pager").await;
+    let User { token, .. } = stack.register("pager").await;
     let room = stack.create_room(&token, json!({ "name": "many" })).await;
     let mut at = 0;
     // Ranks repeat (the same text many times), so the cursor must order equals too.

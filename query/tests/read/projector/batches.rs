@@ -46,7 +46,7 @@ async fn the_projector_reads_the_live_tail_once_caught_up_and_its_own_consumer_w
         .execute(&mut *blocker)
         .await
         .unwrap();
-    let (room, sender) = (rooms[0], users[1].1);
+    let (room, sender) = (rooms[0], users[1].id);
     let sent = 9000;
     let appends =
         (0..sent).map(|i| {

@@ -15,6 +15,7 @@ use rand::Rng;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::helpers::User;
 use crate::helpers::{Stack, assert_same_models};
 use workload::{recounted_unread_mismatches, setup, traffic};
 
@@ -75,7 +76,7 @@ async fn only_one_of_two_projectors_applies_and_the_standby_takes_over() {
     let mut stack = Stack::without_projector(Duration::from_secs(5)).await;
     let (a, status_a) = stack.start_projector();
     let (b, status_b) = stack.start_projector();
-    let (token, _) = stack.register("owner").await;
+    let User { token, .. } = stack.register("owner").await;
     let room = stack.create_room(&token, json!({ "name": "r" })).await;
     for i in 0..20 {
         stack.send(&token, room, &format!("m{i}")).await;
@@ -133,7 +134,7 @@ async fn a_rebuild_swaps_in_an_equal_model_while_queries_keep_answering() {
     let querying = Arc::new(AtomicBool::new(true));
     let reader = {
         let query = stack.query.clone();
-        let token = users[1].0.clone();
+        let token = users[1].token.clone();
         let querying = querying.clone();
         tokio::spawn(async move {
             let mut answered = 0;
@@ -174,7 +175,9 @@ async fn a_rebuild_swaps_in_an_equal_model_while_queries_keep_answering() {
 #[tokio::test]
 async fn an_undecodable_event_halts_the_projection_there_and_unknown_types_are_skipped() {
     let mut stack = Stack::without_projector(Duration::from_secs(5)).await;
-    let (token, owner) = stack.register("owner").await;
+    let User {
+        token, id: owner, ..
+    } = stack.register("owner").await;
     let room = stack.create_room(&token, json!({ "name": "r" })).await;
     let good = stack.send(&token, room, "before").await;
     let subject = stack.store.subjects().room(room, RoomPart::Msg);
@@ -280,7 +283,9 @@ async fn append_raw_message(
 #[tokio::test]
 async fn a_nul_already_in_the_log_is_projected_as_a_replacement_character_and_history_keeps_it() {
     let stack = Stack::spawn().await;
-    let (token, owner) = stack.register("owner").await;
+    let User {
+        token, id: owner, ..
+    } = stack.register("owner").await;
     let room = stack.create_room(&token, json!({ "name": "r" })).await;
     let nul = append_raw_message(&stack, room, owner, Uuid::new_v4(), "a\u{0}b").await;
     let after = stack.send(&token, room, "after").await;
@@ -315,7 +320,9 @@ async fn a_nul_already_in_the_log_is_projected_as_a_replacement_character_and_hi
 async fn an_event_postgres_keeps_refusing_halts_the_projection_visibly_at_that_position() {
     let mut stack = Stack::without_projector(Duration::from_secs(5)).await;
     let (_, status) = stack.start_projector();
-    let (token, owner) = stack.register("owner").await;
+    let User {
+        token, id: owner, ..
+    } = stack.register("owner").await;
     let room = stack.create_room(&token, json!({ "name": "r" })).await;
     let first_id = Uuid::new_v4();
     let first = append_raw_message(&stack, room, owner, first_id, "first").await;

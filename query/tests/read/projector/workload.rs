@@ -5,20 +5,18 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::helpers::Stack;
+use crate::helpers::User;
 
 /// Commands from several users into a few rooms: joins, messages, read markers, leaves, and
 /// the owner's (`users[0]`) renames, removals and, three quarters through, a deletion.
-pub(super) async fn traffic(
-    stack: &Stack,
-    users: &[(String, Uuid)],
-    rooms: &[Uuid],
-    rounds: usize,
-) {
-    let owner = &users[0].0;
+pub(super) async fn traffic(stack: &Stack, users: &[User], rooms: &[Uuid], rounds: usize) {
+    let owner = &users[0].token;
     // The latest message of each room that answered, for replies, reactions and deletions.
     let mut latest: std::collections::HashMap<Uuid, String> = Default::default();
     for i in 0..rounds {
-        let (token, user) = &users[i % users.len()];
+        let User {
+            token, id: user, ..
+        } = &users[i % users.len()];
         let room = rooms[i % rooms.len()];
         if i == rounds - rounds / 4 {
             let last = rooms[rooms.len() - 1];
@@ -97,7 +95,7 @@ pub(super) async fn traffic(
                     body["thread_id"] = json!(root);
                 }
                 if i % 2 == 0 {
-                    body["mentions"] = json!([users[0].1]);
+                    body["mentions"] = json!([users[0].id]);
                 }
                 let sent = stack
                     .post(&format!("/rooms/{room}/messages"), token, body)
@@ -111,7 +109,7 @@ pub(super) async fn traffic(
     }
 }
 
-pub(super) async fn setup(stack: &Stack) -> (Vec<(String, Uuid)>, Vec<Uuid>) {
+pub(super) async fn setup(stack: &Stack) -> (Vec<User>, Vec<Uuid>) {
     let mut users = Vec::new();
     for i in 0..5 {
         users.push(stack.register(&format!("user{i}")).await);
@@ -119,9 +117,9 @@ pub(super) async fn setup(stack: &Stack) -> (Vec<(String, Uuid)>, Vec<Uuid>) {
     let mut rooms = Vec::new();
     for i in 0..3 {
         let room = stack
-            .create_room(&users[0].0, json!({ "name": format!("room{i}") }))
+            .create_room(&users[0].token, json!({ "name": format!("room{i}") }))
             .await;
-        for (t, _) in &users[1..] {
+        for User { token: t, .. } in &users[1..] {
             stack
                 .post(&format!("/rooms/{room}/join"), t, json!({}))
                 .await

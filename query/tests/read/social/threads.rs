@@ -4,6 +4,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::*;
+use crate::helpers::User;
 use crate::helpers::{Stack, Ws};
 
 #[tokio::test]
@@ -243,7 +244,7 @@ async fn a_thread_lives_beside_the_main_timeline_with_its_summary_on_the_root() 
 #[tokio::test]
 async fn a_thread_of_a_thousand_replies_pages_both_ways() {
     let stack = Stack::spawn().await;
-    let (token, _) = stack.register("threader").await;
+    let User { token, .. } = stack.register("threader").await;
     let room = stack
         .create_room(&token, json!({ "name": "long thread" }))
         .await;
