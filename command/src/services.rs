@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, TimeZone, Utc};
-use natter_edge::views::{SessionAnswer, UserView};
+use natter_edge::views::SessionAnswer;
 use natter_edge::{ApiError, ApiJson, ApiPath, OptionalJson, Service, UserRole};
 use natter_events::user::SignIn;
 use serde::{Deserialize, Serialize};
@@ -22,7 +22,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::directory::Entry;
 use crate::idempotency::{Ids, Reissue, reissue};
-use crate::users::{create_user, new_user_names};
+use crate::users::{create_user, new_user_names, session};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -85,16 +85,7 @@ async fn create(
         state
             .keys
             .issue_for(user.id, &user.username, UserRole::User, state.keys.ttl())?;
-    let how = Reissue::Login {
-        user_id: user.id,
-        username: user.username.clone(),
-    };
-    let answer = SessionAnswer {
-        user: UserView::from(&user),
-        token,
-        position: Some(position),
-    };
-    Ok(reissue(how, (StatusCode::CREATED, Json(answer))))
+    Ok(session(StatusCode::CREATED, &user, token, Some(position)))
 }
 
 /// Mint a login token for an app-managed user.

@@ -117,16 +117,22 @@ async fn register(
     )
     .await?;
     let token = state.issue_token(user.id, &user.username)?;
-    let how = Reissue::Login {
-        user_id: user.id,
-        username: user.username.clone(),
-    };
+    Ok(session(StatusCode::CREATED, &user, token, Some(position)))
+}
+
+/// `{user, token, position}`, whose token a replay of its `Idempotency-Key` mints afresh.
+pub(crate) fn session(
+    status: StatusCode,
+    user: &User,
+    token: String,
+    position: Option<u64>,
+) -> Response {
     let answer = SessionAnswer {
-        user: UserView::from(&user),
+        user: UserView::from(user),
         token,
-        position: Some(position),
+        position,
     };
-    Ok(reissue(how, (StatusCode::CREATED, Json(answer))))
+    reissue(Reissue::login(user), (status, Json(answer)))
 }
 
 /// The user holding `username` (normalised), from its subject's registration.
@@ -214,16 +220,7 @@ async fn login(
     let ok = state.passwords.verify(body.password, hash).await?;
     let user = user.filter(|_| ok).ok_or_else(bad_login)?;
     let token = state.issue_token(user.id, &user.username)?;
-    let how = Reissue::Login {
-        user_id: user.id,
-        username: user.username.clone(),
-    };
-    let answer = SessionAnswer {
-        user: UserView::from(&user),
-        token,
-        position: None,
-    };
-    Ok(reissue(how, Json(answer)))
+    Ok(session(StatusCode::OK, &user, token, None))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -339,11 +336,7 @@ async fn update_me(
             .credentials()
             .password_changed(user.id, envelope.occurred_at.timestamp_millis());
         out.token = Some(state.issue_token(updated.id, &updated.username)?);
-        let how = Reissue::Login {
-            user_id: updated.id,
-            username: updated.username.clone(),
-        };
-        return Ok(reissue(how, Json(out)));
+        return Ok(reissue(Reissue::login(&updated), Json(out)));
     }
     Ok(Json(out).into_response())
 }

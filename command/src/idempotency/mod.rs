@@ -128,6 +128,16 @@ pub enum Reissue {
     Never,
 }
 
+impl Reissue {
+    /// A fresh login token for `user`.
+    pub fn login(user: &natter_events::user::User) -> Reissue {
+        Reissue::Login {
+            user_id: user.id,
+            username: user.username.clone(),
+        }
+    }
+}
+
 /// `response`, whose top-level `token` a replay re-mints as `how` says.
 pub fn reissue(how: Reissue, response: impl IntoResponse) -> Response {
     let mut response = response.into_response();
