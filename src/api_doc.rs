@@ -11,6 +11,7 @@ use serde_json::Value;
 pub fn openapi_doc() -> utoipa::openapi::OpenApi {
     let mut api = natter_command::openapi();
     api.merge(natter_query::openapi());
+    api.merge(natter_gateway::openapi());
     api.merge(crate::ops::openapi());
     api.merge(crate::web::openapi());
     natter_edge::openapi::finish(api)
@@ -23,5 +24,5 @@ pub fn openapi() -> &'static Value {
 
 pub fn asyncapi() -> &'static Value {
     static DOC: OnceLock<Value> = OnceLock::new();
-    DOC.get_or_init(natter_query::gateway::asyncapi::document)
+    DOC.get_or_init(natter_gateway::asyncapi::document)
 }

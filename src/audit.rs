@@ -10,7 +10,7 @@ use natter_events::history::{self, Bound, Range};
 use natter_events::{EventStore, Start};
 use uuid::Uuid;
 
-use crate::config::Config;
+use natter::config::Config;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {

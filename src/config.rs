@@ -144,26 +144,24 @@ pub enum Role {
     Command,
     /// REST queries and the websocket gateway; needs NATS and Postgres.
     Query,
+    /// The websocket gateway alone, so sockets scale apart from reads; needs NATS only.
+    Gateway,
     /// The projector (one active per projection, others stand by); needs NATS and Postgres.
     Projector,
 }
 
-impl Role {
-    pub fn runs_command(self) -> bool {
-        matches!(self, Role::All | Role::Command)
-    }
-    pub fn runs_query(self) -> bool {
-        matches!(self, Role::All | Role::Query)
-    }
-    pub fn runs_projector(self) -> bool {
-        matches!(self, Role::All | Role::Projector)
-    }
-    pub fn needs_postgres(self) -> bool {
-        self != Role::Command
-    }
-}
-
 impl Config {
+    /// What `natter` with no flags would use (the environment included), for code that
+    /// starts a [`Node`](crate::Node) itself and then sets what it needs.
+    pub fn defaults() -> anyhow::Result<Config> {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            config: Config,
+        }
+        Ok(<Only as clap::Parser>::try_parse_from(["natter"])?.config)
+    }
+
     pub fn store(&self) -> StoreConfig {
         StoreConfig {
             stream: self.stream.clone(),

@@ -1,18 +1,13 @@
 //! The `natter` binary: every role of the chat backend, and the operators' tools.
 
-mod api_doc;
 mod audit;
 mod bench;
-mod config;
-mod http;
-mod ops;
 mod rebuild;
-mod serve;
-mod web;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, Role};
+use natter::config::{Config, Role};
+use natter::{api_doc, serve};
 
 // The request path allocates many small, short-lived objects across the runtime's threads;
 // mimalloc's thread-local free lists cut the allocator's share of CPU (profiled with perf).

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::config::Config;
+use natter::config::Config;
 
 pub async fn rebuild(config: Config) -> anyhow::Result<()> {
     let (_, store) = config.open_store_once("natter-rebuild").await?;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use natter_testkit::api::Api;
 use natter_testkit::process::NatterProcess;
+use natter_testkit::ws::Ws;
 use natter_testkit::{Cleanup, Isolation, nats_url};
 use serde_json::{Value, json};
 
@@ -201,6 +202,68 @@ async fn command_query_and_projector_run_as_separate_processes_and_rebuild_works
     for p in [&mut projector, &mut query, &mut command] {
         assert!(p.stop().success());
     }
+}
+
+/// `--role gateway` serves sockets apart from the reads, on NATS alone: it is ready with
+/// Postgres unreachable, streams a room, and its sends reach the command role over NATS.
+#[tokio::test]
+async fn the_gateway_role_serves_websockets_without_postgres() {
+    let isolation = Isolation::new();
+    let _cleanup = Cleanup {
+        isolation: isolation.clone(),
+    };
+    let unreachable = "postgres://postgres@127.0.0.1:1/unused";
+    let gateway = natter(&isolation, "gateway", unreachable);
+    let command = natter(&isolation, "command", unreachable);
+    let client = reqwest::Client::new();
+    let ready = client
+        .get(format!("{}/readyz", gateway.base()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready.status(),
+        200,
+        "the gateway role does not need Postgres"
+    );
+    let api = Api::server(&command.base());
+    let alice = api.register("alice").await;
+    let room = api
+        .create_room(&alice.token, json!({ "name": "sockets" }))
+        .await;
+
+    let addr = gateway
+        .base()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let mut ws = Ws::connect(addr, &alice.token).await;
+    ws.subscribe(room, Some(0)).await;
+    ws.until(|f| f["type"] == "subscribed").await;
+    ws.send(json!({ "op": "send", "room_id": room, "client_id": "c1", "content": "hi" }))
+        .await;
+    // The ack and the event, in whichever order they come.
+    let (mut ack, mut event) = (None, None);
+    while ack.is_none() || event.is_none() {
+        let frame = ws.next().await;
+        match frame["type"].as_str() {
+            Some("ack") => ack = Some(frame),
+            Some("event") if frame["event"]["type"] == "message.sent" => event = Some(frame),
+            _ => {}
+        }
+    }
+    let (ack, event) = (ack.unwrap(), event.unwrap());
+    assert_eq!(ack["client_id"], "c1");
+    assert_eq!(ack["position"], event["position"]);
+    assert_eq!(event["event"]["data"]["content"], "hi");
+    // It serves no queries: those are the query role's.
+    let me = client
+        .get(format!("{}/api/v1/me/rooms", gateway.base()))
+        .bearer_auth(&alice.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 404);
 }
 
 /// Resident memory of a process, in KiB.

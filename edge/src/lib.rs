@@ -9,6 +9,7 @@
 //! - [`limits`]: request bodies: early `413`, `408` for a body that does not arrive.
 //! - [`text`]: the contract's rules for names and message bodies (control characters).
 //! - [`gateways`]: asking every websocket gateway at once (connections, disconnects).
+//! - [`presence`]: who is online across gateways, from their announcements on core NATS.
 //! - [`openapi`]: what every part of the OpenAPI description shares (security, errors).
 //! - [`views`]: the JSON shapes of users, rooms, invites and messages.
 
@@ -20,6 +21,7 @@ pub mod extract;
 pub mod gateways;
 pub mod limits;
 pub mod openapi;
+pub mod presence;
 pub mod text;
 pub mod views;
 

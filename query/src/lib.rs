@@ -1,19 +1,18 @@
 //! natter's read side: REST queries over the Postgres read models, with read-your-writes
-//! (`min_position`, `X-Natter-Position`), and the live websocket gateway, which streams room
-//! events from JetStream. Queries read only Postgres; the gateway reads only the log.
+//! (`min_position`, `X-Natter-Position`), and the history and audit read from JetStream. The
+//! websocket gateway is a crate of its own (`natter-gateway`); the queries take from it only
+//! who is online (`natter_edge::presence`).
 //!
 //! - [`rooms`]: room listing and search, one room, members, my rooms with unread counts.
 //! - [`messages`]: message pages (the main timeline or a thread), single messages, mentions.
 //! - [`search`]: full-text search over the caller's rooms.
 //! - [`users`]: `/me` and public profiles.
-//! - [`gateway`]: the websocket gateway (`/ws`), streaming room events from JetStream.
 //! - [`admin`]: operators' queries: stats, connections over every gateway, API tokens.
 //! - [`history`]: history and audit from JetStream (room events, admin events, state at a point).
 //! - [`position`]: the applied position and the `min_position` middleware.
 //! - [`rows`]: read-model rows and their JSON shapes.
 
 pub mod admin;
-pub mod gateway;
 pub mod history;
 pub mod messages;
 pub mod position;
@@ -29,7 +28,7 @@ use axum::Router;
 use axum::extract::FromRef;
 use axum::middleware::from_fn_with_state;
 use natter_edge::JwtKeys;
-use natter_edge::commands::CommandPort;
+use natter_edge::presence::Presence;
 use natter_events::{EventStore, LiveTail};
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
@@ -58,7 +57,8 @@ pub struct QueryState {
     pub store: EventStore,
     pub keys: Arc<JwtKeys>,
     pub watch: ProjectionWatch,
-    pub gateway: gateway::Gateway,
+    /// Who is online, for members' `online`.
+    pub presence: Arc<Presence>,
 }
 
 impl FromRef<QueryState> for Arc<JwtKeys> {
@@ -82,9 +82,9 @@ fn read_model_api() -> OpenApiRouter<QueryState> {
         .merge(admin::router())
 }
 
-/// What reads the log itself: the websocket and the history.
+/// What reads the log itself: the history.
 fn log_api() -> OpenApiRouter<QueryState> {
-    gateway::router().merge(history::router())
+    history::router()
 }
 
 /// The OpenAPI description of the query routes, their paths under `/api/v1`.
@@ -109,19 +109,18 @@ pub struct QueryService {
 }
 
 impl QueryService {
+    /// Starts the read side; `presence` is the gateway's in this process, or one following
+    /// the gateways' announcements.
     pub async fn start(
         pool: PgPool,
         store: EventStore,
         tail: &LiveTail,
-        nats: async_nats::Client,
-        commands: CommandPort,
+        presence: Arc<Presence>,
         keys: Arc<JwtKeys>,
         config: QueryConfig,
     ) -> anyhow::Result<Self> {
         let (watch, task) = ProjectionWatch::start(pool.clone(), config.min_position_wait).await?;
-        let (gateway, mut tasks) =
-            gateway::Gateway::start(store.clone(), tail, nats, commands).await?;
-        tasks.push(("projection position watch", task));
+        let mut tasks = vec![("projection position watch", task)];
         if let Some(task) = keys.follow_credentials(&store, tail).await? {
             tasks.push(("credential changes", task));
         }
@@ -131,7 +130,7 @@ impl QueryService {
                 store,
                 keys,
                 watch,
-                gateway,
+                presence,
             },
             tasks,
         })

@@ -279,8 +279,9 @@ async fn members(
     let members = rows
         .into_iter()
         .map(|m| Member {
-            // Presence as the gateways know it (bounded staleness: see gateway::live).
-            online: state.gateway.ephemeral.presence.is_online(m.user_id),
+            // Presence as the gateways announce it (bounded staleness: see
+            // natter_edge::presence).
+            online: state.presence.is_online(m.user_id),
             user_id: m.user_id,
             username: m.username,
             display_name: m.display_name,

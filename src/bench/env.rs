@@ -16,7 +16,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::config::Config;
+use natter::config::Config;
 
 /// natter running as a child process for the bench (so that its memory is its own), and
 /// handles on its backing services.

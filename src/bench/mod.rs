@@ -26,8 +26,8 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::config::Config;
 pub use env::Env;
+use natter::config::Config;
 
 /// How big the runs are.
 #[derive(Debug, Clone, Copy)]

@@ -8,7 +8,7 @@ use axum::extract::ws::Utf8Bytes;
 use tokio::sync::{Notify, mpsc};
 use uuid::Uuid;
 
-use super::protocol::{CLOSE_TOO_SLOW, TOO_SLOW};
+use crate::protocol::{CLOSE_TOO_SLOW, TOO_SLOW};
 
 /// Frames queued for one connection before it counts as too slow.
 pub const SEND_BUFFER: usize = 2048;

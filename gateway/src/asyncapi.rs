@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::Schema;
 
-use super::protocol::{CLOSE_CODES, ClientOp, ServerFrame};
+use crate::protocol::{CLOSE_CODES, ClientOp, ServerFrame};
 
 /// Every schema `T` needs, itself included, as JSON.
 fn schemas_of<T: ToSchema>(out: &mut Map<String, Value>) {

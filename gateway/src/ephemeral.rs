@@ -1,29 +1,21 @@
 //! Ephemeral traffic on core NATS under `{prefix}.live.>` (never stored): typing, media
 //! signals and presence. Each gateway instance holds ONE wildcard subscription and routes to
-//! its local connections.
-//!
-//! Presence: an instance announces a user online when their first local connection opens and
-//! offline when their last one closes, and every [`BEAT`] re-announces all its users. A user is
-//! online while some instance's announcement is fresher than [`STALE`], so an instance that dies
-//! without a word takes its users offline within that bound.
+//! its local connections. Presence itself (who is online, across gateways) is
+//! [`natter_edge::presence`], which the queries read too; this module counts the local
+//! connections, announces them, and tells the sockets who came and went.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
 use futures::StreamExt;
+use natter_edge::presence::{self, BEAT, EXPIRY, Presence, PresenceNews};
 use natter_events::Subjects;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::hub::Hub;
-use super::protocol::{self, SignalKind};
-
-/// How often an instance re-announces its online users.
-pub const BEAT: Duration = Duration::from_secs(10);
-/// How long an announcement keeps a user online.
-pub const STALE: Duration = Duration::from_secs(30);
+use crate::hub::Hub;
+use crate::protocol::{self, SignalKind};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct RoomSignal {
@@ -36,39 +28,14 @@ struct RoomSignal {
     on: Option<bool>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct PresenceNews {
-    instance: Uuid,
-    #[serde(default)]
-    online: Vec<Uuid>,
-    #[serde(default)]
-    offline: Vec<Uuid>,
-}
-
-/// Who is online, across instances.
-#[derive(Default)]
-pub struct Presence {
-    /// Local connections per user.
-    local: Mutex<HashMap<Uuid, usize>>,
-    /// Per user, the instances that announced them, and when.
-    seen: Mutex<HashMap<Uuid, HashMap<Uuid, Instant>>>,
-}
-
-impl Presence {
-    pub fn is_online(&self, user: Uuid) -> bool {
-        self.seen
-            .lock()
-            .expect("presence lock")
-            .get(&user)
-            .is_some_and(|by| by.values().any(|t| t.elapsed() < STALE))
-    }
-}
-
 pub struct Ephemeral {
     nats: async_nats::Client,
     subjects: Subjects,
     hub: Arc<Hub>,
-    pub presence: Presence,
+    /// Who is online across gateways (shared with the queries in this process).
+    pub presence: Arc<Presence>,
+    /// Local connections per user.
+    local: Mutex<HashMap<Uuid, usize>>,
     instance: Uuid,
 }
 
@@ -82,7 +49,8 @@ impl Ephemeral {
             nats,
             subjects,
             hub,
-            presence: Presence::default(),
+            presence: Arc::new(Presence::default()),
+            local: Mutex::default(),
             instance: Uuid::new_v4(),
         });
         let mut subscription = ephemeral
@@ -93,7 +61,7 @@ impl Ephemeral {
             let ephemeral = ephemeral.clone();
             tokio::spawn(async move {
                 let mut beat = tokio::time::interval(BEAT);
-                let mut expire = tokio::time::interval(Duration::from_secs(2));
+                let mut expire = tokio::time::interval(EXPIRY);
                 loop {
                     tokio::select! {
                         message = subscription.next() => match message {
@@ -136,7 +104,7 @@ impl Ephemeral {
     /// A connection of `user` opened here.
     pub async fn connected(&self, user: Uuid) {
         let first = {
-            let mut local = self.presence.local.lock().expect("presence lock");
+            let mut local = self.local.lock().expect("presence lock");
             let n = local.entry(user).or_default();
             *n += 1;
             *n == 1
@@ -147,14 +115,14 @@ impl Ephemeral {
                 online: vec![user],
                 offline: vec![],
             };
-            self.publish(self.subjects.live("presence"), &news).await;
+            self.publish(presence::subject(&self.subjects), &news).await;
         }
     }
 
     /// A connection of `user` closed here.
     pub async fn disconnected(&self, user: Uuid) {
         let last = {
-            let mut local = self.presence.local.lock().expect("presence lock");
+            let mut local = self.local.lock().expect("presence lock");
             match local.get_mut(&user) {
                 Some(n) if *n > 1 => {
                     *n -= 1;
@@ -173,7 +141,7 @@ impl Ephemeral {
                 online: vec![],
                 offline: vec![user],
             };
-            self.publish(self.subjects.live("presence"), &news).await;
+            self.publish(presence::subject(&self.subjects), &news).await;
         }
     }
 
@@ -186,7 +154,6 @@ impl Ephemeral {
 
     async fn beat(&self) {
         let online: Vec<Uuid> = self
-            .presence
             .local
             .lock()
             .expect("presence lock")
@@ -199,7 +166,7 @@ impl Ephemeral {
                 online,
                 offline: vec![],
             };
-            self.publish(self.subjects.live("presence"), &news).await;
+            self.publish(presence::subject(&self.subjects), &news).await;
         }
     }
 
@@ -244,53 +211,15 @@ impl Ephemeral {
     }
 
     fn on_presence(&self, news: PresenceNews) {
-        let mut changed = Vec::new();
-        {
-            let mut seen = self.presence.seen.lock().expect("presence lock");
-            let now = Instant::now();
-            for user in news.online {
-                let by = seen.entry(user).or_default();
-                let was = by.values().any(|t| t.elapsed() < STALE);
-                by.insert(news.instance, now);
-                if !was {
-                    changed.push((user, true));
-                }
-            }
-            for user in news.offline {
-                if let Some(by) = seen.get_mut(&user) {
-                    let was = by.values().any(|t| t.elapsed() < STALE);
-                    by.remove(&news.instance);
-                    let is = by.values().any(|t| t.elapsed() < STALE);
-                    if by.is_empty() {
-                        seen.remove(&user);
-                    }
-                    if was && !is {
-                        changed.push((user, false));
-                    }
-                }
-            }
-        }
-        self.announce(changed);
+        self.announce(self.presence.heard(news));
     }
 
     fn expire(&self) {
-        let mut changed = Vec::new();
-        {
-            let mut seen = self.presence.seen.lock().expect("presence lock");
-            seen.retain(|user, by| {
-                let was = !by.is_empty();
-                by.retain(|_, t| t.elapsed() < STALE);
-                if was && by.is_empty() {
-                    changed.push((*user, false));
-                }
-                !by.is_empty()
-            });
-        }
-        self.announce(changed);
+        self.announce(self.presence.expire());
     }
 
     /// Presence frames to the connections watching a room the user is a member of.
-    fn announce(&self, changed: Vec<(Uuid, bool)>) {
+    fn announce(&self, changed: Vec<presence::Change>) {
         for (user, online) in changed {
             let frame = Utf8Bytes::from(protocol::presence(user, online));
             for conn in self.hub.watchers_of(user).iter().filter(|c| c.user != user) {

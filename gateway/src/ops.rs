@@ -11,11 +11,11 @@ use natter_edge::commands::{Call, Outcome};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-use super::Gateway;
-use super::conn::Conn;
-use super::protocol::{self, ClientOp, FrameError};
-use super::sends::SendOrder;
-use super::session::{MAX_CLIENT_FRAME, MAX_SUBSCRIPTIONS};
+use crate::Gateway;
+use crate::conn::Conn;
+use crate::protocol::{self, ClientOp, FrameError};
+use crate::sends::SendOrder;
+use crate::session::{MAX_CLIENT_FRAME, MAX_SUBSCRIPTIONS};
 
 /// The rooms a connection follows, and whether it has ended (after which a subscription
 /// that completes late takes itself off its feed).

@@ -10,7 +10,7 @@ use natter_edge::gateways::{
 };
 use uuid::Uuid;
 
-use super::hub::Hub;
+use crate::hub::Hub;
 
 /// Answers on both subjects until aborted (or the NATS client is gone).
 pub async fn serve(

@@ -3,9 +3,9 @@
 //! for the whole process, shared with the room cache in `--role all`) and hands each room
 //! event to that room's feed, so the NATS-side cost does not grow with connections.
 //!
-//! - [`conn`](super::conn): one connection's bounded outbox;
-//! - [`feed`](super::feed): one room's fold, window and subscribers;
-//! - [`replay`](super::replay): bringing a subscriber up to the live feed.
+//! - [`conn`](crate::conn): one connection's bounded outbox;
+//! - [`feed`](crate::feed): one room's fold, window and subscribers;
+//! - [`replay`](crate::replay): bringing a subscriber up to the live feed.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,10 +19,10 @@ use natter_events::envelope::public_json;
 use natter_events::{Decoded, Envelope, EventStore, LiveTail, RawMessage, RoomPart, SubjectKind};
 use uuid::Uuid;
 
-use super::conn::{Conn, ConnId};
-use super::feed::{FeedSlot, IDLE_FEED, Incoming};
-use super::protocol::{self, FrameError};
-use super::replay::{Replayer, unavailable};
+use crate::conn::{Conn, ConnId};
+use crate::feed::{FeedSlot, IDLE_FEED, Incoming};
+use crate::protocol::{self, FrameError};
+use crate::replay::{Replayer, unavailable};
 
 /// The hub: feeds of active rooms, and every local connection by user.
 pub struct Hub {
@@ -265,7 +265,7 @@ impl Hub {
     /// Subscribes `conn` to a room: every room event after `since` (none: from now), then
     /// `subscribed`, then live events. Returns once live. Meanwhile the events that name its
     /// user reach it once: as room events where the stream will carry them (see
-    /// [`Feed::joining`](super::feed::Feed::joining)), else on its feed.
+    /// [`Feed::joining`](crate::feed::Feed::joining)), else on its feed.
     pub async fn subscribe(
         &self,
         conn: &Conn,

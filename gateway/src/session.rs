@@ -16,11 +16,10 @@ use serde::Deserialize;
 use tokio::sync::{Semaphore, mpsc, watch};
 use uuid::Uuid;
 
-use super::Gateway;
-use super::conn::{Conn, SEND_BUFFER};
-use super::ops::{Followed, Ops, error_frame, handle};
-use super::protocol::{self, CLOSE_UNAUTHORIZED, ClientOp, FrameError};
-use crate::QueryState;
+use crate::Gateway;
+use crate::conn::{Conn, SEND_BUFFER};
+use crate::ops::{Followed, Ops, error_frame, handle};
+use crate::protocol::{self, CLOSE_UNAUTHORIZED, ClientOp, FrameError};
 
 /// Largest client frame accepted (bigger ones get an error frame).
 pub const MAX_CLIENT_FRAME: usize = 16 * 1024;
@@ -51,14 +50,14 @@ const AUTH_WAIT: Duration = Duration::from_secs(10);
 /// is not an upgrade gets the REST answer: 401 without a valid token, else 400.
 #[utoipa::path(get, path = "/ws", tag = "websocket", operation_id = "openWebsocket", summary = "Open the websocket of room events", params(("token" = Option<String>, Query, description = "the login token, for clients that cannot set `Authorization`; better sent in the first frame (`{\"op\": \"auth\", \"token\": ...}`), where no URL or log shows it")), responses((status = 101, description = "a websocket of room events; its protocol is described in AsyncAPI at `/api/v1/asyncapi.json`. A refused token closes it with 4001"), (status = 400, description = "not a websocket upgrade", body = natter_edge::error::ErrorBody), (status = 401, description = "not a websocket upgrade, and no valid token", body = natter_edge::error::ErrorBody)), security((), ("login_token" = [])))]
 pub async fn upgrade(
-    State(state): State<QueryState>,
+    State(gateway): State<Gateway>,
     Query(param): Query<TokenParam>,
     parts: Parts,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     let token = bearer_token(&parts).map(str::to_string).or(param.token);
     let auth = match token {
-        Some(token) => Some(authorize(&state.keys, token).await),
+        Some(token) => Some(authorize(&gateway.keys, token).await),
         None => None,
     };
     let ws = match ws {
@@ -76,8 +75,7 @@ pub async fn upgrade(
             };
         }
     };
-    let gateway = state.gateway.clone();
-    let keys = state.keys.clone();
+    let keys = gateway.keys.clone();
     ws.read_buffer_size(512)
         .write_buffer_size(8 * 1024)
         .max_write_buffer_size(256 * 1024)

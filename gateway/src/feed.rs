@@ -14,8 +14,8 @@ use natter_events::room::{Applied, Delivery, LiveRoom, RoomEvent};
 use natter_events::{Envelope, EventStore, RoomPart};
 use uuid::Uuid;
 
-use super::conn::{Conn, ConnId};
-use super::protocol::{self, FrameError};
+use crate::conn::{Conn, ConnId};
+use crate::protocol::{self, FrameError};
 
 /// Recent frames kept per active room.
 pub const WINDOW: usize = 512;

@@ -1,7 +1,7 @@
 //! The websocket frame parser over generated input: it never panics, and whatever it does not
 //! accept is a clean error frame with one of the documented codes.
 
-use natter_query::gateway::protocol::parse;
+use natter_gateway::protocol::parse;
 use proptest::prelude::*;
 
 const CODES: &[&str] = &["bad_request", "unknown_op", "frame_too_large"];

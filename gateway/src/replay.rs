@@ -12,9 +12,9 @@ use natter_events::{EventStore, Start};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-use super::conn::{Conn, SEND_BUFFER_BYTES};
-use super::feed::{FeedSlot, WINDOW};
-use super::protocol::{self, FrameError};
+use crate::conn::{Conn, SEND_BUFFER_BYTES};
+use crate::feed::{FeedSlot, WINDOW};
+use crate::protocol::{self, FrameError};
 
 /// Replays from JetStream running at once (a reconnect storm waits here).
 const CONCURRENT_REPLAYS: usize = 32;

@@ -1,17 +1,15 @@
-//! A whole natter (command, projector, query) on the real servers, with a stream, prefix and
-//! database of its own, called without sockets.
+//! A whole natter (command, query, gateway; projectors started by the test) on the real
+//! servers, with a stream, prefix and database of its own: the [`Node`] `natter serve` runs,
+//! called without sockets.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::http::Method;
-use natter_command::{CommandConfig, CommandService};
-use natter_edge::JwtKeys;
-use natter_edge::commands::CommandPort;
-use natter_events::{EventStore, LiveTail};
-use natter_projector::{ProjectionStatus, Projector, ProjectorConfig};
-use natter_query::{QueryConfig, QueryService};
+use natter::{Config, Node, Role, Roles};
+use natter_events::EventStore;
+use natter_projector::{ProjectionStatus, ProjectorConfig};
 use natter_testkit::api::Api;
 pub use natter_testkit::api::User;
 use natter_testkit::http::{Resp, call};
@@ -23,31 +21,20 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 pub struct Stack {
+    /// The node's HTTP app (commands, queries, the websocket, ops), as it is served.
     pub command: Router,
     /// The command side as a client calls it.
     pub api: Api,
     pub query: Router,
     pub pool: PgPool,
     pub store: EventStore,
+    /// What the projectors this test starts use.
     pub projector_config: ProjectorConfig,
-    /// This "process"'s live tail (the projectors started here read it once caught up).
-    tail: LiveTail,
-    isolation_prefix: String,
-    _bridge: AbortOnDrop,
-    _command: CommandService,
-    _query: QueryService,
+    config: Config,
+    node: Node,
     projectors: Vec<JoinHandle<()>>,
-    extra: Vec<QueryService>,
+    extra: Vec<Node>,
     _cleanup: Cleanup,
-}
-
-/// Aborts a task when dropped.
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 pub async fn serve(app: Router) -> std::net::SocketAddr {
@@ -70,6 +57,23 @@ impl Drop for Stack {
 /// The secret the stack's tokens are signed with (a test may mint its own).
 pub const SECRET: &[u8] = b"query-tests-secret-query-tests-secret";
 
+/// The configuration of a node on `isolation`'s stream, prefix and database.
+fn config(isolation: &Isolation, wait: Duration, send_rate: &str) -> Config {
+    let mut config = Config::defaults().unwrap();
+    config.nats_url = nats_url();
+    config.database_url = isolation.database_url.clone();
+    config.stream = isolation.stream.clone();
+    config.subject_prefix = isolation.prefix.clone();
+    config.stream_replicas = 1;
+    config.jwt_secret = Some(String::from_utf8(SECRET.to_vec()).unwrap());
+    config.token_ttl_secs = 3600;
+    config.admins = vec!["root".into()];
+    config.send_rate_limit = send_rate.into();
+    config.query_wait_ms = wait.as_millis() as u64;
+    config.projector_batch = 500;
+    config
+}
+
 impl Stack {
     /// Everything running, one projector included.
     pub async fn spawn() -> Stack {
@@ -79,83 +83,40 @@ impl Stack {
     }
 
     pub async fn without_projector(wait: Duration) -> Stack {
-        Self::assemble(wait, None).await
+        Self::assemble(wait, "off").await
     }
 
     /// Everything running, with messages rate limited (`"5/10s"`) as `NATTER_SEND_RATE_LIMIT`
     /// does.
     pub async fn with_send_rate(spec: &str) -> Stack {
-        let mut stack = Self::assemble(Duration::from_secs(5), Some(spec.parse().unwrap())).await;
+        let mut stack = Self::assemble(Duration::from_secs(5), spec).await;
         stack.start_projector();
         stack
     }
 
-    async fn assemble(
-        wait: Duration,
-        send_rate: Option<natter_command::ratelimit::RateSpec>,
-    ) -> Stack {
+    async fn assemble(wait: Duration, send_rate: &str) -> Stack {
         init_logs();
         let isolation = Isolation::new();
         let cleanup = Cleanup {
             isolation: isolation.clone(),
         };
-        let store = isolation.open_store().await;
-        // One live tail for this "process", as `natter serve` shares it.
-        let tail = LiveTail::start(&store).await.unwrap();
-        let pool = natter_readmodel::db::prepare(&isolation.database_url)
-            .await
-            .unwrap();
-        let keys = Arc::new(JwtKeys::new(SECRET, Duration::from_secs(3600)));
-        let command = CommandService::start(
-            store.clone(),
-            &tail,
-            keys.clone(),
-            CommandConfig {
-                send_rate,
-                admins: vec!["root".into()],
-                ..CommandConfig::default()
-            },
-        )
-        .await
-        .unwrap();
-        let nats = async_nats::connect(nats_url()).await.unwrap();
-        // The command side also serves gateways elsewhere (`second_gateway`) over NATS.
-        let bridge = natter_edge::commands::serve(
-            nats.clone(),
-            natter_edge::commands::subject(&isolation.prefix),
-            command.app(),
-        )
-        .await
-        .unwrap();
-        let query = QueryService::start(
-            pool.clone(),
-            store.clone(),
-            &tail,
-            nats,
-            CommandPort::Local(command.app()),
-            keys,
-            QueryConfig {
-                min_position_wait: wait,
-            },
-        )
-        .await
-        .unwrap();
+        let config = config(&isolation, wait, send_rate);
+        // `natter serve --role all`, the projector left to the test.
+        let roles = Roles {
+            projector: false,
+            ..Roles::ALL
+        };
+        let node = Node::start(config.clone(), roles).await.unwrap();
         Stack {
-            tail: tail.clone(),
-            api: Api::app(command.app()),
-            command: command.app(),
-            query: query.app(),
-            pool,
-            store,
-            projector_config: ProjectorConfig {
-                database_url: isolation.database_url.clone(),
-                batch_size: 500,
-            },
-            _command: command,
-            _query: query,
+            api: Api::app(node.app()),
+            command: node.app(),
+            query: node.app(),
+            pool: node.pool.clone().unwrap(),
+            store: node.store.clone(),
+            projector_config: config.projector(),
+            config,
+            node,
             projectors: Vec::new(),
-            isolation_prefix: isolation.prefix.clone(),
-            _bridge: AbortOnDrop(bridge),
             extra: Vec::new(),
             _cleanup: cleanup,
         }
@@ -167,42 +128,30 @@ impl Stack {
     }
 
     /// Starts another query/gateway instance on the same stream and database, served on a
-    /// local port (like a second process behind a load balancer).
+    /// local port (like a second process behind a load balancer): `natter serve --role query`,
+    /// whose websocket commands go over NATS to this stack's write side.
     pub async fn second_gateway(&mut self) -> std::net::SocketAddr {
-        let nats = async_nats::connect(nats_url()).await.unwrap();
-        let keys = Arc::new(JwtKeys::new(SECRET, Duration::from_secs(3600)));
-        // A process of its own: its own live tail.
-        let tail = LiveTail::start(&self.store).await.unwrap();
-        let query = QueryService::start(
-            self.pool.clone(),
-            self.store.clone(),
-            &tail,
-            nats.clone(),
-            // No write side in this "process": its websocket commands go over NATS.
-            CommandPort::Remote {
-                nats,
-                subject: natter_edge::commands::subject(&self.isolation_prefix),
-            },
-            keys,
-            QueryConfig::default(),
-        )
-        .await
-        .unwrap();
-        let addr = serve(query.app()).await;
-        self.extra.push(query);
+        let node = Node::start(self.config.clone(), Role::Query.into())
+            .await
+            .unwrap();
+        let addr = serve(node.app()).await;
+        self.extra.push(node);
         addr
+    }
+
+    /// Starts another node running `roles` on the same stream and database (like another
+    /// process); its HTTP app, called without a socket.
+    pub async fn another_node(&mut self, roles: Roles) -> Router {
+        let node = Node::start(self.config.clone(), roles).await.unwrap();
+        let app = node.app();
+        self.extra.push(node);
+        app
     }
 
     /// Starts a projector instance (it stands by while another holds the lock).
     pub fn start_projector(&mut self) -> (usize, Arc<ProjectionStatus>) {
-        let projector = Projector {
-            pool: self.pool.clone(),
-            store: self.store.clone(),
-            status: Arc::new(ProjectionStatus::default()),
-            config: self.projector_config.clone(),
-            // As in `natter serve --role all`: the process's tail, once caught up.
-            tail: Some(self.tail.clone()),
-        };
+        let mut projector = self.node.another_projector().expect("a node with Postgres");
+        projector.config = self.projector_config.clone();
         let status = projector.status.clone();
         self.projectors.push(tokio::spawn(projector.run()));
         (self.projectors.len() - 1, status)
