@@ -49,19 +49,14 @@ enum Commands {
         #[arg(value_enum)]
         document: Document,
     },
-    /// Measures natter against the raw limits of its own NATS and Postgres, in one run, with
-    /// a stream, prefix and database of its own.
+    /// Measures natter against the raw limits of its own NATS and Postgres: runs
+    /// `natter-bench` (beside this binary; `cargo build --release -p natter-bench`) on this
+    /// binary, with these arguments (`--quick`, `--json`, `--scenario NAME`; `--help` lists
+    /// them).
+    #[command(disable_help_flag = true)]
     Bench {
-        /// Small runs (about a minute for everything): proves the bench works, not how fast.
-        #[arg(long)]
-        quick: bool,
-        /// Prints a machine-readable summary instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// Runs only these scenarios (send, ws-send, e2e, projector, me-rooms, latency, fanout,
-        /// catchup, resume, replay, memory, connections); repeat the flag for several.
-        #[arg(long = "scenario")]
-        scenarios: Vec<String>,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
 }
 
@@ -101,11 +96,7 @@ fn main() -> std::process::ExitCode {
                 println!("{}", serde_json::to_string_pretty(doc)?);
                 Ok(())
             }
-            Commands::Bench {
-                quick,
-                json,
-                scenarios,
-            } => bench::bench(cli.config, bench::Scale { quick }, json, scenarios).await,
+            Commands::Bench { args } => bench::run(&cli.config, &args),
         }
     });
     match result {

@@ -33,17 +33,30 @@ pub struct Isolation {
     pub database: String,
     /// Full URL of that database.
     pub database_url: String,
+    /// The NATS server the stream lives on.
+    pub nats_url: String,
+    /// The Postgres server (a URL without a database name) the database lives on.
+    pub postgres_server: String,
 }
 
 impl Isolation {
+    /// A test's names on the shared servers (`NATS_URL`, `TEST_POSTGRES_URL`).
     pub fn new() -> Self {
+        Self::on("t", &nats_url(), &postgres_server_url())
+    }
+
+    /// Names of their own on the given servers, marked with `label` (`T_…`, `t…`,
+    /// `natter_t_…` for tests; the bench uses `bench`).
+    pub fn on(label: &str, nats_url: &str, postgres_server: &str) -> Self {
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let database = format!("natter_t_{id}");
+        let database = format!("natter_{label}_{id}");
         Isolation {
-            stream: format!("T_{id}"),
-            prefix: format!("t{id}"),
-            database_url: format!("{}/{database}", postgres_server_url()),
+            stream: format!("{}_{id}", label.to_ascii_uppercase()),
+            prefix: format!("{label}{id}"),
+            database_url: format!("{postgres_server}/{database}"),
             database,
+            nats_url: nats_url.to_string(),
+            postgres_server: postgres_server.to_string(),
         }
     }
 }
@@ -61,7 +74,7 @@ impl Isolation {
     /// Opens (creating it) this test's event store on the shared NATS server.
     pub async fn open_store(&self) -> natter_events::EventStore {
         init_logs();
-        let client = async_nats::connect(nats_url())
+        let client = async_nats::connect(&self.nats_url)
             .await
             .expect("NATS is running");
         natter_events::EventStore::open(client, &self.store_config())
@@ -76,8 +89,8 @@ impl Default for Isolation {
     }
 }
 
-/// Deletes a test's streams (the event stream and any stream named after it, such as
-/// `KV_{stream}_idem`) and drops its database when dropped.
+/// Deletes a test's streams (the event stream and those named after it: `KV_{stream}_idem`,
+/// the bench's `{stream}_RAW`) and drops its database when dropped.
 pub struct Cleanup {
     pub isolation: Isolation,
 }
@@ -92,17 +105,18 @@ impl Drop for Cleanup {
                 .build()
                 .expect("a runtime for cleanup");
             rt.block_on(async move {
-                if let Ok(client) = async_nats::connect(nats_url()).await {
+                if let Ok(client) = async_nats::connect(&isolation.nats_url).await {
                     let js = async_nats::jetstream::new(client);
                     for name in [
                         isolation.stream.clone(),
                         format!("KV_{}_idem", isolation.stream),
+                        format!("{}_RAW", isolation.stream),
                     ] {
                         let _ = js.delete_stream(&name).await;
                     }
                 }
                 if let Ok(pool) =
-                    sqlx::PgPool::connect(&format!("{}/postgres", postgres_server_url())).await
+                    sqlx::PgPool::connect(&format!("{}/postgres", isolation.postgres_server)).await
                 {
                     let sql = format!(
                         "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",

@@ -174,14 +174,6 @@ async fn queries_without_a_gateway_of_their_own_know_who_is_online() {
     }
     assert_eq!(seen, false, "his last socket closing takes him offline");
     // The node serves no websocket.
-    let upgrade = call(
-        &reads,
-        Method::GET,
-        "/ws",
-        Some(&owner),
-        Vec::new(),
-        &[],
-    )
-    .await;
+    let upgrade = call(&reads, Method::GET, "/ws", Some(&owner), Vec::new(), &[]).await;
     assert_eq!(upgrade.status.as_u16(), 404);
 }

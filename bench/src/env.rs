@@ -1,22 +1,22 @@
 //! The bench's environment: natter started as a child process (every role, on a free port,
-//! so its memory is its own) with a stream, subject prefix and database of its own, handles
-//! on the same NATS and Postgres for the raw figures, and cleanup at the end.
+//! so its memory is its own) with a stream, subject prefix and database of its own
+//! (testkit's `NatterProcess` and `Isolation`), handles on the same NATS and Postgres for the
+//! raw figures, and cleanup at the end (testkit's `Cleanup`).
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream::context::PublishAckFuture;
 use natter_events::{Envelope, EventStore};
+use natter_testkit::api::{Api, User};
+use natter_testkit::process::NatterProcess;
+use natter_testkit::{Cleanup, Isolation};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use natter::config::Config;
+use crate::Config;
 
 /// natter running as a child process for the bench (so that its memory is its own), and
 /// handles on its backing services.
@@ -24,79 +24,62 @@ pub struct Env {
     pub base: String,
     pub addr: SocketAddr,
     pub http: reqwest::Client,
+    pub api: Api,
     pub store: EventStore,
     pub pool: PgPool,
     pub config: Config,
     pub nats: async_nats::Client,
-    child: Child,
+    natter: NatterProcess,
+    cleanup: Cleanup,
 }
 
-fn bench_database_url(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let server = base.rsplit_once('/').map_or(base, |(s, _)| s);
-    match query {
-        Some(q) => format!("{server}/{name}?{q}"),
-        None => format!("{server}/{name}"),
-    }
+/// The server part of a Postgres URL (no database name, no parameters).
+fn postgres_server(url: &str) -> &str {
+    let base = url.split_once('?').map_or(url, |(b, _)| b);
+    base.rsplit_once('/').map_or(base, |(s, _)| s)
 }
 
 impl Env {
     pub(super) async fn start(config: &Config) -> anyhow::Result<Env> {
-        let id = Uuid::new_v4().simple().to_string()[..12].to_string();
+        let isolation = Isolation::on(
+            "bench",
+            &config.nats_url,
+            postgres_server(&config.database_url),
+        );
         let mut config = config.clone();
-        config.stream = format!("BENCH_{id}");
-        config.subject_prefix = format!("bench{id}");
-        config.database_url =
-            bench_database_url(&config.database_url, &format!("natter_bench_{id}"));
+        config.stream = isolation.stream.clone();
+        config.subject_prefix = isolation.prefix.clone();
+        config.database_url = isolation.database_url.clone();
         let secret = config
             .jwt_secret
             .clone()
             .unwrap_or_else(|| format!("bench-secret-{}", Uuid::new_v4()));
-        config.jwt_secret = Some(secret.clone());
-        let mut child = Command::new(std::env::current_exe()?)
-            .args(["serve", "--role", "all"])
-            .env("NATTER_HTTP_ADDR", "127.0.0.1:0")
-            .env("NATS_URL", &config.nats_url)
-            .env("DATABASE_URL", &config.database_url)
-            .env("NATTER_STREAM", &config.stream)
-            .env("NATTER_SUBJECT_PREFIX", &config.subject_prefix)
-            .env("NATTER_SEND_RATE_LIMIT", "off")
-            .env("NATTER_JWT_SECRET", &secret)
-            .env("NATTER_ADMINS", "bench_admin")
-            .env("NATTER_PROJECTOR_BATCH", config.projector_batch.to_string())
-            .env("RUST_LOG", "warn,natter::serve=info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting natter for the bench")?;
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (addr_tx, addr_rx) = oneshot::channel::<SocketAddr>();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            let mut addr_tx = Some(addr_tx);
-            while let Ok(Some(line)) = lines.next_line().await {
-                match line
-                    .split("listening on http://")
-                    .nth(1)
-                    .and_then(|a| a.split_whitespace().next())
-                {
-                    Some(addr) if addr_tx.is_some() => {
-                        if let (Some(tx), Ok(addr)) = (addr_tx.take(), addr.parse()) {
-                            let _ = tx.send(addr);
-                        }
-                    }
-                    _ => eprintln!("natter: {line}"),
-                }
-            }
-        });
-        let addr = tokio::time::timeout(Duration::from_secs(60), addr_rx)
+        let mut env = NatterProcess::env_for(&isolation, &config.nats_url, &isolation.database_url);
+        env.extend(
+            [
+                ("NATTER_JWT_SECRET", secret.as_str()),
+                ("NATTER_ADMINS", "bench_admin"),
+                (
+                    "NATTER_PROJECTOR_BATCH",
+                    &config.projector_batch.to_string(),
+                ),
+                (
+                    "NATTER_STREAM_REPLICAS",
+                    &config.stream_replicas.to_string(),
+                ),
+                ("RUST_LOG", "warn"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        let cleanup = Cleanup {
+            isolation: isolation.clone(),
+        };
+        let binary = config.natter_binary()?;
+        let natter = tokio::task::spawn_blocking(move || NatterProcess::start(binary, "all", env))
             .await
-            .context("natter did not report its address")?
-            .context("natter exited before listening")?;
-        let (nats, store) = config.open_store_once("natter-bench").await?;
+            .context("starting natter for the bench")?;
+        let addr: SocketAddr = ([127, 0, 0, 1], natter.port).into();
+        let (nats, store) = connect(&config).await?;
         let pool = natter_readmodel::db::connect(&config.database_url).await?;
         Ok(Env {
             base: format!("http://{addr}/api/v1"),
@@ -104,22 +87,24 @@ impl Env {
             http: reqwest::Client::builder()
                 .pool_max_idle_per_host(256)
                 .build()?,
+            api: Api::server(&natter.base()),
             store,
             pool,
             config,
             nats,
-            child,
+            natter,
+            cleanup,
         })
     }
 
     /// natter's process id.
     pub fn server_pid(&self) -> Option<u32> {
-        self.child.id()
+        self.natter.pid()
     }
 
     /// Resident memory of the natter process, in KiB.
     pub fn server_rss_kib(&self) -> anyhow::Result<u64> {
-        let pid = self.child.id().context("natter is not running")?;
+        let pid = self.natter.pid().context("natter is not running")?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
         status
             .lines()
@@ -129,46 +114,24 @@ impl Env {
             .context("reading VmRSS")
     }
 
-    /// Stops natter and removes the bench's streams and database.
-    pub(super) async fn cleanup(mut self) -> anyhow::Result<()> {
-        if let Some(pid) = self.child.id() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status()
-                .await;
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
-        let _ = self.child.kill().await;
-        self.pool.close().await;
-        let js = self.store.jetstream();
-        for name in [
-            self.config.stream.clone(),
-            format!("KV_{}_idem", self.config.stream),
-            format!("{}_RAW", self.config.stream),
-        ] {
-            let _ = js.delete_stream(&name).await;
-        }
-        let admin = natter_readmodel::db::connect(&bench_database_url(
-            &self.config.database_url,
-            "postgres",
-        ))
+    /// Stops natter, shows what it warned of, and removes the bench's streams and database.
+    pub(super) async fn cleanup(self) -> anyhow::Result<()> {
+        let Env {
+            mut natter,
+            pool,
+            cleanup,
+            ..
+        } = self;
+        pool.close().await;
+        let natter = tokio::task::spawn_blocking(move || {
+            natter.stop();
+            natter
+        })
         .await?;
-        let name = self
-            .config
-            .database_url
-            .rsplit('/')
-            .next()
-            .unwrap_or_default()
-            .split('?')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-        )))
-        .execute(&admin)
-        .await
-        .context("dropping the bench database")?;
+        for line in natter.log_lines() {
+            eprintln!("natter: {line}");
+        }
+        drop(cleanup);
         Ok(())
     }
 
@@ -253,20 +216,9 @@ impl Env {
         Ok(resp.json().await?)
     }
 
-    /// Registers a user; returns (token, id).
-    pub async fn register(&self, username: &str) -> anyhow::Result<(String, Uuid)> {
-        let (status, body) = self
-            .post(
-                "/auth/register",
-                None,
-                &json!({ "username": username, "password": "bench-password" }),
-            )
-            .await?;
-        anyhow::ensure!(status == 201, "registering {username}: {status} {body}");
-        Ok((
-            body["token"].as_str().unwrap_or_default().to_string(),
-            body["user"]["id"].as_str().unwrap_or_default().parse()?,
-        ))
+    /// Registers a user.
+    pub async fn register(&self, username: &str) -> anyhow::Result<User> {
+        Ok(self.api.register(username).await)
     }
 
     /// Creates `n` rooms owned by `token`'s user, named `{prefix} {i}`, 32 at a time.
@@ -333,4 +285,19 @@ impl Env {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// The bench's own NATS connection and its handle on natter's event store.
+async fn connect(config: &Config) -> anyhow::Result<(async_nats::Client, EventStore)> {
+    let nats = natter_events::connection::connect_once(&config.nats_url, "natter-bench").await?;
+    let store = EventStore::open(
+        nats.clone(),
+        &natter_events::StoreConfig {
+            stream: config.stream.clone(),
+            prefix: config.subject_prefix.clone(),
+            replicas: config.stream_replicas,
+        },
+    )
+    .await?;
+    Ok((nats, store))
 }

@@ -20,7 +20,7 @@ use serde_json::json;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::{Env, Figure, Scale, quantile, ws};
+use crate::{Env, Figure, Scale, quantile, ws};
 
 /// Connections per loopback source address (the ephemeral range holds ~28,000 ports).
 const PER_SOURCE: usize = 20_000;
@@ -53,7 +53,7 @@ pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
             wanted as u64 + SPARE_FDS
         );
     }
-    let (token, _) = env.register("crowd_owner").await?;
+    let token = env.register("crowd_owner").await?.token;
     let (_, room) = env
         .post("/rooms", Some(&token), &json!({ "name": "crowd" }))
         .await?;

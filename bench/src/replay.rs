@@ -9,14 +9,19 @@ use chrono::Utc;
 use futures::StreamExt;
 use natter_events::catalogue::{Event, MessageKind, MessageSent};
 use natter_events::{Envelope, RoomPart, Start};
+use natter_testkit::api::User;
 use tokio::io::AsyncReadExt;
 use uuid::Uuid;
 
-use super::{Env, Figure, Scale};
+use crate::{Env, Figure, Scale};
 
 pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
     let count = scale.pick(50_000, 1_000_000);
-    let (admin, actor) = env.register("bench_admin").await?;
+    let User {
+        token: admin,
+        id: actor,
+        ..
+    } = env.register("bench_admin").await?;
     let rooms: Vec<Uuid> = (0..1000).map(|_| Uuid::now_v7()).collect();
     let subjects = env.store.subjects().clone();
     let head = env
@@ -55,7 +60,7 @@ pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
     let raw = read as f64 / started.elapsed().as_secs_f64();
 
     let started = Instant::now();
-    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+    let mut child = tokio::process::Command::new(env.config.natter_binary()?)
         .arg("replay")
         .env("NATS_URL", &env.config.nats_url)
         .env("NATTER_STREAM", &env.config.stream)

@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{Env, Figure, Scale, quantile, ws};
+use crate::{Env, Figure, Scale, quantile, ws};
 
 const RATE: u64 = 1000;
 
 pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
-    let (sender, _) = env.register("lat_sender").await?;
-    let (receiver, _) = env.register("lat_receiver").await?;
+    let sender = env.register("lat_sender").await?.token;
+    let receiver = env.register("lat_receiver").await?.token;
     let (_, room) = env
         .post("/rooms", Some(&sender), &json!({ "name": "latency" }))
         .await?;

@@ -9,13 +9,16 @@ use natter_events::catalogue::{
     Event, MessageKind, MessageSent, RoomCreated, RoomKind, Visibility,
 };
 use natter_events::{Envelope, RoomPart, Start};
+use natter_testkit::api::User;
 use uuid::Uuid;
 
-use super::{Env, Figure, Scale, ws};
+use crate::{Env, Figure, Scale, ws};
 
 pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
     let count = scale.pick(10_000, 100_000);
-    let (token, owner) = env.register("catchup_reader").await?;
+    let User {
+        token, id: owner, ..
+    } = env.register("catchup_reader").await?;
     let room = Uuid::now_v7();
     let subjects = env.store.subjects().clone();
     let ev =

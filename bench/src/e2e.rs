@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{Env, Figure, Scale, cpu, quantile, ws};
+use crate::{Env, Figure, Scale, cpu, quantile, ws};
 
 const IN_FLIGHT: [usize; 3] = [1, 16, 64];
 
 pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
-    let (a, _) = env.register("e2e_a").await?;
-    let (b, _) = env.register("e2e_b").await?;
+    let a = env.register("e2e_a").await?.token;
+    let b = env.register("e2e_b").await?.token;
     let (_, room) = env
         .post("/rooms", Some(&a), &json!({ "name": "e2e" }))
         .await?;

@@ -6,15 +6,18 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use natter_testkit::api::User;
 use serde_json::json;
 
-use super::send::{CONTENT_CHARS, IN_FLIGHT, raw_publish_rate};
-use super::{Env, Figure, Scale, ws};
+use crate::send::{CONTENT_CHARS, IN_FLIGHT, raw_publish_rate};
+use crate::{Env, Figure, Scale, ws};
 
 const ROOMS: usize = 64;
 
 pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
-    let (token, user) = env.register("bench_ws_sender").await?;
+    let User {
+        token, id: user, ..
+    } = env.register("bench_ws_sender").await?;
     let rooms = env.create_rooms(&token, ROOMS, "ws bench").await?;
     let content = "x".repeat(CONTENT_CHARS);
     let duration = scale.pick(Duration::from_secs(3), Duration::from_secs(15));

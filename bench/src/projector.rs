@@ -14,7 +14,7 @@ use sqlx::Executor;
 use sqlx::postgres::PgPoolOptions;
 use uuid::Uuid;
 
-use super::{Env, Figure, Scale};
+use crate::{Env, Figure, Scale};
 
 const ROOMS: usize = 100;
 const MEMBERS: usize = 5;

@@ -6,14 +6,17 @@ use std::time::Instant;
 use chrono::Utc;
 use natter_events::catalogue::{Event, MessageKind, MessageSent, RoomRead};
 use natter_events::{Envelope, RoomPart};
+use natter_testkit::api::User;
 use uuid::Uuid;
 
-use super::{Env, Figure, Scale, quantile};
+use crate::{Env, Figure, Scale, quantile};
 
 pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
     let rooms_n = scale.pick(20, 100);
     let per_room = scale.pick(500, 10_000);
-    let (token, reader) = env.register("bench_reader").await?;
+    let User {
+        token, id: reader, ..
+    } = env.register("bench_reader").await?;
     let writer = Uuid::now_v7();
     let subjects = env.store.subjects().clone();
     let rooms: Vec<Uuid> = (0..rooms_n).map(|_| Uuid::now_v7()).collect();

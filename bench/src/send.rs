@@ -10,17 +10,20 @@ use bytes::Bytes;
 use chrono::Utc;
 use natter_events::Envelope;
 use natter_events::catalogue::{Event, MessageKind, MessageSent};
+use natter_testkit::api::User;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{Env, Figure, Scale, http1, quantile};
+use crate::{Env, Figure, Scale, http1, quantile};
 
 pub const IN_FLIGHT: usize = 64;
 const ROOMS: usize = 1000;
 pub const CONTENT_CHARS: usize = 100;
 
 pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
-    let (token, user) = env.register("bench_sender").await?;
+    let User {
+        token, id: user, ..
+    } = env.register("bench_sender").await?;
     let rooms = env.create_rooms(&token, ROOMS, "bench").await?;
     let body = json!({ "content": "x".repeat(CONTENT_CHARS) });
 

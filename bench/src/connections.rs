@@ -7,7 +7,7 @@ use futures::{StreamExt, stream};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{Env, Figure, Scale, ws};
+use crate::{Env, Figure, Scale, ws};
 
 /// Open-file limit of this process (each client connection is one).
 fn open_file_limit() -> u64 {
@@ -45,7 +45,7 @@ async fn connect_many(
 pub async fn memory(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
     let wanted = scale.pick(1000, 10_000);
     let n = wanted.min(open_file_limit().saturating_sub(500) as usize);
-    let (token, _) = env.register("idle_user").await?;
+    let token = env.register("idle_user").await?.token;
     let (_, room) = env
         .post("/rooms", Some(&token), &json!({ "name": "idle" }))
         .await?;
@@ -73,7 +73,7 @@ pub async fn memory(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
 
 pub async fn resume(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
     let n = scale.pick(200, 1000);
-    let (token, _) = env.register("resumer").await?;
+    let token = env.register("resumer").await?.token;
     let (_, room) = env
         .post("/rooms", Some(&token), &json!({ "name": "storm" }))
         .await?;

@@ -1,8 +1,11 @@
-//! `natter bench`: measures natter against the raw limits of its own NATS and Postgres in the
-//! same run, so that on a shared, noisy machine each figure is read as a ratio.
+//! `natter-bench` (also run as `natter bench`): measures natter against the raw limits of its
+//! own NATS and Postgres in the same run, so that on a shared, noisy machine each figure is
+//! read as a ratio.
 //!
-//! It runs natter in-process (every role, on a free port) against the configured NATS and
-//! Postgres, with a stream, subject prefix and database of its own, removed at the end.
+//! It runs a natter binary as a child process (every role, on a free port) against the
+//! configured NATS and Postgres, with a stream, subject prefix and database of its own,
+//! removed at the end. It is a program of its own so that the deployed binary carries no
+//! load generator.
 
 mod catchup;
 mod connections;
@@ -21,13 +24,102 @@ mod send;
 mod ws;
 mod ws_send;
 
+use std::path::PathBuf;
+
 use anyhow::Context as _;
+use clap::Parser;
 use futures::future::BoxFuture;
 use serde::Serialize;
 use serde_json::{Value, json};
 
 pub use env::Env;
-use natter::config::Config;
+
+/// Measures natter against the raw limits of its own NATS and Postgres, in one run, with a
+/// stream, prefix and database of its own.
+#[derive(Debug, Parser)]
+#[command(name = "natter-bench", version, about)]
+struct Cli {
+    /// Small runs (about a minute for everything): proves the bench works, not how fast.
+    #[arg(long)]
+    quick: bool,
+    /// Prints a machine-readable summary instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Runs only these scenarios (send, ws-send, e2e, projector, me-rooms, search, latency,
+    /// fanout, catchup, resume, replay, memory, connections); repeat the flag for several.
+    #[arg(long = "scenario")]
+    scenarios: Vec<String>,
+    #[command(flatten)]
+    config: Config,
+}
+
+/// Where the bench runs natter, and against what.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// The natter binary to measure (default: `natter` beside this program).
+    #[arg(long, env = "NATTER_BIN")]
+    pub natter: Option<PathBuf>,
+    /// NATS server with JetStream enabled (comma-separate several cluster members).
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// The Postgres server the bench creates its database on (the database name is ignored).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/natter"
+    )]
+    pub database_url: String,
+    /// Replicas of natter's streams and the bench's raw stream.
+    #[arg(long, env = "NATTER_STREAM_REPLICAS", default_value_t = 1)]
+    pub stream_replicas: usize,
+    /// Most events natter's projector applies in one transaction.
+    #[arg(long, env = "NATTER_PROJECTOR_BATCH", default_value_t = 1000)]
+    pub projector_batch: usize,
+    /// The secret natter signs tokens with (default: a random one per run).
+    #[arg(long, env = "NATTER_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// The bench's own stream and prefix (set by [`Env::start`]).
+    #[arg(skip)]
+    pub stream: String,
+    #[arg(skip)]
+    pub subject_prefix: String,
+}
+
+impl Config {
+    /// The natter binary to run: `--natter`, else `natter` beside this program.
+    pub fn natter_binary(&self) -> anyhow::Result<PathBuf> {
+        if let Some(path) = &self.natter {
+            return Ok(path.clone());
+        }
+        let here = std::env::current_exe()?;
+        let beside = here.with_file_name("natter");
+        anyhow::ensure!(
+            beside.exists(),
+            "no natter binary beside {} (pass --natter PATH)",
+            here.display()
+        );
+        Ok(beside)
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let scale = Scale { quick: cli.quick };
+    match runtime.block_on(bench(cli.config, scale, cli.json, cli.scenarios)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("natter-bench: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
 
 /// How big the runs are.
 #[derive(Debug, Clone, Copy)]

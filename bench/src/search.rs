@@ -11,9 +11,10 @@ use std::time::Instant;
 use chrono::Utc;
 use natter_events::catalogue::{Event, MessageSent};
 use natter_events::{Envelope, RoomPart};
+use natter_testkit::api::User;
 use uuid::Uuid;
 
-use super::{Env, Figure, Scale, quantile};
+use crate::{Env, Figure, Scale, quantile};
 
 const ROOMS: usize = 20;
 const VOCABULARY: usize = 5_000;
@@ -48,7 +49,9 @@ fn word(i: usize) -> String {
 
 pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
     let total = scale.pick(10_000, 100_000);
-    let (token, reader) = env.register("bench_searcher").await?;
+    let User {
+        token, id: reader, ..
+    } = env.register("bench_searcher").await?;
     let writer = Uuid::now_v7();
     let subjects = env.store.subjects().clone();
     let rooms: Vec<Uuid> = (0..ROOMS).map(|_| Uuid::now_v7()).collect();

@@ -9,12 +9,12 @@ use bytes::Bytes;
 use futures::{StreamExt, stream};
 use serde_json::json;
 
-use super::{Env, Figure, Scale, ws};
+use crate::{Env, Figure, Scale, ws};
 
 pub async fn run(env: &Env, scale: Scale) -> anyhow::Result<Vec<Figure>> {
     let subscribers = scale.pick(200, 1000);
     let messages = scale.pick(50, 200);
-    let (token, _) = env.register("fan_owner").await?;
+    let token = env.register("fan_owner").await?.token;
     let (_, room) = env
         .post("/rooms", Some(&token), &json!({ "name": "fan-out" }))
         .await?;
