@@ -85,16 +85,18 @@ impl From<Role> for Roles {
     }
 }
 
-/// The process-wide metrics recorder (installed once, whatever runs in this process).
+/// The process-wide metrics recorder, installed by the first node of the process (later
+/// ones, as in the tests, share it; installing runs once even when nodes start at once).
 fn metrics_handle() -> anyhow::Result<PrometheusHandle> {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    if let Some(h) = HANDLE.get() {
-        return Ok(h.clone());
-    }
-    let handle = PrometheusBuilder::new()
-        .install_recorder()
-        .context("installing the metrics recorder")?;
-    Ok(HANDLE.get_or_init(|| handle).clone())
+    static HANDLE: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .install_recorder()
+                .map_err(|e| format!("installing the metrics recorder: {e}"))
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
 }
 
 /// A running natter process: its roles, their shared parts and their tasks (aborted when

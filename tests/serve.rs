@@ -1,4 +1,7 @@
 //! The `natter` binary as operators run it.
+//!
+//! One file, over 400 lines: each test is one operator's session with the binary (roles
+//! apart, readiness, shutdown, the CLI tools), on the same process helpers.
 
 use std::process::Command;
 use std::time::Duration;
@@ -31,17 +34,8 @@ async fn the_command_role_keeps_accepting_commands_while_postgres_is_unreachable
         "postgres://postgres@127.0.0.1:1/natter",
     );
     let api = Api::server(&natter.base());
-    let client = reqwest::Client::new();
-    let ready = client
-        .get(format!("{}/readyz", natter.base()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        ready.status(),
-        200,
-        "the command role does not need Postgres"
-    );
+    let (status, _) = natter.readyz().await.expect("an answer");
+    assert_eq!(status, 200, "the command role does not need Postgres");
     let ops = api.register("ops").await;
     let room = api
         .create_room(&ops.token, json!({ "name": "still up" }))
@@ -66,14 +60,7 @@ async fn serve_runs_every_role_on_one_port_and_reports_readiness() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
-    let ready: Value = client
-        .get(format!("{}/readyz", natter.base()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, ready) = natter.readyz().await.expect("an answer");
     assert_eq!(ready["status"], "ready", "{ready}");
     assert_eq!(
         ready["checks"]["postgres"]["ok"], true,
@@ -141,14 +128,7 @@ async fn command_query_and_projector_run_as_separate_processes_and_rebuild_works
         .await
         .unwrap();
     assert_eq!(mine["rooms"][0]["name"], "apart");
-    let ready: Value = client
-        .get(format!("{}/readyz", projector.base()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, ready) = projector.readyz().await.expect("an answer");
     assert_eq!(ready["projection"]["active"], true, "{ready}");
     assert_eq!(ready["projection"]["lag"], 0, "{ready}");
 

@@ -1,6 +1,6 @@
 // natter's web chat: a small page over the TypeScript client (natter-client.js is its bundle,
 // built from clients/typescript by `npm run build:web` there). Plain DOM, no framework. One
-// file on purpose (~680 lines): the page's state (session, rooms, the open room and thread)
+// file on purpose (~820 lines): the page's state (session, rooms, the open room and thread)
 // is shared by every part, and a second module would only pass it around.
 import { CloseCode, NatterClient, NatterError, Rest, applyToMessage, messageFromEvent, messagesTouched } from "/web/natter-client.js";
 

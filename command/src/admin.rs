@@ -30,7 +30,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::idempotency::Ids;
+use crate::idempotency::EventIds;
 use crate::idempotency::{Reissue, reissue};
 use crate::input::EditedContent;
 use crate::rooms::run_at;
@@ -88,7 +88,7 @@ struct IssueToken {
 async fn issue_token(
     State(state): State<AppState>,
     Admin(admin): Admin,
-    mut ids: Ids,
+    mut ids: EventIds,
     ApiJson(body): ApiJson<IssueToken>,
 ) -> Result<Response, ApiError> {
     let name = body.name.trim().to_string();
@@ -146,7 +146,7 @@ async fn issue_token(
 async fn revoke_token(
     State(state): State<AppState>,
     Admin(admin): Admin,
-    mut ids: Ids,
+    mut ids: EventIds,
     ApiPath(token_id): ApiPath<Uuid>,
 ) -> Result<Json<Positioned>, ApiError> {
     let subject = state.store.subjects().token(token_id);
@@ -229,7 +229,7 @@ struct Broadcast {
 async fn broadcast(
     State(state): State<AppState>,
     Admin(admin): Admin,
-    mut ids: Ids,
+    mut ids: EventIds,
     ApiPath(room_id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<Broadcast>,
 ) -> Result<(StatusCode, Json<MessageAnswer>), ApiError> {

@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::idempotency::Ids;
+use crate::idempotency::EventIds;
 use crate::input::{EditedContent, Emoji, Links, MessageBody};
 use crate::rooms::{run, run_at};
 
@@ -49,7 +49,7 @@ struct SendMessage {
 async fn send_message(
     State(state): State<AppState>,
     user: AuthUser,
-    mut ids: Ids,
+    mut ids: EventIds,
     ApiPath(room_id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<SendMessage>,
 ) -> Result<(StatusCode, Json<MessageAnswer>), ApiError> {
@@ -87,7 +87,7 @@ struct EditMessage {
 async fn edit_message(
     State(state): State<AppState>,
     user: AuthUser,
-    mut ids: Ids,
+    mut ids: EventIds,
     ApiPath((room_id, message_id)): ApiPath<(Uuid, Uuid)>,
     ApiJson(body): ApiJson<EditMessage>,
 ) -> Result<Json<MessageAnswer>, ApiError> {
@@ -119,7 +119,7 @@ async fn edit_message(
 async fn delete_message(
     State(state): State<AppState>,
     user: AuthUser,
-    mut ids: Ids,
+    mut ids: EventIds,
     ApiPath((room_id, message_id)): ApiPath<(Uuid, Uuid)>,
 ) -> Result<Json<Positioned>, ApiError> {
     let action = RoomCommand::DeleteMessage { message_id };
@@ -131,7 +131,7 @@ async fn delete_message(
 async fn react(
     State(state): State<AppState>,
     user: AuthUser,
-    mut ids: Ids,
+    mut ids: EventIds,
     ApiPath((room_id, message_id, emoji)): ApiPath<(Uuid, Uuid, String)>,
 ) -> Result<Json<Positioned>, ApiError> {
     let emoji = Emoji::parse(&emoji)?.into_inner();
@@ -144,7 +144,7 @@ async fn react(
 async fn unreact(
     State(state): State<AppState>,
     user: AuthUser,
-    mut ids: Ids,
+    mut ids: EventIds,
     ApiPath((room_id, message_id, emoji)): ApiPath<(Uuid, Uuid, String)>,
 ) -> Result<Json<Positioned>, ApiError> {
     let emoji = Emoji::parse(&emoji)?.into_inner();
@@ -156,7 +156,7 @@ async fn unreact(
 async fn reaction(
     state: &AppState,
     user: Uuid,
-    ids: &mut Ids,
+    ids: &mut EventIds,
     room_id: Uuid,
     action: RoomCommand,
 ) -> Result<Json<Positioned>, ApiError> {
@@ -189,7 +189,7 @@ struct MarkRead {
 async fn mark_read(
     State(state): State<AppState>,
     user: AuthUser,
-    mut ids: Ids,
+    mut ids: EventIds,
     ApiPath(room_id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<MarkRead>,
 ) -> Result<Json<Positioned>, ApiError> {

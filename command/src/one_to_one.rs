@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::execute::{CommandError, execute};
-use crate::idempotency::Ids;
+use crate::idempotency::EventIds;
 use crate::rooms::{room_response, room_view, run};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -51,7 +51,7 @@ const DIRECT_ROOMS: Uuid = Uuid::from_u128(0x6e61_7474_6572_6469_7265_6374_0000_
 async fn open_direct(
     State(state): State<AppState>,
     user: AuthUser,
-    mut ids: Ids,
+    mut ids: EventIds,
     ApiPath(other): ApiPath<Uuid>,
 ) -> Result<Json<RoomAnswer>, ApiError> {
     if other == user.id {
@@ -131,7 +131,7 @@ async fn last_slot(state: &AppState) -> Result<u64, ApiError> {
 async fn find_match(
     State(state): State<AppState>,
     user: AuthUser,
-    mut ids: Ids,
+    mut ids: EventIds,
 ) -> Result<Json<MatchAnswer>, ApiError> {
     use std::sync::atomic::Ordering;
     let mut slot = last_slot(&state).await?;

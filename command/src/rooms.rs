@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::execute::{Executed, execute};
-use crate::idempotency::Ids;
+use crate::idempotency::EventIds;
 use crate::input::RoomName;
 
 pub const DEFAULT_MAX_MEMBERS: u32 = 1_000;
@@ -46,7 +46,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub(crate) async fn run_at(
     state: &AppState,
     actor: Uuid,
-    ids: &mut Ids,
+    ids: &mut EventIds,
     room_id: Uuid,
     now: DateTime<Utc>,
     action: RoomCommand,
@@ -59,7 +59,7 @@ pub(crate) async fn run_at(
 pub(crate) async fn run(
     state: &AppState,
     actor: Uuid,
-    ids: &mut Ids,
+    ids: &mut EventIds,
     room_id: Uuid,
     action: RoomCommand,
 ) -> Result<Executed, ApiError> {
@@ -96,7 +96,7 @@ struct CreateRoom {
 async fn create_room(
     State(state): State<AppState>,
     user: AuthUser,
-    mut ids: Ids,
+    mut ids: EventIds,
     ApiJson(body): ApiJson<CreateRoom>,
 ) -> Result<(StatusCode, Json<RoomAnswer>), ApiError> {
     let name = RoomName::parse(&body.name)?;
@@ -138,7 +138,7 @@ struct UpdateRoom {
 async fn update_room(
     State(state): State<AppState>,
     user: AuthUser,
-    mut ids: Ids,
+    mut ids: EventIds,
     ApiPath(room_id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<UpdateRoom>,
 ) -> Result<Json<RoomAnswer>, ApiError> {
@@ -161,7 +161,7 @@ async fn update_room(
 async fn delete_room(
     State(state): State<AppState>,
     user: AuthUser,
-    mut ids: Ids,
+    mut ids: EventIds,
     ApiPath(room_id): ApiPath<Uuid>,
 ) -> Result<Json<Positioned>, ApiError> {
     let done = run(&state, user.id, &mut ids, room_id, RoomCommand::Delete).await?;
@@ -175,7 +175,7 @@ async fn delete_room(
 async fn remove_member(
     State(state): State<AppState>,
     user: AuthUser,
-    mut ids: Ids,
+    mut ids: EventIds,
     ApiPath((room_id, member)): ApiPath<(Uuid, Uuid)>,
 ) -> Result<Json<Positioned>, ApiError> {
     if member == user.id {
@@ -195,7 +195,7 @@ async fn remove_member(
 async fn join(
     State(state): State<AppState>,
     user: AuthUser,
-    mut ids: Ids,
+    mut ids: EventIds,
     ApiPath(room_id): ApiPath<Uuid>,
 ) -> Result<Json<RoomAnswer>, ApiError> {
     let done = run(&state, user.id, &mut ids, room_id, RoomCommand::Join).await?;
@@ -207,7 +207,7 @@ async fn join(
 async fn leave(
     State(state): State<AppState>,
     user: AuthUser,
-    mut ids: Ids,
+    mut ids: EventIds,
     ApiPath(room_id): ApiPath<Uuid>,
 ) -> Result<Json<Positioned>, ApiError> {
     let done = run(&state, user.id, &mut ids, room_id, RoomCommand::Leave).await?;
@@ -252,7 +252,7 @@ fn parse_token(token: &str) -> Option<(Uuid, String)> {
 async fn create_invite(
     State(state): State<AppState>,
     user: AuthUser,
-    mut ids: Ids,
+    mut ids: EventIds,
     ApiPath(room_id): ApiPath<Uuid>,
     OptionalJson(body): OptionalJson<CreateInvite>,
 ) -> Result<(StatusCode, Json<InviteAnswer>), ApiError> {
@@ -305,7 +305,7 @@ async fn create_invite(
 async fn revoke_invite(
     State(state): State<AppState>,
     user: AuthUser,
-    mut ids: Ids,
+    mut ids: EventIds,
     ApiPath((room_id, token)): ApiPath<(Uuid, String)>,
 ) -> Result<Json<Positioned>, ApiError> {
     let (_, hash) = parse_token(&token)
@@ -323,7 +323,7 @@ async fn revoke_invite(
 async fn accept_invite(
     State(state): State<AppState>,
     user: AuthUser,
-    mut ids: Ids,
+    mut ids: EventIds,
     ApiPath(token): ApiPath<String>,
 ) -> Result<Json<RoomAnswer>, ApiError> {
     let (room_id, hash) =

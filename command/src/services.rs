@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::directory::Entry;
-use crate::idempotency::{Ids, Reissue, reissue};
+use crate::idempotency::{EventIds, Reissue, reissue};
 use crate::users::{create_user, new_user_names, session};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -64,7 +64,7 @@ struct MintedToken {
 async fn create(
     State(state): State<AppState>,
     service: Service,
-    mut ids: Ids,
+    mut ids: EventIds,
     ApiJson(body): ApiJson<CreateUser>,
 ) -> Result<Response, ApiError> {
     let (username, display_name) = new_user_names(&body.username, body.display_name)?;

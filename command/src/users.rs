@@ -14,7 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::idempotency::{Ids, Reissue, reissue};
+use crate::idempotency::{EventIds, Reissue, reissue};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -95,7 +95,7 @@ pub(crate) fn new_user_names(
     responses((status = 201, description = "registered", body = SessionAnswer)))]
 async fn register(
     State(state): State<AppState>,
-    mut ids: Ids,
+    mut ids: EventIds,
     ApiJson(body): ApiJson<Register>,
 ) -> Result<Response, ApiError> {
     let (username, display_name) = new_user_names(&body.username, body.display_name)?;
@@ -150,7 +150,7 @@ async fn username_claim(state: &AppState, username: &str) -> Result<Option<User>
 /// an app manages) with `actor` as the event's actor.
 pub(crate) async fn create_user(
     state: &AppState,
-    ids: &mut Ids,
+    ids: &mut EventIds,
     user_id: uuid::Uuid,
     username: &str,
     display_name: &str,
@@ -245,7 +245,7 @@ struct UpdateMe {
 async fn update_me(
     State(state): State<AppState>,
     user: AuthUser,
-    mut ids: Ids,
+    mut ids: EventIds,
     ApiJson(body): ApiJson<UpdateMe>,
 ) -> Result<Response, ApiError> {
     if let Some(name) = &body.display_name {

@@ -100,13 +100,13 @@ pub(super) fn error_frame(e: &FrameError) -> Utf8Bytes {
 /// A connection's way to the write side: its token, how many of its `send` and `read` ops
 /// may run at once (more wait, and hold up the connection's later frames), and the order of
 /// its sends to each room.
-pub(super) struct Ops {
+pub(super) struct WriteLane {
     pub token: Arc<str>,
     pub in_flight: Arc<Semaphore>,
     pub sends: SendOrder,
 }
 
-impl Ops {
+impl WriteLane {
     /// Runs a command for `client_id` without holding up the connection (beyond the bound),
     /// and answers with an `ack` or an `error` frame naming it. With `room`, it is a send:
     /// it runs after the connection's earlier sends to that room are answered.
@@ -175,7 +175,7 @@ pub(super) async fn handle(
     conn: &Conn,
     rooms: &Arc<Mutex<Followed>>,
     pending: &Arc<AtomicUsize>,
-    ops: &Ops,
+    lane: &WriteLane,
     text: &str,
 ) {
     if text.len() > MAX_CLIENT_FRAME {
@@ -216,13 +216,13 @@ pub(super) async fn handle(
                 ("thread_id", thread_id),
                 ("mentions", mentions),
             ];
-            send(gateway, conn, ops, room_id, client_id, fields).await;
+            send(gateway, conn, lane, room_id, client_id, fields).await;
         }
         ClientOp::Read {
             room_id,
             up_to_position,
             client_id,
-        } => read(gateway, conn, ops, room_id, up_to_position, client_id).await,
+        } => read(gateway, conn, lane, room_id, up_to_position, client_id).await,
         ClientOp::Subscribe {
             room_id,
             since,
@@ -268,7 +268,7 @@ fn valid_client_id(conn: &Conn, client_id: Option<&str>) -> bool {
 async fn send(
     gateway: &Gateway,
     conn: &Conn,
-    ops: &Ops,
+    lane: &WriteLane,
     room_id: Uuid,
     client_id: String,
     fields: [(&str, Option<serde_json::Value>); 6],
@@ -281,8 +281,8 @@ async fn send(
         .filter_map(|(field, value)| Some((field.to_string(), value?)))
         .collect();
     let key = op_key("send", &client_id);
-    let call = Call::send_message(&ops.token, room_id, body.into(), key);
-    ops.run(gateway, conn, Some(client_id), call, Some(room_id))
+    let call = Call::send_message(&lane.token, room_id, body.into(), key);
+    lane.run(gateway, conn, Some(client_id), call, Some(room_id))
         .await;
 }
 
@@ -290,7 +290,7 @@ async fn send(
 async fn read(
     gateway: &Gateway,
     conn: &Conn,
-    ops: &Ops,
+    lane: &WriteLane,
     room_id: Uuid,
     up_to_position: serde_json::Value,
     client_id: Option<String>,
@@ -299,8 +299,8 @@ async fn read(
         return;
     }
     let key = client_id.as_deref().map(|c| op_key("read", c));
-    let call = Call::mark_read(&ops.token, room_id, up_to_position, key);
-    ops.run(gateway, conn, client_id, call, None).await;
+    let call = Call::mark_read(&lane.token, room_id, up_to_position, key);
+    lane.run(gateway, conn, client_id, call, None).await;
 }
 
 /// `subscribe`: a replay from `since`, then live, beside the connection's other ops; one

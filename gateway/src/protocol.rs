@@ -1,5 +1,8 @@
 //! The websocket protocol (AsyncAPI at `/api/v1/asyncapi.json`): client ops in, server frames out (text frames, one JSON
 //! object each).
+//!
+//! One file, over 400 lines: it is the protocol's one vocabulary (ops, frames, close codes and
+//! the parser), which AsyncAPI and the TypeScript types are derived from; its tests close it.
 
 use natter_edge::views::MessageView;
 use natter_events::catalogue::{Attachment, MessageKind};

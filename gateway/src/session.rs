@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::Gateway;
 use crate::conn::{Conn, SEND_BUFFER};
-use crate::ops::{Followed, Ops, error_frame, handle};
+use crate::ops::{Followed, WriteLane, error_frame, handle};
 use crate::protocol::{self, CLOSE_UNAUTHORIZED, ClientOp, FrameError};
 
 /// Largest client frame accepted (bigger ones get an error frame).
@@ -201,7 +201,7 @@ fn session(
         Box::pin(gateway.ephemeral.connected(conn.user)).await;
 
         let rooms: Arc<Mutex<Followed>> = Arc::default();
-        let ops = Ops {
+        let lane = WriteLane {
             token: Arc::from(token),
             in_flight: Arc::new(Semaphore::new(MAX_OPS_IN_FLIGHT)),
             sends: Default::default(),
@@ -223,7 +223,7 @@ fn session(
                     last_heard = tokio::time::Instant::now();
                     match message {
                         Some(Ok(Message::Text(text))) => {
-                            Box::pin(handle(&gateway, &conn, &rooms, &pending, &ops, text.as_str())).await;
+                            Box::pin(handle(&gateway, &conn, &rooms, &pending, &lane, text.as_str())).await;
                         }
                         Some(Ok(Message::Binary(_))) => {
                             conn.offer(error_frame(&FrameError::new("bad_request", "frames are JSON text")));

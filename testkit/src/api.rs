@@ -176,15 +176,22 @@ impl Api {
 
     /// Sends a text message and returns its position.
     pub async fn send(&self, token: &str, room: Uuid, text: &str) -> u64 {
-        self.post(
-            &format!("/rooms/{room}/messages"),
-            Some(token),
-            json!({ "content": text }),
+        self.send_with(token, room, json!({ "content": text }))
+            .await
+            .1
+    }
+
+    /// Sends a message of `body` (content, and any reply, thread or mentions) and returns
+    /// its id and position.
+    pub async fn send_with(&self, token: &str, room: Uuid, body: Value) -> (Uuid, u64) {
+        let sent = self
+            .post(&format!("/rooms/{room}/messages"), Some(token), body)
+            .await;
+        let body = sent.expect(201);
+        (
+            body["message"]["id"].as_str().unwrap().parse().unwrap(),
+            body["position"].as_u64().unwrap(),
         )
-        .await
-        .expect(201)["position"]
-            .as_u64()
-            .unwrap()
     }
 
     /// `{prefix}_owner` creates a public room that `{prefix}_member` joins.

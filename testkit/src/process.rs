@@ -125,6 +125,11 @@ impl NatterProcess {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// What its `/readyz` answers (status and body), or `None` while nothing answers.
+    pub async fn readyz(&self) -> Option<(u16, serde_json::Value)> {
+        readyz(&self.base()).await
+    }
+
     /// Kills the process as a crash would (SIGKILL).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -177,4 +182,11 @@ impl Drop for NatterProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// What `{base}/readyz` answers (status and body), or `None` while nothing answers there.
+pub async fn readyz(base: &str) -> Option<(u16, serde_json::Value)> {
+    let response = reqwest::get(format!("{base}/readyz")).await.ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.json().await.ok()?))
 }

@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use natter_testkit::nats::{NatsServer, default_binary, free_port};
-use natter_testkit::process::NatterProcess;
+use natter_testkit::process::{NatterProcess, readyz};
 use serde_json::{Value, json};
 
 use crate::{NATTER, Setup};
@@ -208,9 +208,7 @@ async fn readyz_and_metrics_show_a_projection_halted_on_an_event_postgres_refuse
 
     let deadline = Instant::now() + Duration::from_secs(20);
     let body = loop {
-        let r = client.get(format!("{base}/readyz")).send().await.unwrap();
-        let status = r.status();
-        let body: Value = r.json().await.unwrap();
+        let (status, body) = readyz(&base).await.expect("an answer");
         if status == 503 && !body["projection"]["halted"].is_null() {
             break body;
         }

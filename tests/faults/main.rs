@@ -18,7 +18,7 @@ use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use natter_testkit::nats::{NatsCluster, NatsServer, current_binary, default_binary};
-use natter_testkit::process::NatterProcess;
+use natter_testkit::process::{NatterProcess, readyz};
 use natter_testkit::proxy::{Cut, TcpProxy};
 use natter_testkit::{Cleanup, Isolation, nats_url, postgres_server_url};
 use serde_json::Value;
@@ -108,8 +108,7 @@ async fn sends_when_ready(
     let until = Instant::now() + during;
     let (mut tried, mut failed) = (0, Vec::new());
     while Instant::now() < until {
-        let ready = client.get(format!("{base}/readyz")).send().await;
-        if ready.is_ok_and(|r| r.status() == 200) {
+        if readyz(base).await.is_some_and(|(status, _)| status == 200) {
             tried += 1;
             let sent = client
                 .post(format!("{base}/api/v1/rooms/{room}/messages"))

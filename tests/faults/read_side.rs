@@ -65,8 +65,8 @@ async fn fault_postgres_unreachable_for_a_while() {
     report(&format!(
         "Postgres partitioned (packets dropped): queries answered 503 within {took:.2} s"
     ));
-    let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
-    assert_eq!(ready.status(), 503, "readyz says Postgres is down");
+    let (status, _) = readyz(&base).await.expect("an answer");
+    assert_eq!(status, 503, "readyz says Postgres is down");
     assert!(
         took < 2.5,
         "a query waited {took:.2} s for a Postgres that is down"
@@ -101,8 +101,7 @@ async fn fault_postgres_unreachable_for_a_while() {
 /// Which of `processes` (projector role) is the active projector, by its `/readyz`.
 pub(crate) async fn active_projector(processes: &[NatterProcess]) -> Option<usize> {
     for (i, p) in processes.iter().enumerate() {
-        if let Ok(r) = client().get(format!("{}/readyz", p.base())).send().await
-            && let Ok(body) = r.json::<Value>().await
+        if let Some((_, body)) = p.readyz().await
             && body["projection"]["active"] == true
         {
             return Some(i);

@@ -3,7 +3,6 @@
 //! a room left no more; pages that visit every match once; a rebuild giving the same.
 
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 use crate::helpers::Stack;
 use crate::helpers::User;
@@ -23,21 +22,6 @@ async fn search(stack: &Stack, token: &str, query: &str, at: u64) -> Value {
     resp.expect(200).clone()
 }
 
-async fn send(stack: &Stack, token: &str, room: Uuid, text: &str) -> (String, u64) {
-    let body = stack
-        .post(
-            &format!("/rooms/{room}/messages"),
-            token,
-            json!({ "content": text }),
-        )
-        .await;
-    let body = body.expect(201);
-    (
-        body["message"]["id"].as_str().unwrap().to_string(),
-        body["position"].as_u64().unwrap(),
-    )
-}
-
 #[tokio::test]
 async fn search_finds_words_by_prefix_in_the_callers_rooms_best_first() {
     let stack = Stack::spawn().await;
@@ -47,17 +31,23 @@ async fn search_finds_words_by_prefix_in_the_callers_rooms_best_first() {
         .api
         .create_room(owner, json!({ "name": "secret", "visibility": "private" }))
         .await;
-    send(&stack, owner, room, "the deployment failed again").await;
-    send(
-        &stack,
-        member,
-        room,
-        "deploy deploy deploy: every deploy fails",
-    )
-    .await;
-    send(&stack, owner, room, "lunch at noon").await;
-    send(&stack, owner, private, "deploy keys are here <b>&</b>").await;
-    let (_, at) = send(&stack, member, room, "Déploiement prévu").await;
+    stack
+        .api
+        .send(owner, room, "the deployment failed again")
+        .await;
+    stack
+        .api
+        .send(member, room, "deploy deploy deploy: every deploy fails")
+        .await;
+    stack.api.send(owner, room, "lunch at noon").await;
+    stack
+        .api
+        .send(owner, private, "deploy keys are here <b>&</b>")
+        .await;
+    let (_, at) = stack
+        .api
+        .send_with(member, room, json!({ "content": "Déploiement prévu" }))
+        .await;
 
     let body = search(&stack, member, "q=deplo", at).await;
     assert_eq!(
@@ -144,8 +134,14 @@ async fn edits_deletions_and_leaving_change_what_is_found() {
     let stack = Stack::spawn().await;
     let party = stack.api.party("changes").await;
     let (room, owner, member) = (party.room, &party.owner.token, &party.member.token);
-    let (typo, _) = send(&stack, owner, room, "meeting at teh office").await;
-    let (gone, at) = send(&stack, owner, room, "office party tonight").await;
+    let (typo, _) = stack
+        .api
+        .send_with(owner, room, json!({ "content": "meeting at teh office" }))
+        .await;
+    let (gone, at) = stack
+        .api
+        .send_with(owner, room, json!({ "content": "office party tonight" }))
+        .await;
     assert_eq!(
         found(&search(&stack, member, "q=office", at).await).len(),
         2
@@ -232,7 +228,11 @@ async fn search_pages_visit_every_match_once_in_rank_order() {
             1 => format!("alpha alpha {i}"),
             _ => format!("alpha beta gamma delta {i}"),
         };
-        at = send(&stack, &token, room, &text).await.1;
+        at = stack
+            .api
+            .send_with(&token, room, json!({ "content": &text }))
+            .await
+            .1;
     }
     let mut seen: Vec<(String, u64)> = Vec::new();
     let mut cursor: Option<String> = None;

@@ -2,6 +2,8 @@
 // reconnects with exponential backoff and full jitter, per-room resume with (epoch, position),
 // a contiguity check on every event (a gap is backfilled from the log before the app sees
 // anything), dedupe across socket and backfill, and idempotent sends with local echo.
+// One file, ~500 lines: the state machine, the per-room resume and the outbox share one
+// connection's state, and splitting them would only pass it around.
 import { CloseCode, type components } from "./generated/ws.js";
 import { type GetToken, type Message, type PublicEvent, Rest } from "./rest.js";
 

@@ -150,12 +150,12 @@ pub fn reissue(how: Reissue, response: impl IntoResponse) -> Response {
 struct IdSeed([u8; 32]);
 
 /// Fresh ids for a command: random (time-ordered), or derived from the idempotency key.
-pub struct Ids {
+pub struct EventIds {
     seed: Option<[u8; 32]>,
     counter: u32,
 }
 
-impl Ids {
+impl EventIds {
     pub fn next_id(&mut self) -> Uuid {
         self.counter += 1;
         match self.seed {
@@ -169,11 +169,11 @@ impl Ids {
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Ids {
+impl<S: Send + Sync> FromRequestParts<S> for EventIds {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Ids {
+        Ok(EventIds {
             seed: parts.extensions.get::<IdSeed>().map(|s| s.0),
             counter: 0,
         })

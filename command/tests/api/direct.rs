@@ -1,28 +1,24 @@
 //! `POST /direct/{user_id}`: the one direct room of two users, however many first calls race.
 
-use futures::future::join_all;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, test_config};
+use crate::helpers::{TestApp, race, test_config};
 
 #[tokio::test]
 async fn twenty_concurrent_first_calls_from_both_sides_make_one_room() {
-    let a = TestApp::spawn().await;
-    let b = TestApp::on(&a.isolation, test_config()).await;
+    let (a, b) = TestApp::two().await;
     let alice = a.api.register("dm_alice").await;
     let bob = a.api.register("dm_bob").await;
     let to_bob = format!("/direct/{}", bob.id);
     let to_alice = format!("/direct/{}", alice.id);
-    let calls = join_all((0..20).map(|i| {
-        let (app, me, path) = match i % 4 {
-            0 => (&a, &alice, &to_bob),
-            1 => (&b, &alice, &to_bob),
-            2 => (&a, &bob, &to_alice),
-            _ => (&b, &bob, &to_alice),
+    let calls = race(&[&a, &b], 20, |app, i| {
+        let (me, path) = match i % 4 {
+            0 | 1 => (&alice, &to_bob),
+            _ => (&bob, &to_alice),
         };
         app.post(path, Some(&me.token), json!({}))
-    }))
+    })
     .await;
     let mut rooms = Vec::new();
     for r in &calls {

@@ -1,5 +1,6 @@
-//! `spawn_app`: the write side on the real NATS server with a stream and prefix of its own,
-//! called without a socket.
+//! `TestApp`: the write side on the real NATS server with a stream and prefix of its own,
+//! called without a socket; two of them on one stream, and [`race`] to run calls at once
+//! across them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,7 +37,26 @@ pub fn test_config() -> CommandConfig {
     }
 }
 
+/// Runs `call(app, i)` for every `i` below `n` at once, call `i` on `apps[i % apps.len()]`:
+/// spread over two instances on one stream, the calls really race through JetStream's
+/// expected-sequence check and not only through one process's lock. The answers, in `i` order.
+pub async fn race<'a, F, Fut>(apps: &[&'a TestApp], n: usize, call: F) -> Vec<Fut::Output>
+where
+    F: Fn(&'a TestApp, usize) -> Fut,
+    Fut: Future,
+{
+    futures::future::join_all((0..n).map(|i| call(apps[i % apps.len()], i))).await
+}
+
 impl TestApp {
+    /// Two instances on one new stream (like two processes behind a load balancer); the
+    /// first cleans up.
+    pub async fn two() -> (TestApp, TestApp) {
+        let a = TestApp::spawn().await;
+        let b = TestApp::on(&a.isolation, test_config()).await;
+        (a, b)
+    }
+
     pub async fn spawn() -> Self {
         Self::spawn_with(test_config()).await
     }

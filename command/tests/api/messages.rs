@@ -2,13 +2,12 @@
 //! edit racing a deletion across two instances.
 
 use axum::http::Method;
-use futures::future::join_all;
 use natter_testkit::http::Resp;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::User;
-use crate::helpers::{TestApp, test_config};
+use crate::helpers::{TestApp, race, test_config};
 
 async fn edit(app: &TestApp, path: &str, token: &str, content: Value) -> Resp {
     app.api
@@ -16,28 +15,15 @@ async fn edit(app: &TestApp, path: &str, token: &str, content: Value) -> Resp {
         .await
 }
 
-/// Sends a message and returns (its id, its position).
-async fn send(app: &TestApp, room: Uuid, token: &str, content: &str) -> (Uuid, u64) {
-    let r = app
-        .post(
-            &format!("/rooms/{room}/messages"),
-            Some(token),
-            json!({ "content": content }),
-        )
-        .await;
-    let body = r.expect(201);
-    (
-        body["message"]["id"].as_str().unwrap().parse().unwrap(),
-        body["position"].as_u64().unwrap(),
-    )
-}
-
 #[tokio::test]
 async fn the_sender_edits_and_the_owner_or_sender_deletes() {
     let app = TestApp::spawn().await;
     let party = app.api.party("msgs").await;
     let (room, owner, member) = (party.room, &party.owner.token, &party.member.token);
-    let (id, sent_at) = send(&app, room, member, "first draft").await;
+    let (id, sent_at) = app
+        .api
+        .send_with(member, room, json!({ "content": "first draft" }))
+        .await;
     let path = format!("/rooms/{room}/messages/{id}");
 
     let r = edit(&app, &path, member, json!("second\r\ndraft")).await;
@@ -120,20 +106,22 @@ async fn the_sender_edits_and_the_owner_or_sender_deletes() {
 
 #[tokio::test]
 async fn edits_racing_a_deletion_on_two_instances_all_come_before_it_or_are_refused() {
-    let a = TestApp::spawn().await;
-    let b = TestApp::on(&a.isolation, test_config()).await;
+    let (a, b) = TestApp::two().await;
     let party = a.api.party("race").await;
     let (room, owner, member) = (party.room, &party.owner.token, &party.member.token);
-    let (id, _) = send(&a, room, member, "contested").await;
+    let (id, _) = a
+        .api
+        .send_with(member, room, json!({ "content": "contested" }))
+        .await;
     let path = format!("/rooms/{room}/messages/{id}");
     // Both instances fold the room's messages first.
     for app in [&a, &b] {
         edit(app, &path, member, json!("warm-up")).await.expect(200);
     }
-    let edits = join_all((0..20).map(|i| {
-        let app = if i % 2 == 0 { &a } else { &b };
+    let apps = [&a, &b];
+    let edits = race(&apps, 20, |app, i| {
         edit(app, &path, member, json!(format!("edit {i}")))
-    }));
+    });
     let deletion = b.delete(&path, Some(owner));
     let (edits, deletion) = tokio::join!(edits, deletion);
     let deleted_at = deletion.expect(200)["position"].as_u64().unwrap();

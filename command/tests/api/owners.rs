@@ -7,7 +7,7 @@ use natter_testkit::http::Resp;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, test_config};
+use crate::helpers::TestApp;
 
 async fn patch(app: &TestApp, path: &str, token: &str, body: Value) -> Resp {
     app.api.patch(path, Some(token), body).await
@@ -182,8 +182,7 @@ async fn a_deleted_room_is_not_found_for_every_later_command() {
 
 #[tokio::test]
 async fn once_a_removal_is_acknowledged_no_send_through_another_instance_gets_in() {
-    let a = TestApp::spawn().await;
-    let b = TestApp::on(&a.isolation, test_config()).await;
+    let (a, b) = TestApp::two().await;
     let party = a.api.party("kick").await;
     let room = party.room;
     let messages = format!("/rooms/{room}/messages");

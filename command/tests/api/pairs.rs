@@ -3,22 +3,19 @@
 
 use std::collections::HashMap;
 
-use futures::future::join_all;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, test_config};
+use crate::helpers::{TestApp, race};
 
-async fn race(n: usize, label: &str) {
-    let a = TestApp::spawn().await;
-    let b = TestApp::on(&a.isolation, test_config()).await;
+async fn match_at_once(n: usize, label: &str) {
+    let (a, b) = TestApp::two().await;
     let mut users = Vec::new();
     for i in 0..n {
         users.push(a.api.register(&format!("{label}{i}")).await);
     }
-    let answers = join_all(users.iter().enumerate().map(|(i, u)| {
-        let app = if i % 2 == 0 { &a } else { &b };
-        app.post("/match", Some(&u.token), json!({}))
-    }))
+    let answers = race(&[&a, &b], users.len(), |app, i| {
+        app.post("/match", Some(&users[i].token), json!({}))
+    })
     .await;
     let mut rooms: HashMap<String, Vec<usize>> = HashMap::new();
     for (i, r) in answers.iter().enumerate() {
@@ -88,12 +85,12 @@ async fn race(n: usize, label: &str) {
 
 #[tokio::test]
 async fn an_even_number_of_racing_callers_all_pair_up() {
-    race(20, "even").await;
+    match_at_once(20, "even").await;
 }
 
 #[tokio::test]
 async fn an_odd_number_of_racing_callers_leave_one_waiting() {
-    race(21, "odd").await;
+    match_at_once(21, "odd").await;
 }
 
 #[tokio::test]

@@ -102,8 +102,7 @@ async fn bad_profile_changes_are_refused_and_append_nothing() {
 
 #[tokio::test]
 async fn after_a_password_change_old_tokens_are_refused_by_every_instance() {
-    let a = TestApp::spawn().await;
-    let b = TestApp::on(&a.isolation, test_config()).await;
+    let (a, b) = TestApp::two().await;
     let User { token: old, .. } = a.register("rotator").await;
     // A second old token, from a login, and both work on both instances.
     let old_login = login(&a, "rotator", "password123").await.expect(200)["token"]

@@ -5,13 +5,7 @@ use futures::future::join_all;
 use serde_json::json;
 
 use crate::helpers::User;
-use crate::helpers::{TestApp, test_config};
-
-async fn two_instances() -> (TestApp, TestApp) {
-    let a = TestApp::spawn().await;
-    let b = TestApp::on(&a.isolation, test_config()).await;
-    (a, b)
-}
+use crate::helpers::{TestApp, race, test_config};
 
 async fn register_many(app: &TestApp, prefix: &str, n: usize) -> Vec<String> {
     join_all((0..n).map(|i| app.register_owned(format!("{prefix}{i}"))))
@@ -29,7 +23,7 @@ impl TestApp {
 
 #[tokio::test]
 async fn twenty_concurrent_joins_fill_two_free_seats_exactly() {
-    let (a, b) = two_instances().await;
+    let (a, b) = TestApp::two().await;
     let User { token: owner, .. } = a.register("owner").await;
     let room = a
         .create_room(&owner, json!({ "name": "tiny", "max_members": 3 }))
@@ -42,10 +36,9 @@ async fn twenty_concurrent_joins_fill_two_free_seats_exactly() {
             .expect(200);
     }
     let path = format!("/rooms/{room}/join");
-    let results = join_all(users.iter().enumerate().map(|(i, token)| {
-        let app = if i % 2 == 0 { &a } else { &b };
-        app.post(&path, Some(token), json!({}))
-    }))
+    let results = race(&[&a, &b], users.len(), |app, i| {
+        app.post(&path, Some(&users[i]), json!({}))
+    })
     .await;
     let ok = results.iter().filter(|r| r.status == 200).count();
     let full = results
@@ -69,19 +62,18 @@ async fn twenty_concurrent_joins_fill_two_free_seats_exactly() {
 
 #[tokio::test]
 async fn twelve_concurrent_registrations_of_one_name_make_one_user() {
-    let (a, b) = two_instances().await;
+    let (a, b) = TestApp::two().await;
     let names = [
         "mallory", "Mallory", "MALLORY", "mAllory", "maLlory", "malLory", "mallOry", "malloRy",
         "mallorY", "MAllory", "MALlory", "MALLory",
     ];
-    let results = join_all(names.iter().enumerate().map(|(i, name)| {
-        let app = if i % 2 == 0 { &a } else { &b };
+    let results = race(&[&a, &b], names.len(), |app, i| {
         app.post(
             "/auth/register",
             None,
-            json!({ "username": name, "password": format!("password{i}") }),
+            json!({ "username": names[i], "password": format!("password{i}") }),
         )
-    }))
+    })
     .await;
     let created: Vec<_> = results.iter().filter(|r| r.status == 201).collect();
     let conflicts = results
@@ -101,7 +93,7 @@ async fn twelve_concurrent_registrations_of_one_name_make_one_user() {
 
 #[tokio::test]
 async fn concurrent_accepts_of_a_single_use_link_admit_one() {
-    let (a, b) = two_instances().await;
+    let (a, b) = TestApp::two().await;
     let User { token: owner, .. } = a.register("owner").await;
     let room = a
         .create_room(&owner, json!({ "name": "vip", "visibility": "private" }))
@@ -124,10 +116,9 @@ async fn concurrent_accepts_of_a_single_use_link_admit_one() {
             .expect(200);
     }
     let path = format!("/invites/{token}/accept");
-    let results = join_all(users.iter().enumerate().map(|(i, t)| {
-        let app = if i % 2 == 0 { &a } else { &b };
-        app.post(&path, Some(t), json!({}))
-    }))
+    let results = race(&[&a, &b], users.len(), |app, i| {
+        app.post(&path, Some(&users[i]), json!({}))
+    })
     .await;
     let ok = results.iter().filter(|r| r.status == 200).count();
     let gone = results
@@ -139,7 +130,7 @@ async fn concurrent_accepts_of_a_single_use_link_admit_one() {
 
 #[tokio::test]
 async fn membership_changes_made_through_one_instance_hold_at_once_on_another() {
-    let (a, b) = two_instances().await;
+    let (a, b) = TestApp::two().await;
     let User { token: owner, .. } = a.register("owner").await;
     let User { token: bob, .. } = a.register("bob").await;
     let room = a.create_room(&owner, json!({ "name": "r" })).await;

@@ -25,7 +25,7 @@ pub(super) fn segment(emoji: &str) -> String {
         .collect()
 }
 
-pub(super) fn reaction_path(room: Uuid, message: &str, emoji: &str) -> String {
+pub(super) fn reaction_path(room: Uuid, message: Uuid, emoji: &str) -> String {
     format!(
         "/rooms/{room}/messages/{message}/reactions/{}",
         segment(emoji)
@@ -36,7 +36,7 @@ pub(super) async fn react(
     stack: &Stack,
     token: &str,
     room: Uuid,
-    message: &str,
+    message: Uuid,
     emoji: &str,
 ) -> Resp {
     let path = reaction_path(room, message, emoji);
@@ -50,30 +50,18 @@ pub(super) async fn unreact(
     stack: &Stack,
     token: &str,
     room: Uuid,
-    message: &str,
+    message: Uuid,
     emoji: &str,
 ) -> Resp {
     let path = reaction_path(room, message, emoji);
     stack.api.delete(&path, Some(token)).await
 }
 
-/// Sends `body` to `room`; the message and its position.
-pub(super) async fn send(stack: &Stack, token: &str, room: Uuid, body: Value) -> (String, u64) {
-    let sent = stack
-        .post(&format!("/rooms/{room}/messages"), token, body)
-        .await;
-    let body = sent.expect(201);
-    (
-        body["message"]["id"].as_str().unwrap().to_string(),
-        body["position"].as_u64().unwrap(),
-    )
-}
-
-pub(super) fn ids(page: &Value) -> Vec<String> {
+pub(super) fn ids(page: &Value) -> Vec<Uuid> {
     page["messages"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| m["id"].as_str().unwrap().to_string())
+        .map(|m| m["id"].as_str().unwrap().parse().unwrap())
         .collect()
 }

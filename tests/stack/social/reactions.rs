@@ -13,14 +13,17 @@ async fn reactions_count_once_per_user_and_emoji_even_raced() {
     let addr = stack.serve_query().await;
     let party = stack.api.party("reacts").await;
     let (room, owner, member) = (party.room, &party.owner.token, &party.member.token);
-    let (message, sent_at) = send(&stack, owner, room, json!({ "content": "ship it" })).await;
+    let (message, sent_at) = stack
+        .api
+        .send_with(owner, room, json!({ "content": "ship it" }))
+        .await;
     let mut ws = Ws::connect(addr, owner).await;
     ws.subscribe(room, Some(sent_at)).await;
     ws.until(|f| f["type"] == "subscribed").await;
 
     // One user, twenty times at once: one reaction, one event.
     let raced =
-        futures::future::join_all((0..20).map(|_| react(&stack, member, room, &message, "👍")))
+        futures::future::join_all((0..20).map(|_| react(&stack, member, room, message, "👍")))
             .await;
     let positions: Vec<u64> = raced
         .iter()
@@ -48,7 +51,7 @@ async fn reactions_count_once_per_user_and_emoji_even_raced() {
     let raced = futures::future::join_all(
         users
             .iter()
-            .map(|u| react(&stack, &u.token, room, &message, ":tada:")),
+            .map(|u| react(&stack, &u.token, room, message, ":tada:")),
     )
     .await;
     assert!(raced.iter().all(|r| r.status == 200), "{raced:?}");
@@ -73,9 +76,9 @@ async fn reactions_count_once_per_user_and_emoji_even_raced() {
     );
 
     // Taking back: once, then nothing more to take.
-    let removed = unreact(&stack, member, room, &message, "👍").await;
+    let removed = unreact(&stack, member, room, message, "👍").await;
     let removed_at = removed.expect(200)["position"].as_u64().unwrap();
-    let again = unreact(&stack, member, room, &message, "👍").await;
+    let again = unreact(&stack, member, room, message, "👍").await;
     assert_eq!(again.status, 200);
     assert_eq!(
         again.body["position"].as_u64(),
@@ -95,11 +98,11 @@ async fn reactions_count_once_per_user_and_emoji_even_raced() {
 
     // Refusals: a bad emoji, an outsider, an unknown message.
     for bad in ["a", "👍👍", ":Nope:", "::", "thumbs up"] {
-        let refused = react(&stack, member, room, &message, bad).await;
+        let refused = react(&stack, member, room, message, bad).await;
         assert_eq!(refused.status, 422, "{bad:?}: {:?}", refused.body);
     }
     let long = "👍".repeat(40);
-    let refused = react(&stack, member, room, &message, &long).await;
+    let refused = react(&stack, member, room, message, &long).await;
     assert_eq!(refused.status, 422);
     for raw in ["%FF", "%F0%9F", "%00"] {
         let path = format!("/rooms/{room}/messages/{message}/reactions/{raw}");
@@ -115,9 +118,9 @@ async fn reactions_count_once_per_user_and_emoji_even_raced() {
         assert!(refused.body["error"]["code"].is_string(), "{raw}");
     }
     let outsider = stack.api.register("outsider").await;
-    let refused = react(&stack, &outsider.token, room, &message, "👍").await;
+    let refused = react(&stack, &outsider.token, room, message, "👍").await;
     assert!(matches!(refused.status.as_u16(), 403 | 404), "{refused:?}");
-    let missing = react(&stack, member, room, &Uuid::new_v4().to_string(), "👍").await;
+    let missing = react(&stack, member, room, Uuid::new_v4(), "👍").await;
     assert_eq!(missing.status, 404);
 
     // A deleted message shows no reactions and takes no new ones.
@@ -125,10 +128,7 @@ async fn reactions_count_once_per_user_and_emoji_even_raced() {
     let deleted_at = stack.api.delete(&path, Some(owner)).await.expect(200)["position"]
         .as_u64()
         .unwrap();
-    assert_eq!(
-        react(&stack, member, room, &message, "👍").await.status,
-        409
-    );
+    assert_eq!(react(&stack, member, room, message, "👍").await.status, 409);
     let shown = stack.get_at(&path, owner, deleted_at).await;
     assert_eq!(shown.expect(200)["reactions"], json!([]));
 
@@ -166,11 +166,14 @@ async fn reactions_raced_against_a_deletion_never_land_after_it() {
         stack.api.join(&user.token, room).await;
         fans.push(user);
     }
-    let (message, _) = send(&stack, owner, room, json!({ "content": "going away" })).await;
+    let (message, _) = stack
+        .api
+        .send_with(owner, room, json!({ "content": "going away" }))
+        .await;
     let path = format!("/rooms/{room}/messages/{message}");
     let reactions = futures::future::join_all(
         fans.iter()
-            .map(|u| react(&stack, &u.token, room, &message, "🔥")),
+            .map(|u| react(&stack, &u.token, room, message, "🔥")),
     );
     let (reactions, deleted) = tokio::join!(reactions, stack.api.delete(&path, Some(owner)));
     let deleted_at = deleted.expect(200)["position"].as_u64().unwrap();

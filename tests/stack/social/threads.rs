@@ -13,39 +13,42 @@ async fn a_thread_lives_beside_the_main_timeline_with_its_summary_on_the_root() 
     let addr = stack.serve_query().await;
     let party = stack.api.party("threads").await;
     let (room, owner, member) = (party.room, &party.owner.token, &party.member.token);
-    let (root, root_at) = send(&stack, owner, room, json!({ "content": "lunch?" })).await;
+    let (root, root_at) = stack
+        .api
+        .send_with(owner, room, json!({ "content": "lunch?" }))
+        .await;
     let mut ws = Ws::connect(addr, owner).await;
     ws.subscribe(room, Some(root_at)).await;
     ws.until(|f| f["type"] == "subscribed").await;
 
-    let (first, first_at) = send(
-        &stack,
-        member,
-        room,
-        json!({ "content": "yes", "thread_id": root }),
-    )
-    .await;
-    let (quote, quote_at) = send(
-        &stack,
-        owner,
-        room,
-        json!({ "content": "where?", "thread_id": root, "reply_to": first }),
-    )
-    .await;
-    let (_, last_at) = send(
-        &stack,
-        member,
-        room,
-        json!({ "content": "the usual", "thread_id": root }),
-    )
-    .await;
-    let (main, main_at) = send(
-        &stack,
-        member,
-        room,
-        json!({ "content": "about lunch", "reply_to": root }),
-    )
-    .await;
+    let (first, first_at) = stack
+        .api
+        .send_with(member, room, json!({ "content": "yes", "thread_id": root }))
+        .await;
+    let (quote, quote_at) = stack
+        .api
+        .send_with(
+            owner,
+            room,
+            json!({ "content": "where?", "thread_id": root, "reply_to": first }),
+        )
+        .await;
+    let (_, last_at) = stack
+        .api
+        .send_with(
+            member,
+            room,
+            json!({ "content": "the usual", "thread_id": root }),
+        )
+        .await;
+    let (main, main_at) = stack
+        .api
+        .send_with(
+            member,
+            room,
+            json!({ "content": "about lunch", "reply_to": root }),
+        )
+        .await;
 
     // Each reply reaches the subscriber in the room's chain.
     let frames = ws
@@ -70,15 +73,15 @@ async fn a_thread_lives_beside_the_main_timeline_with_its_summary_on_the_root() 
             (main_at, last_at)
         ]
     );
-    assert_eq!(frames[1]["event"]["data"]["thread_id"], root.as_str());
-    assert_eq!(frames[1]["event"]["data"]["reply_to"], first.as_str());
+    assert_eq!(frames[1]["event"]["data"]["thread_id"], root.to_string());
+    assert_eq!(frames[1]["event"]["data"]["reply_to"], first.to_string());
 
     // The main timeline leaves the thread out; the thread pages on its own.
     let timeline = stack
         .get_at(&format!("/rooms/{room}/messages"), owner, main_at)
         .await;
     let timeline = timeline.expect(200);
-    assert_eq!(ids(timeline), vec![root.clone(), main.clone()]);
+    assert_eq!(ids(timeline), vec![root, main]);
     let shown_root = &timeline["messages"][0];
     assert_eq!(shown_root["thread"]["reply_count"], 3);
     assert_eq!(
@@ -87,7 +90,7 @@ async fn a_thread_lives_beside_the_main_timeline_with_its_summary_on_the_root() 
         "who replied, in the order of their first reply"
     );
     assert!(shown_root["thread"]["last_reply_at"].is_string());
-    assert_eq!(timeline["messages"][1]["reply_to"], root.as_str());
+    assert_eq!(timeline["messages"][1]["reply_to"], root.to_string());
     assert_eq!(timeline["messages"][1]["thread"], Value::Null);
     let thread = stack
         .get_at(
@@ -97,23 +100,26 @@ async fn a_thread_lives_beside_the_main_timeline_with_its_summary_on_the_root() 
         )
         .await;
     let thread = thread.expect(200);
-    assert_eq!(ids(thread)[..2], [first.clone(), quote.clone()]);
-    assert_eq!(thread["messages"][1]["reply_to"], first.as_str());
-    assert_eq!(thread["messages"][1]["thread_id"], root.as_str());
+    assert_eq!(ids(thread)[..2], [first, quote]);
+    assert_eq!(thread["messages"][1]["reply_to"], first.to_string());
+    assert_eq!(thread["messages"][1]["thread_id"], root.to_string());
 
     // Thread replies count in nobody's unread count; the room's last message stays the main
     // timeline's.
     let rooms = stack.get_at("/me/rooms", owner, main_at).await;
     let rooms = rooms.expect(200);
     assert_eq!(rooms["rooms"][0]["unread_count"], 1, "only `about lunch`");
-    assert_eq!(rooms["rooms"][0]["last_message"]["id"], main.as_str());
+    assert_eq!(rooms["rooms"][0]["last_message"]["id"], main.to_string());
 
     // What a reply may not name.
     let other = stack
         .api
         .create_room(owner, json!({ "name": "elsewhere" }))
         .await;
-    let (foreign, _) = send(&stack, owner, other, json!({ "content": "x" })).await;
+    let (foreign, _) = stack
+        .api
+        .send_with(owner, other, json!({ "content": "x" }))
+        .await;
     for (body, why) in [
         (
             json!({ "content": "x", "thread_id": foreign }),
@@ -171,8 +177,8 @@ async fn a_thread_lives_beside_the_main_timeline_with_its_summary_on_the_root() 
     );
     // An edit answers the message as the write side folds it: the same thread summary and
     // reactions as the read models show.
-    react(&stack, member, room, &root, "👀").await.expect(200);
-    react(&stack, owner, room, &root, "👀").await.expect(200);
+    react(&stack, member, room, root, "👀").await.expect(200);
+    react(&stack, owner, room, root, "👀").await.expect(200);
     let edited = stack
         .api
         .patch(
@@ -224,7 +230,7 @@ async fn a_thread_lives_beside_the_main_timeline_with_its_summary_on_the_root() 
         .pop()
         .unwrap();
     assert_eq!(ack["type"], "ack", "{ack}");
-    assert_eq!(ack["message"]["thread_id"], root.as_str());
+    assert_eq!(ack["message"]["thread_id"], root.to_string());
     member_ws
         .send(json!({ "op": "send", "room_id": room, "client_id": "t-2", "content": "x", "thread_id": quote }))
         .await;
@@ -248,11 +254,14 @@ async fn a_thread_of_a_thousand_replies_pages_both_ways() {
     let room = stack
         .create_room(&token, json!({ "name": "long thread" }))
         .await;
-    let (root, _) = send(&stack, &token, room, json!({ "content": "root" })).await;
+    let (root, _) = stack
+        .api
+        .send_with(&token, room, json!({ "content": "root" }))
+        .await;
     let mut sent = Vec::new();
     for i in 0..1000 {
         let body = json!({ "content": format!("r{i}"), "thread_id": root });
-        sent.push(send(&stack, &token, room, body).await.1);
+        sent.push(stack.api.send_with(&token, room, body).await.1);
         if i % 100 == 0 {
             stack.send(&token, room, "main timeline noise").await;
         }
