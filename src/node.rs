@@ -132,8 +132,11 @@ impl Node {
         let nats =
             natter_events::connection::connect(&config.nats_url, &client_name(roles)).await?;
         let store = open_store(nats.clone(), &config).await?;
+        report_nats_version(&nats);
         let pool = if roles.needs_postgres() {
-            Some(natter_readmodel::db::prepare(&config.database_url).await?)
+            let pool = natter_readmodel::db::prepare(&config.database_url).await?;
+            report_postgres_version(&pool).await;
+            Some(pool)
         } else {
             None
         };
@@ -274,7 +277,10 @@ impl Node {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
-        tracing::info!(roles = ?self.roles, "natter listening on http://{addr}");
+        tracing::info!(roles = %client_name(self.roles).trim_start_matches("natter-"), "natter listening on http://{addr}");
+        if self.roles.query && self.roles.command {
+            tracing::info!("the web chat: http://{addr}/ (two windows make two people)");
+        }
         let server = crate::http::serve(
             listener,
             self.app(),
@@ -302,6 +308,45 @@ impl Drop for Node {
         for (_, task) in &self.tasks {
             task.abort();
         }
+    }
+}
+
+/// The nats-server release before which [`report_nats_version`] warns.
+const NATS_CURRENT: (u64, u64) = (2, 11);
+
+/// `major.minor` of a version such as `2.10.24` or `v2.12.0-beta`.
+fn major_minor(version: &str) -> Option<(u64, u64)> {
+    let mut parts = version.trim_start_matches('v').split(['.', '-']);
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// Logs the nats-server's version, and warns (once per process) when it is older than 2.11.
+fn report_nats_version(nats: &async_nats::Client) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    let info = nats.server_info();
+    tracing::info!(version = %info.version, server = %info.server_name, "connected to nats-server");
+    if major_minor(&info.version).is_some_and(|v| v < NATS_CURRENT) {
+        WARNED.call_once(|| {
+            tracing::warn!(
+                version = %info.version,
+                "nats-server {} is older than 2.11, which NATS maintains no longer: natter runs on \
+                 it with the JetStream features of 2.9, but it lacks the fixes of later releases \
+                 and what natter will use next (atomic batch publish, per-message TTLs); \
+                 run a current nats-server in production",
+                info.version
+            );
+        });
+    }
+}
+
+/// Logs the Postgres server's version.
+async fn report_postgres_version(pool: &PgPool) {
+    match sqlx::query_scalar::<_, String>("SELECT current_setting('server_version')")
+        .fetch_one(pool)
+        .await
+    {
+        Ok(version) => tracing::info!(%version, "connected to Postgres"),
+        Err(e) => tracing::warn!(error = %e, "could not read the Postgres server's version"),
     }
 }
 
@@ -349,5 +394,21 @@ async fn open_store(nats: async_nats::Client, config: &Config) -> anyhow::Result
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nats_versions_compare_by_major_and_minor() {
+        assert_eq!(major_minor("2.9.10"), Some((2, 9)));
+        assert_eq!(major_minor("v2.12.0-beta.1"), Some((2, 12)));
+        assert_eq!(major_minor("garbage"), None);
+        assert!(major_minor("2.9.10").unwrap() < NATS_CURRENT);
+        assert!(major_minor("2.10.26").unwrap() < NATS_CURRENT);
+        assert!(major_minor("2.11.0").unwrap() >= NATS_CURRENT);
+        assert!(major_minor("2.15.1").unwrap() >= NATS_CURRENT);
     }
 }

@@ -146,3 +146,38 @@ fn every_source_path_and_name_the_maps_give_exists() {
     }
     assert!(missing.is_empty(), "{missing:#?}");
 }
+
+/// The Docker files run the releases `./dev` installs on a machine without Docker, so what a
+/// developer tries and what Docker users run stay one thing.
+#[test]
+fn docker_compose_runs_the_releases_dev_installs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dev = std::fs::read_to_string(root.join("dev")).unwrap();
+    let compose = std::fs::read_to_string(root.join("docker-compose.yml")).unwrap();
+    let release = |name: &str| {
+        dev.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.split_whitespace().next())
+            .unwrap_or_else(|| panic!("./dev sets {name}"))
+            .to_string()
+    };
+    let nats = release("NATS_SERVER_RELEASE");
+    let postgres_major = release("POSTGRES_RELEASE")
+        .split('.')
+        .next()
+        .unwrap()
+        .to_string();
+    let images: Vec<&str> = compose
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("image: "))
+        .collect();
+    let nats_images: Vec<_> = images.iter().filter(|i| i.starts_with("nats:")).collect();
+    assert!(!nats_images.is_empty(), "docker-compose.yml runs nats");
+    for image in nats_images {
+        assert_eq!(*image, format!("nats:{nats}"), "docker-compose.yml's nats");
+    }
+    assert!(
+        images.contains(&format!("postgres:{postgres_major}").as_str()),
+        "docker-compose.yml runs postgres:{postgres_major}: {images:?}"
+    );
+}
