@@ -461,7 +461,12 @@ async fn read_loop(
                 continue;
             };
             let frame: Value = serde_json::from_str(&text).unwrap();
-            if frame["type"] == "event" && frame["room_id"] == room.as_str() {
+            // The room's stream; an event naming the user may also come on their own feed
+            // (`"feed": "me"`) before the subscription, which is not the room's stream.
+            if frame["type"] == "event"
+                && frame["room_id"] == room.as_str()
+                && frame["feed"] != "me"
+            {
                 let position = frame["position"].as_u64().unwrap();
                 assert!(
                     seen_positions.insert(position, ()).is_none(),

@@ -33,10 +33,15 @@ pub async fn member_row(
         .unwrap_or_else(|| panic!("{user} is not in the members list"))
 }
 
+/// A frame of a room's stream (not one of the user's own feed, `"feed": "me"`).
+pub fn is_room_event(frame: &Value) -> bool {
+    frame["type"] == "event" && frame["feed"] != "me"
+}
+
 pub fn positions(frames: &[Value]) -> Vec<u64> {
     frames
         .iter()
-        .filter(|f| f["type"] == "event")
+        .filter(|f| is_room_event(f))
         .map(|f| f["position"].as_u64().unwrap())
         .collect()
 }
@@ -45,7 +50,7 @@ pub fn positions(frames: &[Value]) -> Vec<u64> {
 /// `first_prev`).
 pub fn assert_chained(frames: &[Value], first_prev: u64) {
     let mut prev = first_prev;
-    for f in frames.iter().filter(|f| f["type"] == "event") {
+    for f in frames.iter().filter(|f| is_room_event(f)) {
         assert_eq!(f["prev_position"], prev, "{f}");
         assert_eq!(f["event"]["position"], f["position"]);
         prev = f["position"].as_u64().unwrap();
