@@ -30,6 +30,8 @@ pub struct Env {
     pub config: Config,
     pub nats: async_nats::Client,
     natter: NatterProcess,
+    /// How `natter` was started, for [`Env::another`].
+    natter_env: Vec<(String, String)>,
     cleanup: Cleanup,
 }
 
@@ -75,6 +77,7 @@ impl Env {
             isolation: isolation.clone(),
         };
         let binary = config.natter_binary()?;
+        let natter_env = env.clone();
         let natter = tokio::task::spawn_blocking(move || NatterProcess::start(binary, "all", env))
             .await
             .context("starting natter for the bench")?;
@@ -93,8 +96,19 @@ impl Env {
             config,
             nats,
             natter,
+            natter_env,
             cleanup,
         })
+    }
+
+    /// Another natter process on the same stream and database, freshly started with `role`
+    /// (for figures of a cold instance); it stops when dropped.
+    pub async fn another(&self, role: &'static str) -> anyhow::Result<NatterProcess> {
+        let binary = self.config.natter_binary()?;
+        let env = self.natter_env.clone();
+        tokio::task::spawn_blocking(move || NatterProcess::start(binary, role, env))
+            .await
+            .context("starting another natter")
     }
 
     /// natter's process id.
@@ -104,14 +118,7 @@ impl Env {
 
     /// Resident memory of the natter process, in KiB.
     pub fn server_rss_kib(&self) -> anyhow::Result<u64> {
-        let pid = self.natter.pid().context("natter is not running")?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .context("reading VmRSS")
+        rss_kib(self.natter.pid().context("natter is not running")?)
     }
 
     /// Stops natter, shows what it warned of, and removes the bench's streams and database.
@@ -300,4 +307,15 @@ async fn connect(config: &Config) -> anyhow::Result<(async_nats::Client, EventSt
     )
     .await?;
     Ok((nats, store))
+}
+
+/// Resident memory of a process, in KiB.
+pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("reading VmRSS")
 }

@@ -7,6 +7,7 @@
 //! removed at the end. It is a program of its own so that the deployed binary carries no
 //! load generator.
 
+mod big_room;
 mod catchup;
 mod connections;
 mod cpu;
@@ -46,7 +47,7 @@ struct Cli {
     #[arg(long)]
     json: bool,
     /// Runs only these scenarios (send, ws-send, e2e, projector, me-rooms, search, latency,
-    /// fanout, catchup, resume, replay, memory, connections); repeat the flag for several.
+    /// fanout, catchup, resume, replay, memory, connections, big-room); repeat the flag for several.
     #[arg(long = "scenario")]
     scenarios: Vec<String>,
     #[command(flatten)]
@@ -208,6 +209,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
         Box::pin(connections::memory(env, scale))
     }),
     ("connections", |env, scale| Box::pin(crowd::run(env, scale))),
+    ("big-room", |env, scale| Box::pin(big_room::run(env, scale))),
 ];
 
 /// Runs the chosen scenarios (all when `only` is empty) and prints their figures.

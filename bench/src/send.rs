@@ -138,17 +138,7 @@ pub async fn raw_publish_rate(env: &Env, user: Uuid, duration: Duration) -> anyh
     );
     let payload = Bytes::from(sample.encode());
     let js = env.store.jetstream().clone();
-    let raw_subjects = format!("{}raw", env.config.subject_prefix);
-    js.get_or_create_stream(async_nats::jetstream::stream::Config {
-        name: format!("{}_RAW", env.config.stream),
-        subjects: vec![format!("{raw_subjects}.>")],
-        storage: async_nats::jetstream::stream::StorageType::File,
-        // As many replicas as natter's own streams: on a cluster, the raw figure pays for the
-        // same durability.
-        num_replicas: env.config.stream_replicas.max(1),
-        ..Default::default()
-    })
-    .await?;
+    let raw_subjects = raw_stream(env).await?;
     let published = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let workers: Vec<_> = (0..IN_FLIGHT)
@@ -177,6 +167,25 @@ pub async fn raw_publish_rate(env: &Env, user: Uuid, duration: Duration) -> anyh
         w.await??;
     }
     Ok(published.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The bench's raw stream (`{stream}_RAW`, removed with the bench's), created if needed;
+/// returns its subjects' prefix (publish to `{prefix}.anything`).
+pub async fn raw_stream(env: &Env) -> anyhow::Result<String> {
+    let raw_subjects = format!("{}raw", env.config.subject_prefix);
+    env.store
+        .jetstream()
+        .get_or_create_stream(async_nats::jetstream::stream::Config {
+            name: format!("{}_RAW", env.config.stream),
+            subjects: vec![format!("{raw_subjects}.>")],
+            storage: async_nats::jetstream::stream::StorageType::File,
+            // As many replicas as natter's own streams: on a cluster, the raw figure pays for
+            // the same durability.
+            num_replicas: env.config.stream_replicas.max(1),
+            ..Default::default()
+        })
+        .await?;
+    Ok(raw_subjects)
 }
 
 /// natter's count of read barriers answered by a stream lookup (from `/metrics`).
