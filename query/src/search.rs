@@ -1,5 +1,7 @@
 //! Full-text search over the messages of the caller's rooms: Postgres text search on the
-//! read model (`messages.search`, a generated `tsvector` with a GIN index), best match first.
+//! read model (`messages.search`, a generated `tsvector` with a GIN index), best match first
+//! among the newest 500 matches, so that a search costs the same in a room of a thousand
+//! messages and of millions, however common the word.
 //!
 //! Matching is language-neutral (the `simple` configuration: words lower-cased, no stemming,
 //! no stop words) and by prefix: every word of the query must begin a word of the message,
@@ -25,6 +27,15 @@ use crate::rows::{MESSAGE_COLUMNS, MessageRow, db_error};
 
 /// The longest query, in characters.
 const MAX_QUERY_CHARS: usize = 200;
+/// Matches ranked: the newest this many (a word in every message of a room of millions
+/// costs as much as one in a few hundred).
+pub const RANKED: usize = 500;
+/// Recent messages read, between the rooms searched, before the text index is asked.
+const WALK: usize = 2_000;
+/// At least this many recent messages read per room.
+const WALK_MIN: usize = 100;
+/// Searches over more rooms go to the text index at once.
+const WALK_ROOMS: usize = 50;
 /// Marks around each match in Postgres's headline, replaced by `<mark>` once the rest is
 /// escaped (private-use code points; a message's own are replaced before the headline).
 const START: char = '\u{E000}';
@@ -62,7 +73,8 @@ struct SearchHit {
     highlight: String,
 }
 
-/// `{results, next_cursor}`: best match first (newest first among equals).
+/// `{results, next_cursor}`: best match first (newest first among equals), among the newest
+/// 500 matches.
 #[derive(Serialize, ToSchema)]
 struct SearchResults {
     results: Vec<SearchHit>,
@@ -137,7 +149,10 @@ const QUERY_CTE: &str = "q AS (SELECT to_tsquery('simple', \
         FROM unnest(to_tsvector('simple', $1)))) AS query)";
 
 /// Search messages in the caller's rooms.
-#[utoipa::path(get, path = "/search/messages", operation_id = "searchMessages", tag = "messages", params(SearchParams), responses((status = 200, description = "matches in the caller's rooms, best first", body = SearchResults)), security(("login_token" = [])))]
+///
+/// The newest 500 matches are ranked and paged, best match first: a word found in more
+/// messages than that returns its most recent ones (narrow with more words or `room_id`).
+#[utoipa::path(get, path = "/search/messages", operation_id = "searchMessages", tag = "messages", params(SearchParams), responses((status = 200, description = "matches in the caller's rooms, best first among the newest 500", body = SearchResults)), security(("login_token" = [])))]
 async fn search_messages(
     State(state): State<QueryState>,
     user: AuthUser,
@@ -150,16 +165,38 @@ async fn search_messages(
         member_room(&state.pool, room_id, user.id).await?;
     }
     // The caller's rooms as one array (a filter on the index scan's rows, not a join the
-    // planner would guess wrong); every match ranked once (materialized), the page taken
-    // from them, and only the page's rows read again for their columns and headline.
+    // planner would guess wrong). Only the newest RANKED matches are ranked, found one of two
+    // ways, so that neither a word in every message nor a rare one costs with the history:
+    // - `walked`: each room's newest messages (WALK between the rooms, at least WALK_MIN each,
+    //   for up to WALK_ROOMS rooms) read newest first from the room's index; a word common
+    //   there fills RANKED without touching the rest;
+    // - `indexed`, only when that did not: every match from the text index, newest RANKED
+    //   (the word is rare in recent messages, so its matches are few).
+    // The page is taken from them, and only the page's rows are read again for their columns
+    // and headline.
     let sql = format!(
         "WITH {QUERY_CTE}, \
-         readable AS (SELECT array_agg(m.room_id) AS rooms FROM members m \
+         readable AS (SELECT array_agg(m.room_id) AS rooms, count(*) AS n FROM members m \
                       JOIN rooms r ON r.id = m.room_id AND NOT r.deleted \
                       WHERE m.user_id = $2 AND ($3::uuid IS NULL OR m.room_id = $3)), \
-         hits AS MATERIALIZED (SELECT x.position, ts_rank(x.search, q.query) AS rank \
-                  FROM q, readable, messages x \
-                  WHERE x.search @@ q.query AND NOT x.deleted AND x.room_id = ANY(readable.rooms)), \
+         walked AS MATERIALIZED (SELECT c.position, c.search \
+                  FROM readable, q, unnest(CASE WHEN readable.n <= {WALK_ROOMS} THEN readable.rooms END) AS r(id) \
+                  CROSS JOIN LATERAL (SELECT recent.position, recent.search \
+                      FROM (SELECT x.position, x.search, x.deleted FROM messages x WHERE x.room_id = r.id \
+                            ORDER BY x.position DESC \
+                            LIMIT (SELECT greatest({WALK} / greatest(n, 1), {WALK_MIN}) FROM readable)) recent \
+                      WHERE NOT recent.deleted AND recent.search @@ q.query \
+                      ORDER BY recent.position DESC LIMIT {RANKED}) c \
+                  ORDER BY c.position DESC LIMIT {RANKED}), \
+         indexed AS MATERIALIZED (SELECT m.position, m.search \
+                  FROM (SELECT x.position, x.search FROM q, readable, messages x \
+                        WHERE x.search @@ q.query AND NOT x.deleted AND x.room_id = ANY(readable.rooms) \
+                        OFFSET 0) m \
+                  WHERE (SELECT count(*) FROM walked) < {RANKED} \
+                  ORDER BY m.position DESC LIMIT {RANKED}), \
+         candidates AS (SELECT * FROM walked WHERE (SELECT count(*) FROM walked) = {RANKED} \
+                        UNION ALL SELECT * FROM indexed), \
+         hits AS MATERIALIZED (SELECT c.position, ts_rank(c.search, q.query) AS rank FROM candidates c, q), \
          page AS (SELECT * FROM hits \
                   WHERE $4::real IS NULL OR (rank, position) < ($4::real, $5::bigint) \
                   ORDER BY rank DESC, position DESC LIMIT $6) \

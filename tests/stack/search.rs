@@ -271,3 +271,49 @@ async fn search_pages_visit_every_match_once_in_rank_order() {
     unique.dedup();
     assert_eq!((seen.len(), unique.len()), (57, 57), "every match once");
 }
+
+#[tokio::test]
+async fn a_word_in_more_messages_than_are_ranked_returns_the_newest_ranked() {
+    let stack = Stack::spawn().await;
+    let User { token, .. } = stack.register("hoarder").await;
+    let room = stack.create_room(&token, json!({ "name": "busy" })).await;
+    let ranked = natter_query::search::RANKED;
+    let total = ranked + 100;
+    let mut at = 0;
+    // The oldest 100 say "common" twice (they would rank first), the rest once; one old
+    // message has a rare word.
+    for i in 0..total {
+        let text = match i {
+            0 => "common needle 0".to_string(),
+            i if i < 100 => format!("common common {i}"),
+            i => format!("common {i}"),
+        };
+        at = stack
+            .api
+            .send_with(&token, room, json!({ "content": &text }))
+            .await
+            .1;
+    }
+    let mut seen: Vec<String> = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut query = format!("q=common&room_id={room}&limit=100");
+        if let Some(c) = &cursor {
+            query.push_str(&format!("&cursor={c}"));
+        }
+        let body = search(&stack, &token, &query, at).await;
+        seen.extend(found(&body));
+        match body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    let newest: Vec<String> = (100..total).rev().map(|i| format!("common {i}")).collect();
+    assert_eq!(
+        seen, newest,
+        "the newest {ranked} matches, newest first among equals"
+    );
+    // A word only in an old message is still found, wherever it is.
+    let body = search(&stack, &token, "q=needle", at).await;
+    assert_eq!(found(&body), vec!["common needle 0"]);
+}
