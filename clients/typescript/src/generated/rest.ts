@@ -620,7 +620,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Search messages in the caller's rooms. */
+        /**
+         * Search messages in the caller's rooms.
+         * @description The newest 500 matches are ranked and paged, best match first: a word found in more
+         *     messages than that returns its most recent ones (narrow with more words or `room_id`).
+         */
         get: operations["searchMessages"];
         put?: never;
         post?: never;
@@ -1858,7 +1862,10 @@ export interface components {
             highlight: string;
             message: components["schemas"]["MessageView"];
         };
-        /** @description `{results, next_cursor}`: best match first (newest first among equals). */
+        /**
+         * @description `{results, next_cursor}`: best match first (newest first among equals), among the newest
+         *     500 matches.
+         */
         SearchResults: {
             /** @description Pass as `cursor` for the next page; null on the last. */
             next_cursor?: string | null;
@@ -6309,7 +6316,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description matches in the caller's rooms, best first */
+            /** @description matches in the caller's rooms, best first among the newest 500 */
             200: {
                 headers: {
                     /** @description The position the read models had applied. */
