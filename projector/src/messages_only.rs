@@ -8,10 +8,11 @@
 
 use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
-use sqlx::{Postgres, Transaction};
+use sqlx::{PgConnection, Postgres, Row as _};
 use uuid::Uuid;
 
 use crate::batch::Batch;
+use crate::runner::APPLY_LOCK;
 use natter_readmodel::checkpoint::{NOTIFY_CHANNEL, PROJECTION};
 
 impl Batch {
@@ -118,27 +119,50 @@ pub(crate) fn bind_new_messages<'q>(
         .bind(mentions)
 }
 
+/// What the one statement of [`write`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// The batch is stored and the checkpoint moved to its last position.
+    Applied,
+    /// Nothing written: the checkpoint is not at `after` but here (a rebuild swapped the
+    /// tables, or another projector wrote).
+    Moved(u64),
+    /// Nothing written: a rebuild's swap holds the apply lock; try again shortly.
+    Paused,
+}
+
 /// Writes a batch of new messages (see [`Batch::only_new_messages`]) and moves the checkpoint
-/// from `after` to `batch.last`, all only if the checkpoint is still at `after`. Returns
-/// whether it was (nothing is written otherwise).
+/// from `after` to `batch.last`, all only if the checkpoint is still at `after` and, with
+/// `exclusive`, only if the apply lock can be had shared at once (a rebuild's swap holds it
+/// exclusively while it replaces the tables).
+///
+/// One statement on a connection outside any transaction, so it is its own: one round trip
+/// for the whole batch, whatever happens. Every write in it is guarded by the checkpoint's
+/// move (`cp`), and that by the lock (`lk`); the outer query reads the checkpoint as it was
+/// before the statement (a data-modifying CTE's changes are not visible to it), which tells a
+/// moved checkpoint from a held lock.
 pub async fn write(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     batch: &Batch,
     after: u64,
-) -> sqlx::Result<bool> {
+    exclusive: bool,
+) -> sqlx::Result<Written> {
     debug_assert!(batch.only_new_messages());
     let patches: Vec<_> = batch.room_patches.iter().collect();
-    let moved = bind_new_messages(
+    let row = bind_new_messages(
         sqlx::query(concat!(
-            "WITH cp AS (UPDATE projection_checkpoints SET position = $16, updated_at = now() \
-                         WHERE projection = $17 AND position = $18 RETURNING position), ",
+            "WITH lk AS (SELECT CASE WHEN $23 THEN pg_try_advisory_xact_lock_shared($24) ELSE true END AS ok), \
+             cp AS (UPDATE projection_checkpoints SET position = $16, updated_at = now() \
+                    WHERE projection = $17 AND position = $18 AND (SELECT ok FROM lk) \
+                    RETURNING position), ",
             new_messages_ctes!("EXISTS (SELECT 1 FROM cp)"),
             ", rp AS (UPDATE rooms r SET \
                          last_message_position = GREATEST(r.last_message_position, v.last_message_position), \
                          position = GREATEST(r.position, v.position) \
                       FROM UNNEST($19::uuid[], $20::bigint[], $21::bigint[]) AS v(id, last_message_position, position) \
                       WHERE r.id = v.id AND EXISTS (SELECT 1 FROM cp)) \
-             SELECT 1 FROM cp, pg_notify($22, cp.position::text)"
+             SELECT (SELECT count(*) FROM cp, pg_notify($22, cp.position::text)) = 1, \
+                    (SELECT position FROM projection_checkpoints WHERE projection = $17)"
         )),
         batch,
     )
@@ -154,7 +178,15 @@ pub async fn write(
     )
     .bind(patches.iter().map(|(_, p)| p.position).collect::<Vec<_>>())
     .bind(NOTIFY_CHANNEL)
-    .fetch_optional(&mut **tx)
+    .bind(exclusive)
+    .bind(APPLY_LOCK)
+    .fetch_one(&mut *conn)
     .await?;
-    Ok(moved.is_some())
+    let applied: bool = row.try_get(0)?;
+    let checkpoint: Option<i64> = row.try_get(1)?;
+    Ok(match checkpoint.unwrap_or(0) as u64 {
+        _ if applied => Written::Applied,
+        at if at != after => Written::Moved(at),
+        _ => Written::Paused,
+    })
 }

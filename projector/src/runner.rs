@@ -14,6 +14,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::apply;
 use crate::batch::Batch;
+use crate::messages_only::Written;
 use crate::read::{Reader, fold};
 
 /// Held for as long as an instance is the active projector.
@@ -179,6 +180,7 @@ impl Projector {
     /// writing its own tables does not).
     pub async fn project(&self, until: Option<u64>, exclusive: bool) -> anyhow::Result<()> {
         let mut after = self.checkpoint().await?;
+        tracing::info!(checkpoint = after, "projecting from the checkpoint");
         self.status.position.store(after, Ordering::SeqCst);
         let mut conn = self.batch_connection().await?;
         let mut reader = self.reader(after).await?;
@@ -312,8 +314,11 @@ impl Projector {
         Ok(conn)
     }
 
-    /// Writes one batch in one transaction: `BEGIN` with the apply lock, the checkpoint
-    /// check, the batch's statements, the checkpoint's move with its announcement, `COMMIT`.
+    /// Writes one batch. A batch of new messages only, the common one, is one statement in
+    /// its own transaction: one round trip ([`crate::messages_only::write`]). Any other is
+    /// one transaction: `BEGIN` with the apply lock, the checkpoint check, the batch's
+    /// statements, the checkpoint's move with its announcement, `COMMIT`. Live batches take
+    /// the apply lock shared; a rebuild's swap takes it exclusively.
     async fn commit(
         &self,
         conn: &mut PgConnection,
@@ -321,26 +326,28 @@ impl Projector {
         after: u64,
         exclusive: bool,
     ) -> anyhow::Result<Committed> {
+        if batch.only_new_messages() {
+            loop {
+                let written = crate::messages_only::write(conn, batch, after, exclusive)
+                    .await
+                    .with_context(|| format!("applying events up to position {}", batch.last))?;
+                match written {
+                    Written::Applied => return Ok(Committed::Applied),
+                    Written::Moved(checkpoint) => return Ok(Committed::Moved(checkpoint)),
+                    // The swap takes a moment; its end moves the checkpoint.
+                    Written::Paused => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        }
         let mut tx = if exclusive {
             // One round trip for both: a simple query of two statements (a constant).
             conn.begin_with(sqlx::AssertSqlSafe(format!(
-                "BEGIN; SELECT pg_advisory_xact_lock({APPLY_LOCK})"
+                "BEGIN; SELECT pg_advisory_xact_lock_shared({APPLY_LOCK})"
             )))
             .await?
         } else {
             conn.begin().await?
         };
-        if batch.only_new_messages() {
-            let applied = crate::messages_only::write(&mut tx, batch, after)
-                .await
-                .with_context(|| format!("applying events up to position {}", batch.last))?;
-            if !applied {
-                tx.rollback().await?;
-                return Ok(Committed::Moved(checkpoint::read(&mut *conn).await?));
-            }
-            tx.commit().await?;
-            return Ok(Committed::Applied);
-        }
         let checkpoint = checkpoint::for_update(&mut tx).await?;
         if checkpoint != after {
             tx.rollback().await?;

@@ -5,8 +5,10 @@
 pub mod api;
 pub mod http;
 pub mod nats;
+pub mod postgres;
 pub mod process;
 pub mod proxy;
+pub mod readmodels;
 pub mod ws;
 
 use std::sync::Once;

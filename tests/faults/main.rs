@@ -18,8 +18,10 @@ use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use natter_testkit::nats::{NatsCluster, NatsServer, current_binary, default_binary};
+use natter_testkit::postgres::PostgresServer;
 use natter_testkit::process::{NatterProcess, readyz};
 use natter_testkit::proxy::{Cut, TcpProxy};
+use natter_testkit::readmodels;
 use natter_testkit::{Cleanup, Isolation, nats_url, postgres_server_url};
 use serde_json::Value;
 
