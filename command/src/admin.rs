@@ -200,7 +200,7 @@ async fn append(
     state: &AppState,
     token_id: Uuid,
     envelope: &Envelope,
-    expect: Expect,
+    expect: Expect<'_>,
 ) -> Result<u64, ApiError> {
     let subject = state.store.subjects().token(token_id);
     match state

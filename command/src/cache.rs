@@ -62,6 +62,21 @@ impl RoomEntry {
         f(fold.room(), fold.version(part))
     }
 
+    /// [`with_room`](Self::with_room), also given the version of the room's `meta` subject
+    /// (its membership) that the state holds.
+    pub fn with_room_and_meta<T>(
+        &self,
+        part: RoomPart,
+        f: impl FnOnce(Option<&Room>, u64, u64) -> T,
+    ) -> T {
+        let fold = self.fold();
+        f(
+            fold.room(),
+            fold.version(part),
+            fold.version(RoomPart::Meta),
+        )
+    }
+
     /// Waits for any catch-up of this room in progress (live events are parked during one).
     pub async fn settled(&self) {
         drop(self.loading.lock().await);

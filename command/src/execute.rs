@@ -103,20 +103,27 @@ pub async fn execute(
         RoomPart::Msg => None,
     };
     let subject = state.store.subjects().room(room_id, part);
-    // An append that expects no version (a message) is not serialized against the subjects
-    // its decision reads (membership), so it is decided on state at least as current as the
-    // log was when it arrived (a head lookup shared by concurrent commands, no history
-    // read): a member removed through another instance cannot post once the removal has
-    // been acknowledged.
+    let meta_subject = state.store.subjects().room(room_id, RoomPart::Meta);
+    // An append that expects no version of its own subject (a message) is decided on
+    // membership it must not miss a change of: a member removed through another instance
+    // cannot post once the removal has been acknowledged. Where the server can check an
+    // append against another subject (2.12.2+), the append expects the room's `meta` subject
+    // at the version the decision saw, so a change since makes it conflict and the command is
+    // decided again: one JetStream operation. Elsewhere the decision waits for the cache to be
+    // at least as current as the log was when the command arrived (a head lookup shared by
+    // concurrent commands, no history read).
+    let guarded = concurrency == Concurrency::Barrier && state.store.guards_on_other_subjects();
     let mut verified = false;
-    if concurrency == Concurrency::Barrier {
+    if concurrency == Concurrency::Barrier && !guarded {
         cache.barrier().await.map_err(CommandError::Unavailable)?;
         entry.settled().await;
         verified = true;
     }
     for _ in 0..MAX_ATTEMPTS {
-        let (decision, version) =
-            entry.with_room(part, |room, version| (decide(room, &command), version));
+        let (decision, version, meta_version) = entry
+            .with_room_and_meta(part, |room, version, meta| {
+                (decide(room, &command), version, meta)
+            });
         let event = match decision {
             // A refusal or a no-op may come from a cache that has not yet seen an event
             // appended through another instance: confirm against the log before answering.
@@ -145,6 +152,10 @@ pub async fn execute(
         );
         let expect = match concurrency {
             Concurrency::ExpectVersion => Expect::LastAt(version),
+            Concurrency::Barrier if guarded => Expect::LastOn {
+                subject: &meta_subject,
+                seq: meta_version,
+            },
             Concurrency::Barrier => Expect::Any,
         };
         match state

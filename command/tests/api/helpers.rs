@@ -23,6 +23,8 @@ pub struct TestApp {
     pub app: Router,
     pub api: Api,
     pub isolation: Isolation,
+    /// The instance's own handle on the log (its head lookups, what its server can check).
+    pub store: natter_events::EventStore,
     _service: CommandService,
     _cleanup: Option<Cleanup>,
 }
@@ -74,13 +76,14 @@ impl TestApp {
         let store = isolation.open_store().await;
         let tail = LiveTail::start(&store).await.expect("the live tail");
         let keys = Arc::new(JwtKeys::new(SECRET, Duration::from_secs(3600)));
-        let service = CommandService::start(store, &tail, keys, config)
+        let service = CommandService::start(store.clone(), &tail, keys, config)
             .await
             .expect("command service");
         TestApp {
             api: Api::app(service.app()),
             app: service.app(),
             isolation: isolation.clone(),
+            store,
             _service: service,
             _cleanup: None,
         }

@@ -17,13 +17,23 @@ use crate::witness::Witnessed;
 const PUBLISH_ATTEMPTS: usize = 3;
 /// How long an append waits for a reconnection under way before it answers unavailable.
 const RECONNECT_GRACE: Duration = Duration::from_millis(500);
+/// The header naming the subject whose last sequence `Nats-Expected-Last-Subject-Sequence`
+/// is checked against, instead of the published subject's (nats-server 2.11+; see
+/// [`EventStore::guards_on_other_subjects`]).
+const EXPECTED_SUBJECT_HEADER: &str = "Nats-Expected-Last-Subject-Sequence-Subject";
+
 /// What an append expects of the aggregate's subject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expect {
+pub enum Expect<'a> {
     /// No check: the event goes after whatever is there.
     Any,
     /// The subject's last event must be at this position (0: the subject must be empty).
     LastAt(u64),
+    /// Another subject's last event must be at this position: the event is appended only if
+    /// that subject (a room's membership, say) is as the decision saw it. Only where
+    /// [`EventStore::guards_on_other_subjects`]; panics otherwise, as the server would store
+    /// the event unchecked.
+    LastOn { subject: &'a str, seq: u64 },
 }
 
 /// Why an append did not happen.
@@ -46,18 +56,25 @@ impl EventStore {
         subject: &str,
         envelope: &Envelope,
         msg_id: &str,
-        expect: Expect,
+        expect: Expect<'_>,
     ) -> Result<u64, AppendError> {
+        assert!(
+            !matches!(expect, Expect::LastOn { .. }) || self.guards_on_other_subjects(),
+            "this nats-server cannot check an append against another subject"
+        );
         let payload = Bytes::from(envelope.encode());
         let mut last_error = None;
         for _ in 0..PUBLISH_ATTEMPTS {
             let mut headers = HeaderMap::new();
             headers.insert(EVENT_TYPE_HEADER, envelope.event.type_name());
+            if let Expect::LastOn { subject, .. } = expect {
+                headers.insert(EXPECTED_SUBJECT_HEADER, subject);
+            }
             let mut publish = PublishMessage::build()
                 .payload(payload.clone())
                 .headers(headers)
                 .message_id(msg_id);
-            if let Expect::LastAt(seq) = expect {
+            if let Expect::LastAt(seq) | Expect::LastOn { seq, .. } = expect {
                 publish = publish.expected_last_subject_sequence(seq);
             }
             let witnessed = Witnessed::begin(&self.inner.witness);

@@ -63,6 +63,8 @@ pub(crate) struct Inner {
     pub(crate) witness: Arc<Witness>,
     /// Whether the task answering uncovered [`EventStore::head_bound`] callers was started.
     pub(crate) lookups: OnceLock<()>,
+    /// See [`EventStore::guards_on_other_subjects`].
+    pub(crate) other_subject_guard: bool,
 }
 
 impl Drop for Inner {
@@ -102,6 +104,8 @@ impl EventStore {
             .await
             .with_context(|| format!("opening JetStream stream {}", config.stream))?;
         verify_config(&stream.cached_info().config, &wanted)?;
+        let other_subject_guard =
+            version_at_least(&js.client().server_info().version, OTHER_SUBJECT_GUARD);
         Ok(EventStore {
             inner: Arc::new(Inner {
                 js,
@@ -109,8 +113,18 @@ impl EventStore {
                 subjects,
                 witness: Arc::default(),
                 lookups: OnceLock::new(),
+                other_subject_guard,
             }),
         })
+    }
+
+    /// Whether appends can be checked against another subject's last position
+    /// ([`Expect::LastOn`]): the server natter connected to is 2.12.2 or later. 2.11 brought
+    /// the header, but a server before 2.12.2 can mistake it for the expected-sequence header
+    /// and skip the check without a word (2.9 ignores it, with the same effect). Decided once,
+    /// when the store is opened.
+    pub fn guards_on_other_subjects(&self) -> bool {
+        self.inner.other_subject_guard
     }
 
     pub fn subjects(&self) -> &Subjects {
@@ -189,4 +203,37 @@ fn verify_config(actual: &stream::Config, wanted: &stream::Config) -> anyhow::Re
         tracing::warn!(stream = %actual.name, "the event stream allows deleting or purging events");
     }
     Ok(())
+}
+
+/// The first nats-server release whose appends natter checks against another subject.
+const OTHER_SUBJECT_GUARD: (u64, u64, u64) = (2, 12, 2);
+
+/// Whether a version such as `2.12.2`, `v2.15.1` or `2.13.0-beta` is at least `least`.
+fn version_at_least(version: &str, least: (u64, u64, u64)) -> bool {
+    let mut parts = version
+        .trim_start_matches('v')
+        .split(['.', '-'])
+        .map(|p| p.parse::<u64>().ok());
+    let mut next = || parts.next().flatten();
+    match (next(), next(), next()) {
+        (Some(a), Some(b), Some(c)) => (a, b, c) >= least,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::version_at_least;
+
+    #[test]
+    fn versions_compare_by_release() {
+        let least = (2, 12, 2);
+        assert!(!version_at_least("2.9.10", least));
+        assert!(!version_at_least("2.11.9", least));
+        assert!(!version_at_least("2.12.1", least));
+        assert!(version_at_least("2.12.2", least));
+        assert!(version_at_least("v2.15.1", least));
+        assert!(version_at_least("3.0.0-beta", least));
+        assert!(!version_at_least("garbage", least));
+    }
 }
