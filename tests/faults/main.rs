@@ -9,6 +9,7 @@
 //! The tests start their own nats-server processes and proxies; they never touch the
 //! machine's shared servers but for their own stream, prefix and database.
 
+mod checks;
 mod cluster;
 mod edge;
 mod read_side;

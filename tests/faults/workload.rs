@@ -3,7 +3,7 @@
 //! retried with the same key until acknowledged), and a websocket reader follows the room,
 //! resuming with `since` after every disconnect.
 //!
-//! One file, over 400 lines: the load and its checks are one instrument.
+//! What a run must have left behind is checked in `checks.rs`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,8 +14,7 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-/// Codes a failed request may carry while a fault lasts (with their statuses).
-const FAULT_CODES: &[(u16, &str)] = &[(503, "unavailable"), (504, "stale"), (409, "in_progress")];
+use crate::checks;
 
 /// One send attempt as the client saw it.
 #[derive(Debug, Clone)]
@@ -176,7 +175,8 @@ impl Workload {
 
     /// Stops the load (the message in flight is finished) and checks, from the outside, that
     /// every acknowledged message is in the read model, the history and the websocket
-    /// frames exactly once and in order, and every failure was a clean error of the contract.
+    /// frames exactly once and in order, and every failure was a clean error of the contract
+    /// (the checks are in `checks.rs`).
     pub async fn finish_and_verify(mut self, query_base: &str) -> Report {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(s) = self.sender.take() {
@@ -186,107 +186,19 @@ impl Workload {
                 .unwrap();
         }
         let attempts = self.attempts.lock().unwrap().clone();
-        let mut acked: Vec<(usize, u64)> = attempts
-            .iter()
-            .filter_map(|a| a.outcome.as_ref().ok().map(|p| (a.n, *p)))
-            .collect();
-        acked.sort();
-        let count = acked.len();
-        assert!(count > 0, "nothing was sent");
-        for (i, (n, _)) in acked.iter().enumerate() {
-            assert_eq!(*n, i, "message {i} was acknowledged once, in turn");
-        }
-        let positions: Vec<u64> = acked.iter().map(|(_, p)| *p).collect();
-        assert!(
-            positions.windows(2).all(|w| w[0] < w[1]),
-            "acknowledged positions increase: {positions:?}"
-        );
-        let last = *positions.last().unwrap();
+        let positions = checks::acknowledged_once_in_turn(&attempts);
+        checks::failures_are_clean(&attempts);
+        let count = positions.len();
         let expected: Vec<String> = (0..count).map(|n| format!("m{n}")).collect();
+        let reader = checks::Reader {
+            base: query_base,
+            room: &self.room,
+            token: &self.token,
+        };
+        checks::read_model_holds(&reader, &positions, &expected).await;
+        checks::history_holds(&reader, &expected).await;
 
-        for a in &attempts {
-            if let Err((status, code)) = &a.outcome {
-                assert!(
-                    FAULT_CODES.contains(&(*status, code.as_str())),
-                    "send {} failed with {status} {code:?}, not a clean error of the contract",
-                    a.n
-                );
-            }
-        }
-
-        // The read model, paged forward, once it has applied the last acknowledged send.
-        let client = client();
-        let mut from_reads = Vec::new();
-        let mut after = 0;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let r = client
-                .get(format!(
-                    "{query_base}/api/v1/rooms/{}/messages?after={after}&limit=100&min_position={last}",
-                    self.room
-                ))
-                .bearer_auth(&self.token)
-                .send()
-                .await;
-            let Ok(r) = r else {
-                assert!(Instant::now() < deadline, "the read model never answered");
-                continue;
-            };
-            if r.status() != 200 {
-                assert!(
-                    Instant::now() < deadline,
-                    "the read model did not catch up: {}",
-                    r.status()
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-            let page: Value = r.json().await.unwrap();
-            let messages = page["messages"].as_array().unwrap();
-            for m in messages {
-                from_reads.push((
-                    m["position"].as_u64().unwrap(),
-                    m["content"].as_str().unwrap().to_string(),
-                ));
-            }
-            match messages.last() {
-                Some(m) if page["has_more"] == true => after = m["position"].as_u64().unwrap(),
-                _ => break,
-            }
-        }
-        let read_contents: Vec<String> = from_reads.iter().map(|(_, c)| c.clone()).collect();
-        assert_eq!(
-            read_contents, expected,
-            "the read model holds every message once, in order"
-        );
-        let read_positions: Vec<u64> = from_reads.iter().map(|(p, _)| *p).collect();
-        assert_eq!(
-            read_positions, positions,
-            "at the positions the sends were answered with"
-        );
-
-        // The history, from the log.
-        let text = client
-            .get(format!("{query_base}/api/v1/rooms/{}/events", self.room))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let history: Vec<String> = text
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .filter(|e| e["type"] == "message.sent")
-            .map(|e| e["data"]["content"].as_str().unwrap().to_string())
-            .collect();
-        assert_eq!(
-            history, expected,
-            "the log holds every message once, in order"
-        );
-
-        // The websocket: every frame chained to the one before it, every message once.
+        // The websocket, once its reader has seen every message.
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let seen = self
@@ -310,25 +222,7 @@ impl Workload {
             r.abort();
         }
         let frames = self.frames.lock().unwrap().clone();
-        let mut previous = 0;
-        for f in &frames {
-            assert_eq!(
-                f["prev_position"].as_u64(),
-                Some(previous),
-                "frame at {} follows the one before it without a gap",
-                f["position"]
-            );
-            previous = f["position"].as_u64().unwrap();
-        }
-        let socket: Vec<String> = frames
-            .iter()
-            .filter(|f| f["event"]["type"] == "message.sent")
-            .map(|f| f["event"]["data"]["content"].as_str().unwrap().to_string())
-            .collect();
-        assert_eq!(
-            socket, expected,
-            "the websocket delivered every message once, in order"
-        );
+        checks::socket_holds(&frames, &expected);
         let failures = attempts.iter().filter(|a| a.outcome.is_err()).count();
         Report {
             acked: count,

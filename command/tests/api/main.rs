@@ -8,6 +8,7 @@ mod owners;
 mod pairs;
 mod profile;
 mod races;
+mod refusals;
 mod services;
 mod stream;
 mod tokens;
